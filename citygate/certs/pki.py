@@ -1,0 +1,586 @@
+"""A small certificate authority for citygate, built on ``cryptography``.
+
+Two separate trust roots (see docs/PKI.md for why):
+
+- the **device CA** signs device certificates only. The broker's device
+  listener trusts this CA and nothing else, so a gateway or server
+  certificate cannot even connect there, and no device certificate is
+  trusted anywhere else;
+- the **infrastructure CA** signs gateway certificates (clientAuth) and
+  server certificates (serverAuth, with SANs): the broker's and the cloud's
+  TLS servers, and the gateway's client identity at the broker's gateway
+  listener and at the cloud.
+
+On disk (``<dir>``)::
+
+    device-ca/  ca.pem  ca.key (0600)  crl.pem
+    infra-ca/   ca.pem  ca.key (0600)  crl.pem
+    issued/device/<id>/  cert.pem  key.pem (0600)  chain.pem   (+ archive/ on renewal)
+    issued/gateway/<id>/ ...
+    issued/server/<host>/ ...
+    index.json       every certificate ever issued, with revocation state
+    inventory.json   the device inventory (unless configured elsewhere)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import ipaddress
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import orjson
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from citygate.certs.settings import PkiSettings
+from citygate.contract.ids import validate_hostname, validate_id
+from citygate.contract.inventory import DeviceRecord, Inventory
+from citygate.errors import AlreadyExistsError, NotFoundError, PkiError
+from citygate.fsutil import atomic_write
+
+INDEX_FORMAT = 1
+_CLOCK_SKEW = dt.timedelta(minutes=5)  # not_before slack for devices with slightly late clocks
+
+
+class CertKind(StrEnum):
+    DEVICE = "device"
+    GATEWAY = "gateway"
+    SERVER = "server"
+
+
+class CaName(StrEnum):
+    DEVICE = "device-ca"
+    INFRA = "infra-ca"
+
+
+def ca_for(kind: CertKind) -> CaName:
+    """Which CA signs which kind: the heart of the trust separation."""
+    return CaName.DEVICE if kind is CertKind.DEVICE else CaName.INFRA
+
+
+def identity_uri(kind: CertKind, name: str) -> str:
+    """The SAN URI that names a certificate's role and identity."""
+    return f"urn:citygate:{kind.value}:{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCert:
+    """One entry of the index: a certificate the CA issued."""
+
+    kind: CertKind
+    name: str
+    serial: int
+    not_before: dt.datetime
+    not_after: dt.datetime
+    revoked_at: dt.datetime | None = None
+    revocation_reason: str | None = None
+    superseded: bool = False  # replaced by a renewal; still valid until it expires
+
+    @property
+    def ca(self) -> CaName:
+        return ca_for(self.kind)
+
+    def status(self, now: dt.datetime | None = None) -> str:
+        now = now or _now()
+        if self.revoked_at is not None:
+            return "revoked"
+        if now >= self.not_after:
+            return "expired"
+        if now < self.not_before:
+            return "not yet valid"
+        return "superseded" if self.superseded else "valid"
+
+    def days_left(self, now: dt.datetime | None = None) -> float:
+        return (self.not_after - (now or _now())).total_seconds() / 86400.0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kind": self.kind.value,
+            "name": self.name,
+            "serial": format(self.serial, "x"),
+            "not_before": self.not_before.isoformat(),
+            "not_after": self.not_after.isoformat(),
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "revocation_reason": self.revocation_reason,
+            "superseded": self.superseded,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, object]) -> IssuedCert:
+        revoked = d.get("revoked_at")
+        reason = d.get("revocation_reason")
+        return cls(
+            kind=CertKind(str(d["kind"])),
+            name=str(d["name"]),
+            serial=int(str(d["serial"]), 16),
+            not_before=dt.datetime.fromisoformat(str(d["not_before"])),
+            not_after=dt.datetime.fromisoformat(str(d["not_after"])),
+            revoked_at=dt.datetime.fromisoformat(str(revoked)) if revoked else None,
+            revocation_reason=str(reason) if reason else None,
+            superseded=bool(d.get("superseded", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CertFiles:
+    """Where an issued identity's files are."""
+
+    cert: Path
+    key: Path
+    chain: Path  # cert followed by its CA certificate
+
+
+@dataclass(slots=True)
+class _Index:
+    certs: list[IssuedCert] = field(default_factory=list)
+    crl_numbers: dict[str, int] = field(default_factory=dict)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    """Write a key 0600, refusing to replace an existing file."""
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as e:
+        raise AlreadyExistsError(f"refusing to overwrite existing private key {path}") from e
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class Pki:
+    """The certificate authority in one directory. Create with :meth:`init`, open with the constructor."""
+
+    def __init__(self, settings: PkiSettings) -> None:
+        self.settings = settings
+        self.dir = settings.dir
+        if not (self._ca_dir(CaName.DEVICE) / "ca.pem").exists():
+            raise NotFoundError(
+                f"no CA in {self.dir}; create one with 'citygate pki init --dir {self.dir}'"
+            )
+
+    # -- paths -----------------------------------------------------------------
+
+    def _ca_dir(self, ca: CaName) -> Path:
+        return self.dir / ca.value
+
+    def ca_cert_path(self, ca: CaName) -> Path:
+        return self._ca_dir(ca) / "ca.pem"
+
+    def crl_path(self, ca: CaName) -> Path:
+        return self._ca_dir(ca) / "crl.pem"
+
+    @property
+    def inventory_path(self) -> Path:
+        return self.settings.inventory_path
+
+    def files(self, kind: CertKind, name: str) -> CertFiles:
+        d = self.dir / "issued" / kind.value / name
+        return CertFiles(cert=d / "cert.pem", key=d / "key.pem", chain=d / "chain.pem")
+
+    # -- creation --------------------------------------------------------------
+
+    @classmethod
+    def init(cls, settings: PkiSettings, *, now: dt.datetime | None = None) -> Pki:
+        """Create both CAs, empty CRLs and an index. Refuses an existing CA."""
+        now = now or _now()
+        root = settings.dir
+        root.mkdir(parents=True, exist_ok=True)
+        os.chmod(root, 0o700)
+        for ca in CaName:
+            d = root / ca.value
+            if (d / "ca.key").exists() or (d / "ca.pem").exists():
+                raise AlreadyExistsError(f"a CA already exists in {d}; refusing to overwrite it")
+        for ca in CaName:
+            d = root / ca.value
+            d.mkdir(mode=0o700, exist_ok=True)
+            key = ec.generate_private_key(ec.SECP256R1())
+            _write_private_key(d / "ca.key", key)
+            title = "device CA" if ca is CaName.DEVICE else "infrastructure CA"
+            subject = x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, settings.organization),
+                    x509.NameAttribute(NameOID.COMMON_NAME, f"{settings.organization} {title}"),
+                ]
+            )
+            cert = (
+                x509.CertificateBuilder()
+                .subject_name(subject)
+                .issuer_name(subject)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - _CLOCK_SKEW)
+                .not_valid_after(now + dt.timedelta(days=settings.ca_days))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                .add_extension(
+                    x509.KeyUsage(
+                        digital_signature=True,
+                        content_commitment=False,
+                        key_encipherment=False,
+                        data_encipherment=False,
+                        key_agreement=False,
+                        key_cert_sign=True,
+                        crl_sign=True,
+                        encipher_only=False,
+                        decipher_only=False,
+                    ),
+                    critical=True,
+                )
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+                .sign(key, hashes.SHA256())
+            )
+            atomic_write(d / "ca.pem", cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+        pki = cls(settings)
+        with pki._locked() as index:
+            pki._save_index(index)
+            pki._write_crls(index, now)
+        return pki
+
+    # -- index -----------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[_Index]:
+        """Hold the CA lock while reading and changing the index (several CLIs may run)."""
+        lock_path = self.dir / ".lock"
+        with lock_path.open("a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield self._load_index()
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _load_index(self) -> _Index:
+        path = self.dir / "index.json"
+        try:
+            doc = orjson.loads(path.read_bytes())
+        except FileNotFoundError:
+            return _Index()
+        except (OSError, orjson.JSONDecodeError) as e:
+            raise PkiError(f"cannot read the certificate index {path}: {e}") from e
+        if doc.get("format") != INDEX_FORMAT:
+            raise PkiError(f"{path}: unknown index format {doc.get('format')!r}")
+        return _Index(
+            certs=[IssuedCert.from_json(c) for c in doc["certs"]],
+            crl_numbers={str(k): int(v) for k, v in doc.get("crl_numbers", {}).items()},
+        )
+
+    def _save_index(self, index: _Index) -> None:
+        doc = {
+            "format": INDEX_FORMAT,
+            "certs": [c.to_json() for c in index.certs],
+            "crl_numbers": index.crl_numbers,
+        }
+        atomic_write(self.dir / "index.json", orjson.dumps(doc, option=orjson.OPT_INDENT_2), mode=0o644)
+
+    def certificates(self) -> list[IssuedCert]:
+        """Every certificate issued, oldest first."""
+        return list(self._load_index().certs)
+
+    def ca_certificates(self) -> dict[CaName, x509.Certificate]:
+        return {ca: x509.load_pem_x509_certificate(self.ca_cert_path(ca).read_bytes()) for ca in CaName}
+
+    def _ca_key(self, ca: CaName) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        cert = x509.load_pem_x509_certificate(self.ca_cert_path(ca).read_bytes())
+        key = serialization.load_pem_private_key((self._ca_dir(ca) / "ca.key").read_bytes(), None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise PkiError(f"{ca.value} key is not an EC key")
+        return cert, key
+
+    # -- issuing ---------------------------------------------------------------
+
+    def issue_device(
+        self,
+        record: DeviceRecord,
+        *,
+        days: int | None = None,
+        not_before: dt.datetime | None = None,
+        renew: bool = False,
+    ) -> CertFiles:
+        """Issue a device certificate and register the device in the inventory."""
+        return self.issue_devices([record], days=days, not_before=not_before, renew=renew)[0]
+
+    def issue_devices(
+        self,
+        records: Sequence[DeviceRecord],
+        *,
+        days: int | None = None,
+        not_before: dt.datetime | None = None,
+        renew: bool = False,
+    ) -> list[CertFiles]:
+        """Issue many device certificates under one lock and one index/inventory write."""
+        names = [r.device_id for r in records]
+        return self._issue_many(
+            CertKind.DEVICE, names, days=days or self.settings.device_days,
+            not_before=not_before, renew=renew, register=records,
+        )
+
+    def issue_gateway(
+        self, gateway_id: str, *, days: int | None = None,
+        not_before: dt.datetime | None = None, renew: bool = False,
+    ) -> CertFiles:
+        return self._issue_many(
+            CertKind.GATEWAY, [gateway_id], days=days or self.settings.gateway_days,
+            not_before=not_before, renew=renew,
+        )[0]
+
+    def issue_server(
+        self, hostname: str, *, ips: Sequence[str] = (), extra_dns: Sequence[str] = (),
+        days: int | None = None, renew: bool = False,
+    ) -> CertFiles:
+        validate_hostname(hostname)
+        for name in extra_dns:
+            validate_hostname(name)
+        try:
+            addresses = [ipaddress.ip_address(ip) for ip in ips]
+        except ValueError as e:
+            raise PkiError(f"invalid IP address for a server certificate: {e}") from e
+        sans: list[x509.GeneralName] = [x509.DNSName(hostname)]
+        sans += [x509.DNSName(n) for n in extra_dns]
+        sans += [x509.IPAddress(a) for a in addresses]
+        return self._issue_many(
+            CertKind.SERVER, [hostname], days=days or self.settings.server_days,
+            not_before=None, renew=renew, server_sans=sans,
+        )[0]
+
+    def _issue_many(
+        self,
+        kind: CertKind,
+        names: Sequence[str],
+        *,
+        days: int,
+        not_before: dt.datetime | None,
+        renew: bool,
+        server_sans: list[x509.GeneralName] | None = None,
+        register: Sequence[DeviceRecord] = (),
+    ) -> list[CertFiles]:
+        if kind is not CertKind.SERVER:
+            for name in names:
+                validate_id(name, kind=f"{kind.value} id")
+        if len(set(names)) != len(names):
+            raise PkiError("the same name appears twice in one request")
+        ca = ca_for(kind)
+        ca_cert, ca_key = self._ca_key(ca)
+        ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
+        start = not_before or (_now() - _CLOCK_SKEW)
+        end = start + dt.timedelta(days=days)
+        if end > ca_cert.not_valid_after_utc:
+            raise PkiError(
+                f"a {days}-day certificate would outlive the {ca.value} "
+                f"(valid until {ca_cert.not_valid_after_utc:%Y-%m-%d})"
+            )
+        out: list[CertFiles] = []
+        with self._locked() as index:
+            current = {(c.kind, c.name) for c in index.certs if not c.superseded}
+            for name in names:
+                if (kind, name) in current and not renew:
+                    raise AlreadyExistsError(
+                        f"{kind.value} {name!r} already has a certificate; "
+                        "use --renew to issue a new key and certificate"
+                    )
+            for name in names:
+                files = self.files(kind, name)
+                if renew:
+                    self._archive(files)
+                    index.certs = [
+                        _superseded(c) if (c.kind, c.name) == (kind, name) else c for c in index.certs
+                    ]
+                files.cert.parent.mkdir(parents=True, exist_ok=True)
+                key = ec.generate_private_key(ec.SECP256R1())
+                cert = _build_leaf(
+                    kind, name, key.public_key(), ca_cert, ca_key, start, end,
+                    self.settings.organization, server_sans,
+                )
+                _write_private_key(files.key, key)
+                pem = cert.public_bytes(serialization.Encoding.PEM)
+                atomic_write(files.cert, pem, mode=0o644)
+                atomic_write(files.chain, pem + ca_pem, mode=0o644)
+                index.certs.append(
+                    IssuedCert(kind=kind, name=name, serial=cert.serial_number,
+                               not_before=start, not_after=end)
+                )
+                out.append(files)
+            self._save_index(index)
+            if register:
+                # Under the CA lock, so concurrent issuers do not lose each other's devices.
+                Inventory.load(self.inventory_path).with_devices(*register).save(self.inventory_path)
+        return out
+
+    def _archive(self, files: CertFiles) -> None:
+        if not files.cert.exists():
+            return
+        cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
+        archive = files.cert.parent / "archive" / format(cert.serial_number, "x")
+        archive.mkdir(parents=True, exist_ok=True)
+        for p in (files.cert, files.key, files.chain):
+            if p.exists():
+                p.replace(archive / p.name)
+
+    # -- revocation ------------------------------------------------------------
+
+    def revoke(
+        self, name: str, *, kind: CertKind | None = None, reason: str = "unspecified",
+        now: dt.datetime | None = None,
+    ) -> list[IssuedCert]:
+        """Revoke every unrevoked certificate of ``name`` and re-sign the CRLs."""
+        now = now or _now()
+        with self._locked() as index:
+            matches = [c for c in index.certs if c.name == name and (kind is None or c.kind is kind)]
+            kinds = {c.kind for c in matches}
+            if not matches:
+                raise NotFoundError(f"no certificate was issued for {name!r}")
+            if len(kinds) > 1:
+                raise PkiError(
+                    f"{name!r} names certificates of several kinds ({', '.join(sorted(kinds))}); "
+                    "say which with --kind"
+                )
+            revoked: list[IssuedCert] = []
+            new_certs = []
+            for c in index.certs:
+                if c in matches and c.revoked_at is None:
+                    c = IssuedCert(
+                        kind=c.kind, name=c.name, serial=c.serial, not_before=c.not_before,
+                        not_after=c.not_after, revoked_at=now, revocation_reason=reason,
+                        superseded=c.superseded,
+                    )
+                    revoked.append(c)
+                new_certs.append(c)
+            index.certs = new_certs
+            self._save_index(index)
+            self._write_crls(index, now)
+        return revoked
+
+    def write_crls(self, now: dt.datetime | None = None) -> dict[CaName, Path]:
+        """Re-sign both CRLs with a fresh nextUpdate (run this regularly, e.g. daily)."""
+        with self._locked() as index:
+            self._write_crls(index, now or _now())
+            self._save_index(index)
+        return {ca: self.crl_path(ca) for ca in CaName}
+
+    def _write_crls(self, index: _Index, now: dt.datetime) -> None:
+        for ca in CaName:
+            ca_cert, ca_key = self._ca_key(ca)
+            number = index.crl_numbers.get(ca.value, 0) + 1
+            index.crl_numbers[ca.value] = number
+            builder = (
+                x509.CertificateRevocationListBuilder()
+                .issuer_name(ca_cert.subject)
+                .last_update(now)
+                .next_update(now + dt.timedelta(days=self.settings.crl_days))
+                .add_extension(x509.CRLNumber(number), critical=False)
+            )
+            for c in index.certs:
+                if c.ca is ca and c.revoked_at is not None:
+                    builder = builder.add_revoked_certificate(
+                        x509.RevokedCertificateBuilder()
+                        .serial_number(c.serial)
+                        .revocation_date(c.revoked_at)
+                        .build()
+                    )
+            crl = builder.sign(ca_key, hashes.SHA256())
+            atomic_write(self.crl_path(ca), crl.public_bytes(serialization.Encoding.PEM), mode=0o644)
+        self._save_index(index)
+
+    def crl_next_update(self, ca: CaName) -> dt.datetime | None:
+        crl = x509.load_pem_x509_crl(self.crl_path(ca).read_bytes())
+        return crl.next_update_utc
+
+
+def _superseded(c: IssuedCert) -> IssuedCert:
+    return IssuedCert(
+        kind=c.kind, name=c.name, serial=c.serial, not_before=c.not_before, not_after=c.not_after,
+        revoked_at=c.revoked_at, revocation_reason=c.revocation_reason, superseded=True,
+    )
+
+
+def _build_leaf(
+    kind: CertKind,
+    name: str,
+    public_key: ec.EllipticCurvePublicKey,
+    ca_cert: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    start: dt.datetime,
+    end: dt.datetime,
+    organization: str,
+    server_sans: list[x509.GeneralName] | None,
+) -> x509.Certificate:
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"{kind.value}s"),
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+        ]
+    )
+    if kind is CertKind.SERVER:
+        eku = [ExtendedKeyUsageOID.SERVER_AUTH]
+        sans = server_sans or [x509.DNSName(name)]
+    else:
+        eku = [ExtendedKeyUsageOID.CLIENT_AUTH]
+        sans = [x509.UniformResourceIdentifier(identity_uri(kind, name))]
+    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def certificate_identity(cert: x509.Certificate) -> tuple[CertKind, str] | None:
+    """(kind, name) from a citygate certificate's SAN URI, or None if it has none."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
+        parts = uri.split(":", 3)
+        if len(parts) == 4 and parts[:2] == ["urn", "citygate"] and parts[2] in {"device", "gateway"}:
+            return CertKind(parts[2]), parts[3]
+    return None
+
+
+def days_left(cert_path: Path, now: dt.datetime | None = None) -> float:
+    """Days until the certificate at ``cert_path`` expires (negative once expired)."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    return (cert.not_valid_after_utc - (now or _now())).total_seconds() / 86400.0

@@ -1,0 +1,115 @@
+"""A local InfluxDB 1.x server (Debian package ``influxdb``): ``/write`` and ``/query``."""
+
+from __future__ import annotations
+
+import shutil
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import orjson
+
+from citygate.servers.process import ManagedProcess, ServerStartError, free_port
+
+_CONFIG = """\
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+
+[meta]
+  dir = "{dir}/meta"
+
+[data]
+  dir = "{dir}/data"
+  wal-dir = "{dir}/wal"
+  query-log-enabled = false
+  # Commit the WAL at every write: an acknowledged write must survive a crash.
+  wal-fsync-delay = "0s"
+
+[coordinator]
+  log-queries-after = "0s"
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{http_port}"
+  auth-enabled = false
+  log-enabled = false
+  max-body-size = 67108864
+
+[logging]
+  level = "warn"
+
+[subscriber]
+  enabled = false
+
+[continuous_queries]
+  enabled = false
+"""
+
+
+def influxd_binary() -> str:
+    found = shutil.which("influxd")
+    if not found:
+        raise ServerStartError("influxd is not installed (Debian: apt-get install influxdb)")
+    return found
+
+
+class LocalInfluxDB:
+    """InfluxDB 1.x on a free loopback port, data in ``workdir``."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.http_port = free_port()
+        self.config_path = workdir / "influxdb.conf"
+        self.config_path.write_text(
+            _CONFIG.format(dir=workdir, rpc_port=free_port(), http_port=self.http_port)
+        )
+        self.process = ManagedProcess(
+            "influxd", [influxd_binary(), "-config", str(self.config_path)],
+            log_path=workdir / "influxd.log",
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def ping(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as r:  # noqa: S310 - loopback URL we built
+                return bool(r.status == 204)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def start(self) -> None:
+        self.process.start(self.ping, timeout=30)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    # -- small client for tests and tools (the product's sink lives in cloud/) --
+
+    def query(self, q: str, db: str | None = None) -> dict[str, object]:
+        params = {"q": q, "epoch": "ns"}
+        if db:
+            params["db"] = db
+        data = urllib.parse.urlencode(params).encode()
+        req = urllib.request.Request(f"{self.url}/query", data=data, method="POST")  # noqa: S310
+        with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310
+            doc: dict[str, object] = orjson.loads(r.read())
+        return doc
+
+    def create_database(self, db: str) -> None:
+        self.query(f'CREATE DATABASE "{db}"')
+
+    def write(self, db: str, line_protocol: bytes, precision: str = "ns") -> int:
+        qs = urllib.parse.urlencode({"db": db, "precision": precision})
+        req = urllib.request.Request(f"{self.url}/write?{qs}", data=line_protocol, method="POST")  # noqa: S310
+        with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310
+            return int(r.status)

@@ -1,0 +1,81 @@
+"""A local VictoriaMetrics (Debian ``victoria-metrics``): accepts InfluxDB's v2 write API."""
+
+from __future__ import annotations
+
+import shutil
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import orjson
+
+from citygate.servers.process import ManagedProcess, ServerStartError, free_port
+
+
+def vm_binary() -> str:
+    found = shutil.which("victoria-metrics")
+    if not found:
+        raise ServerStartError(
+            "victoria-metrics is not installed (Debian: apt-get install victoria-metrics)"
+        )
+    return found
+
+
+class LocalVictoriaMetrics:
+    """Single-node VictoriaMetrics on a free loopback port.
+
+    Started with ``-dedup.minScrapeInterval=1ms`` so that a replayed sample of
+    the same series and timestamp is kept once (idempotent retries), and with
+    no query latency offset so that tests see what was just written.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.http_port = free_port()
+        self.process = ManagedProcess(
+            "victoria-metrics",
+            [
+                vm_binary(),
+                f"-storageDataPath={workdir / 'data'}",
+                f"-httpListenAddr=127.0.0.1:{self.http_port}",
+                "-dedup.minScrapeInterval=1ms",
+                "-search.latencyOffset=0s",
+                "-search.disableCache",
+                "-retentionPeriod=100y",
+                "-loggerLevel=WARN",
+            ],
+            log_path=workdir / "victoria-metrics.log",
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as r:  # noqa: S310 - loopback
+                return bool(r.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def start(self) -> None:
+        self.process.start(self.healthy, timeout=30)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def flush(self) -> None:
+        """Make just-written samples searchable now."""
+        with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=10):  # noqa: S310
+            pass
+
+    def export(self, match: str) -> list[dict[str, object]]:
+        """Raw samples of the series matching ``match`` (JSON lines from /api/v1/export)."""
+        qs = urllib.parse.urlencode({"match[]": match})
+        with urllib.request.urlopen(f"{self.url}/api/v1/export?{qs}", timeout=30) as r:  # noqa: S310
+            return [orjson.loads(line) for line in r.read().splitlines() if line.strip()]

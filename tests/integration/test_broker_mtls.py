@@ -1,0 +1,135 @@
+"""The broker harness, proven against a real Mosquitto with mTLS.
+
+A device may publish only on its own topic; no certificate, another CA, an
+expired and a revoked certificate are all refused; trust is separated between
+the device listener and the gateway listener.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from citygate.certs.pki import CaName, CertKind
+from citygate.contract.topics import TELEMETRY_FILTER, telemetry_topic
+from tests.conftest import GATEWAY_ID, PkiBundle
+from tests.mqtt_helpers import Connection, connect
+
+pytestmark = pytest.mark.servers
+
+
+def _device(test_pki: PkiBundle, broker, device_id: str, *, pki=None, client_id=None) -> Connection:
+    pki = pki or test_pki.pki
+    files = pki.files(CertKind.DEVICE, device_id)
+    return connect(broker.device_port, ca=test_pki.infra_ca, cert=files.cert, key=files.key,
+                   client_id=client_id or f"{device_id}-{uuid.uuid4().hex[:6]}")
+
+
+def _gateway(test_pki: PkiBundle, broker) -> Connection:
+    files = test_pki.gateway()
+    conn = connect(broker.gateway_port, ca=test_pki.infra_ca, cert=files.cert, key=files.key,
+                   client_id=f"{GATEWAY_ID}-{uuid.uuid4().hex[:6]}")
+    assert conn.connected, conn.reason
+    conn.subscribe(TELEMETRY_FILTER)
+    return conn
+
+
+def test_device_publishes_on_its_own_topic(test_pki, broker):
+    gw = _gateway(test_pki, broker)
+    dev = _device(test_pki, broker, "dev-a")
+    try:
+        assert dev.connected, dev.reason
+        dev.publish(telemetry_topic("dev-a"), b'{"seq":1}')
+        assert gw.wait_for(lambda m: (telemetry_topic("dev-a"), b'{"seq":1}') in m, timeout=10)
+    finally:
+        dev.close()
+        gw.close()
+
+
+def test_device_cannot_publish_on_another_devices_topic(test_pki, broker):
+    gw = _gateway(test_pki, broker)
+    dev = _device(test_pki, broker, "dev-a")
+    try:
+        assert dev.connected, dev.reason
+        forged = b'{"forged":true}'
+        dev.publish(telemetry_topic("dev-b"), forged)
+        # Messages of one client arrive in order: once the later, allowed one is
+        # here, the forged one would have been delivered already had it been let through.
+        dev.publish(telemetry_topic("dev-a"), b"sentinel")
+        assert gw.wait_for(lambda m: (telemetry_topic("dev-a"), b"sentinel") in m, timeout=10)
+        time.sleep(0.3)
+        assert not any(topic == telemetry_topic("dev-b") for topic, _ in gw.messages)
+    finally:
+        dev.close()
+        gw.close()
+
+
+def test_no_client_certificate_is_refused(test_pki, broker):
+    conn = connect(broker.device_port, ca=test_pki.infra_ca, cert=None, key=None, client_id="nocert")
+    assert not conn.connected, "a client without a certificate was accepted"
+
+
+def test_certificate_from_another_ca_is_refused(test_pki, broker):
+    conn = _device(test_pki, broker, "dev-foreign", pki=test_pki.other_pki)
+    assert not conn.connected, "a certificate from an unrelated CA was accepted"
+    # Even with the name of a real device.
+    conn = _device(test_pki, broker, "dev-a", pki=test_pki.other_pki)
+    assert not conn.connected
+
+
+def test_expired_certificate_is_refused(test_pki, broker):
+    conn = _device(test_pki, broker, "dev-expired")
+    assert not conn.connected, "an expired certificate was accepted"
+
+
+def test_revoked_certificate_is_refused_after_crl_reload(test_pki, broker):
+    # Before revocation the same certificate works: the refusal below is the CRL's doing.
+    conn = _device(test_pki, broker, "dev-revoked")
+    assert conn.connected, conn.reason
+    conn.close()
+    test_pki.pki.revoke("dev-revoked", reason="keyCompromise")
+    broker.reload()
+    deadline = time.monotonic() + 10
+    while True:
+        conn = _device(test_pki, broker, "dev-revoked")
+        if not conn.connected:
+            break
+        conn.close()
+        assert time.monotonic() < deadline, "revoked certificate still accepted 10 s after reload"
+        time.sleep(0.2)
+    # Others are unaffected.
+    ok = _device(test_pki, broker, "dev-a")
+    assert ok.connected, ok.reason
+    ok.close()
+
+
+def test_device_certificate_is_refused_on_the_gateway_listener(test_pki, broker):
+    files = test_pki.device("dev-a")
+    conn = connect(broker.gateway_port, ca=test_pki.infra_ca, cert=files.cert, key=files.key,
+                   client_id="dev-a-as-gateway")
+    assert not conn.connected, "a device certificate was accepted where only gateways may connect"
+
+
+def test_gateway_certificate_is_refused_on_the_device_listener(test_pki, broker):
+    files = test_pki.gateway()
+    conn = connect(broker.device_port, ca=test_pki.infra_ca, cert=files.cert, key=files.key,
+                   client_id="gw-as-device")
+    assert not conn.connected, "a gateway certificate was accepted on the device listener"
+
+
+def test_server_certificate_cannot_act_as_a_client(test_pki, broker):
+    files = test_pki.pki.files(CertKind.SERVER, "localhost")
+    conn = connect(broker.gateway_port, ca=test_pki.infra_ca, cert=files.cert, key=files.key,
+                   client_id="server-as-gateway")
+    assert not conn.connected, "a serverAuth-only certificate was accepted as a client"
+
+
+def test_device_trusts_the_broker_only_through_the_infrastructure_ca(test_pki, broker):
+    # A device that trusts only the device CA cannot verify the broker: the
+    # broker's server certificate comes from the infrastructure CA.
+    files = test_pki.device("dev-a")
+    conn = connect(broker.device_port, ca=test_pki.pki.ca_cert_path(CaName.DEVICE),
+                   cert=files.cert, key=files.key, client_id="dev-a-wrong-trust")
+    assert not conn.connected
