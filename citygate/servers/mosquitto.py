@@ -57,7 +57,7 @@ class MosquittoConfig:
     log_file: Path | None = None
     # QoS1 messages queued per client beyond which Mosquitto silently drops:
     # sized for the agent's persistent session across a restart (PITFALLS.md).
-    max_queued_messages: int = 1_000_000
+    max_queued_messages: int = 200_000
     max_queued_bytes: int = 0
     max_inflight_messages: int = 1000
     autosave_interval: int = 60
@@ -123,7 +123,7 @@ class LocalMosquitto:
     """A real broker on free loopback ports, configured from a citygate PKI."""
 
     def __init__(self, workdir: Path, pki: Pki, *, server_name: str = "localhost",
-                 max_queued_messages: int = 1_000_000, autosave_interval: int = 60) -> None:
+                 max_queued_messages: int = 200_000, autosave_interval: int = 60) -> None:
         self.workdir = workdir
         self.pki = pki
         workdir.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -74,8 +75,18 @@ class LocalVictoriaMetrics:
         with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=10):  # noqa: S310
             pass
 
-    def export(self, match: str) -> list[dict[str, object]]:
-        """Raw samples of the series matching ``match`` (JSON lines from /api/v1/export)."""
+    def export(self, match: str, *, min_series: int = 0, timeout: float = 10.0) -> list[dict[str, object]]:
+        """Raw samples of the series matching ``match`` (JSON lines from /api/v1/export).
+
+        Fresh samples become searchable a moment after a flush: with
+        ``min_series`` the call polls until that many series are visible.
+        """
         qs = urllib.parse.urlencode({"match[]": match})
-        with urllib.request.urlopen(f"{self.url}/api/v1/export?{qs}", timeout=30) as r:  # noqa: S310
-            return [orjson.loads(line) for line in r.read().splitlines() if line.strip()]
+        deadline = time.monotonic() + timeout
+        while True:
+            self.flush()
+            with urllib.request.urlopen(f"{self.url}/api/v1/export?{qs}", timeout=30) as r:  # noqa: S310
+                rows = [orjson.loads(line) for line in r.read().splitlines() if line.strip()]
+            if len(rows) >= min_series or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.1)
