@@ -20,8 +20,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from citygate.errors import ConfigError
 
-_FILE_VALUES: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "citygate_config_file_values", default={}
+_FILE_VALUES: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "citygate_config_file_values", default=None
 )
 
 
@@ -29,11 +29,11 @@ class _TomlSectionSource(PydanticBaseSettingsSource):
     """Values of one ``[section]`` of the TOML config file being loaded."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        values = _FILE_VALUES.get()
+        values = _FILE_VALUES.get() or {}
         return values.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_FILE_VALUES.get())
+        return dict(_FILE_VALUES.get() or {})
 
 
 def read_toml_section(path: Path, section: str) -> dict[str, Any]:

@@ -16,8 +16,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        tmp.chmod(mode)
+        tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

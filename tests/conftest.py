@@ -67,7 +67,7 @@ def test_pki(tmp_path_factory: pytest.TempPathFactory) -> PkiBundle:
 
 
 @pytest.fixture(scope="session")
-def broker(test_pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMosquitto]:
+def broker(test_pki: PkiBundle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMosquitto]:
     b = LocalMosquitto(tmp_path_factory.mktemp("mosquitto"), test_pki.pki)
     b.start()
     yield b

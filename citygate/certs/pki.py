@@ -203,7 +203,7 @@ class Pki:
         now = now or _now()
         root = settings.dir
         root.mkdir(parents=True, exist_ok=True)
-        os.chmod(root, 0o700)
+        root.chmod(0o700)
         for ca in CaName:
             d = root / ca.value
             if (d / "ca.key").exists() or (d / "ca.pem").exists():

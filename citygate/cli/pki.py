@@ -25,8 +25,8 @@ app.add_typer(issue_app, name="issue")
 console = Console()
 
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="TOML config file ([pki] section).",
-                              exists=True, dir_okay=False)
+    Path | None,
+    typer.Option("--config", "-c", help="TOML config file ([pki] section).", exists=True, dir_okay=False),
 ]
 DirOpt = Annotated[
     Path | None, typer.Option("--dir", help="PKI directory (default: $CITYGATE_PKI_DIR or "
@@ -36,7 +36,9 @@ InventoryOpt = Annotated[
     Path | None, typer.Option("--inventory", help="Device inventory file (default: <dir>/inventory.json).")
 ]
 DaysOpt = Annotated[int | None, typer.Option("--days", min=1, help="Lifetime in days (default from config).")]
-RenewOpt = Annotated[bool, typer.Option("--renew", help="Replace an existing certificate and key (rotation).")]
+RenewOpt = Annotated[
+    bool, typer.Option("--renew", help="Replace an existing certificate and key (rotation).")
+]
 
 
 def _settings(config: Path | None, pki_dir: Path | None, inventory: Path | None = None) -> PkiSettings:
@@ -51,7 +53,9 @@ def _open(config: Path | None, pki_dir: Path | None, inventory: Path | None = No
 def init(
     config: ConfigOpt = None,
     pki_dir: DirOpt = None,
-    organization: Annotated[str | None, typer.Option("--org", help="Organization name in certificates.")] = None,
+    organization: Annotated[
+        str | None, typer.Option("--org", help="Organization name in certificates.")
+    ] = None,
 ) -> None:
     """Create the device CA and the infrastructure CA (EC P-256), their CRLs and the index."""
     with cli_errors():
@@ -131,7 +135,9 @@ def issue_server(
 @app.command()
 def revoke(
     name: Annotated[str, typer.Argument(help="Device id, gateway id or server host name.")],
-    kind: Annotated[CertKind | None, typer.Option("--kind", help="Needed only if the name is ambiguous.")] = None,
+    kind: Annotated[
+        CertKind | None, typer.Option("--kind", help="Needed only if the name is ambiguous.")
+    ] = None,
     reason: Annotated[str, typer.Option("--reason")] = "unspecified",
     config: ConfigOpt = None,
     pki_dir: DirOpt = None,
@@ -151,7 +157,8 @@ def crl(config: ConfigOpt = None, pki_dir: DirOpt = None) -> None:
     with cli_errors():
         pki = _open(config, pki_dir)
         for ca, path in pki.write_crls().items():
-            console.print(f"{ca.value}: {path} (next update {pki.crl_next_update(ca):%Y-%m-%d %H:%M} UTC)")
+            nxt = pki.crl_next_update(ca)
+            console.print(f"{ca.value}: {path} (next update {nxt:%Y-%m-%d %H:%M} UTC)")
 
 
 def _table(pki: Pki, max_days: float | None, as_json: bool) -> None:
@@ -159,7 +166,9 @@ def _table(pki: Pki, max_days: float | None, as_json: bool) -> None:
     certs = [c for c in pki.certificates() if max_days is None or
              (c.status(now) == "valid" and c.days_left(now) <= max_days)]
     if as_json:
-        rows = [c.to_json() | {"status": c.status(now), "days_left": round(c.days_left(now), 2)} for c in certs]
+        rows = [
+            c.to_json() | {"status": c.status(now), "days_left": round(c.days_left(now), 2)} for c in certs
+        ]
         typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
     table = Table(title=f"certificates in {pki.dir}")
@@ -193,7 +202,9 @@ def list_(
 
 @app.command()
 def expiring(
-    days: Annotated[float, typer.Option("--days", min=0, help="Show valid certificates expiring within N days.")] = 30,
+    days: Annotated[
+        float, typer.Option("--days", min=0, help="Show valid certificates expiring within N days.")
+    ] = 30,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     config: ConfigOpt = None,
     pki_dir: DirOpt = None,

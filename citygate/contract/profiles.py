@@ -270,8 +270,7 @@ def parse_profile(data: bytes, *, source: str) -> DeviceProfile:
     m = _FILE_RE.fullmatch(filename)
     if m is None:
         raise ProfileError(
-            f"{source}: profile file names must look like <name>.v<version>.toml "
-            "(e.g. air_quality.v1.toml)"
+            f"{source}: profile file names must look like <name>.v<version>.toml (e.g. air_quality.v1.toml)"
         )
     try:
         text = data.decode("utf-8")

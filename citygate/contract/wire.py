@@ -1,0 +1,105 @@
+"""The gateway -> cloud wire contract: ingest batches, their answers, heartbeats.
+
+``POST /v1/ingest`` carries a gzip JSON :class:`IngestBatch`. Each reading is in
+the device payload form (``ts``, ``seq``, ``readings``) plus ``device_id``, so
+the cloud re-validates it with the very function the gateway used
+(:meth:`citygate.contract.validation.Validator.validate_obj`) and trusts no
+gateway's validation. ``ts`` is epoch milliseconds when the time is a whole
+millisecond, else an RFC 3339 string with nanoseconds, so no precision is lost
+on the way.
+
+The answer (:class:`IngestResult`) names every rejected reading by its index
+in the batch, with the reason; the gateway dead-letters those and deletes the
+batch only on a 2xx. 503 and 429 come with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from citygate.contract.ids import MAX_ID_LENGTH
+
+# Defaults the cloud enforces (configurable there); the gateway keeps its batches under them.
+MAX_BATCH_READINGS = 5_000
+MAX_BODY_BYTES = 4 * 1024 * 1024          # compressed, as received
+MAX_DECOMPRESSED_BYTES = 32 * 1024 * 1024  # a zip bomb stops here
+
+INGEST_PATH = "/v1/ingest"
+HEARTBEAT_PATH = "/v1/gateways/{gateway_id}/heartbeat"
+
+ReadingValue = float | int | bool | str
+
+
+def ts_to_wire(ts_ns: int) -> int | str:
+    """Epoch ms when exact, else RFC 3339 with nanoseconds (UTC)."""
+    ms, rest = divmod(ts_ns, 1_000_000)
+    if rest == 0:
+        return ms
+    secs, frac = divmod(ts_ns, 1_000_000_000)
+    base = dt.datetime.fromtimestamp(secs, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{frac:09d}Z"
+
+
+class WireReading(BaseModel):
+    """One reading in a batch: the device payload form plus the device id."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    device_id: Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+    ts: int | str
+    seq: int | None = None
+    readings: dict[str, ReadingValue]
+
+
+class IngestBatch(BaseModel):
+    """The body of ``POST /v1/ingest`` (before gzip)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    batch_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+    readings: Annotated[list[WireReading], Field(max_length=MAX_BATCH_READINGS)]
+
+
+class RejectedReading(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    device_id: str
+    reason: str   # a citygate.contract.validation.RejectReason value, or "write_rejected"
+    detail: str
+
+
+class IngestResult(BaseModel):
+    """The 200 answer: written means durably confirmed by the database."""
+
+    model_config = ConfigDict(frozen=True)
+
+    batch_id: str
+    gateway_id: str
+    accepted: int
+    rejected: list[RejectedReading] = []
+
+
+class GatewayHealth(BaseModel):
+    """The body of a heartbeat; the same numbers the gateway shows on /metrics."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    agent_version: str
+    uptime_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    readings_in: Annotated[int, Field(ge=0)]
+    readings_out: Annotated[int, Field(ge=0)]
+    rejected: dict[str, Annotated[int, Field(ge=0)]] = {}
+    dropped: dict[str, Annotated[int, Field(ge=0)]] = {}
+    outbox_depth: Annotated[int, Field(ge=0)]
+    outbox_bytes: Annotated[int, Field(ge=0)]
+    oldest_unsent_age_s: Annotated[float | None, Field(ge=0, allow_inf_nan=False)] = None
+    last_forward_at: dt.datetime | None = None
+    disk_free_bytes: Annotated[int, Field(ge=0)]
+    rss_bytes: Annotated[int, Field(ge=0)]
+    cpu_percent: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    broker_connected: bool
+    cert_days_left: Annotated[float, Field(allow_inf_nan=False)]

@@ -1,0 +1,175 @@
+"""The gateway agent: wires intake, pipeline, outbox, forwarder and health together.
+
+Shutdown (SIGTERM/SIGINT) drains in order: the pipeline commits and acks what
+it holds, pending end-to-end acks are published, the broker connection
+closes (anything unacked is redelivered next start), the forwarder finishes
+its batch in flight, the outbox closes. Restart resumes from the outbox.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import structlog
+from cryptography import x509
+
+from citygate.certs.pki import CertKind, certificate_identity
+from citygate.contract.inventory import Inventory
+from citygate.contract.profiles import ProfileRegistry
+from citygate.contract.validation import ValidationLimits, Validator
+from citygate.contract.wire import GatewayHealth
+from citygate.errors import ConfigError
+from citygate.gateway.cloud_client import CloudClient
+from citygate.gateway.forwarder import Forwarder, ForwarderConfig
+from citygate.gateway.health import HealthCollector, HealthSources
+from citygate.gateway.intake import BrokerTls, MqttIntake
+from citygate.gateway.local_http import LocalHttp
+from citygate.gateway.outbox import Outbox
+from citygate.gateway.pipeline import Pipeline
+from citygate.gateway.settings import GatewaySettings
+from citygate.gateway.systemd import sd_notify, watchdog_interval_s
+
+log = structlog.get_logger("citygate.gateway.agent")
+
+
+def gateway_id_from_cert(settings: GatewaySettings) -> str:
+    try:
+        cert = x509.load_pem_x509_certificate(settings.cert_file.read_bytes())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"[gateway] cert_file {settings.cert_file}: cannot load certificate: {e}") from e
+    identity = certificate_identity(cert)
+    if identity is None or identity[0] is not CertKind.GATEWAY:
+        raise ConfigError(
+            f"[gateway] cert_file {settings.cert_file} is not a gateway certificate "
+            "(issue one with 'citygate pki issue gateway ID')"
+        )
+    return identity[1]
+
+
+class GatewayAgent:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.gateway_id = gateway_id_from_cert(settings)
+        self.started = time.monotonic()
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.outbox, self.recovered_from = Outbox.open_or_recover(
+            settings.outbox_path, settings.outbox_limits()
+        )
+        registry = ProfileRegistry(extra_dirs=settings.profiles_dirs)
+        validator = Validator(
+            registry,
+            Inventory.load(settings.inventory),
+            ValidationLimits(max_payload_bytes=settings.max_payload_bytes),
+        )
+        self.intake = MqttIntake(
+            host=settings.broker_host,
+            port=settings.broker_port,
+            client_id=f"citygate-gateway-{self.gateway_id}",
+            tls=BrokerTls(settings.ca_file, settings.cert_file, settings.key_file),
+            keepalive=settings.mqtt_keepalive_s,
+            queue_max=settings.intake_queue_max,
+        )
+        self.forwarder = Forwarder(
+            self.outbox,
+            self._cloud_client(),
+            ForwarderConfig(
+                batch_max_readings=settings.batch_max_readings,
+                batch_max_delay_s=settings.batch_max_delay_s,
+                live_window_s=settings.live_window_s,
+                backoff_initial_s=settings.backoff_initial_s,
+                backoff_max_s=settings.backoff_max_s,
+                drain_max_rate=settings.drain_max_rate,
+            ),
+        )
+        self.pipeline = Pipeline(
+            intake=self.intake,
+            outbox=self.outbox,
+            validator=validator,
+            inventory_path=settings.inventory,
+            commit_max_readings=settings.commit_max_readings,
+            commit_max_delay_s=settings.commit_max_delay_s,
+            ack_interval_s=settings.ack_interval_s,
+            on_commit=self.forwarder.notify,
+        )
+        self.health = HealthCollector(
+            HealthSources(
+                outbox=self.outbox,
+                settings=settings,
+                broker_connected=lambda: self.intake.connected,
+                started_monotonic=self.started,
+            )
+        )
+        self.http = LocalHttp(settings.http_host, settings.http_port, self.health.snapshot, self.healthy)
+        self._heartbeat_client = self._cloud_client()
+        self._stop = threading.Event()
+        self._heartbeat_thread = threading.Thread(
+            target=self._heartbeats, name="citygate-heartbeat", daemon=True
+        )
+        self.heartbeats_ok = 0
+
+    def _cloud_client(self) -> CloudClient:
+        s = self.settings
+        return CloudClient(
+            base_url=s.cloud_url,
+            ca_file=s.ca_file,
+            cert_file=s.cert_file,
+            key_file=s.key_file,
+            timeout_s=s.request_timeout_s,
+        )
+
+    def healthy(self) -> bool:
+        return self.pipeline._thread.is_alive() and self.forwarder._thread.is_alive()
+
+    def snapshot(self) -> GatewayHealth:
+        return self.health.snapshot()
+
+    def _heartbeats(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_interval_s):
+            outcome = self._heartbeat_client.post_heartbeat(self.gateway_id, self.health.snapshot())
+            if outcome.ok:
+                self.heartbeats_ok += 1
+            else:
+                log.warning("heartbeat failed", status=outcome.status, error=outcome.error)
+
+    def start(self) -> None:
+        if self.recovered_from is not None:
+            log.critical("outbox was corrupt and has been replaced", moved_to=str(self.recovered_from))
+        self.http.start()
+        self.forwarder.start()
+        self.pipeline.start()
+        self.intake.start()
+        self._heartbeat_thread.start()
+        log.info(
+            "gateway agent started",
+            gateway_id=self.gateway_id,
+            broker_port=self.settings.broker_port,
+            cloud_url=self.settings.cloud_url,
+            http_port=self.http.port,
+            outbox_depth=self.outbox.stats().depth,
+        )
+        sd_notify("READY=1")
+
+    def stop(self) -> None:
+        sd_notify("STOPPING=1")
+        log.info("gateway agent stopping: draining")
+        self._stop.set()
+        self.pipeline.stop()
+        self.intake.stop()
+        self.forwarder.stop()
+        self.http.stop()
+        self._heartbeat_client.close()
+        self.forwarder.client.close()
+        self.outbox.close()
+        log.info("gateway agent stopped")
+
+    def run_until(self, stop: threading.Event) -> None:
+        """Start, serve until ``stop`` is set (signal handlers set it), then drain."""
+        self.start()
+        ping = watchdog_interval_s()
+        try:
+            while not stop.wait(ping or 1.0):
+                if ping and self.healthy():
+                    sd_notify("WATCHDOG=1")
+        finally:
+            self.stop()

@@ -1,0 +1,211 @@
+"""The forwarder: outbox -> cloud in batches, deleting rows only after a 2xx.
+
+Batches hold at most ``batch_max_readings`` and wait at most
+``batch_max_delay_s`` for more. Live data goes first: each batch starts with
+readings received within ``live_window_s`` and fills up with the oldest backlog,
+so fresh readings reach the cloud within seconds while a backlog drains at
+the pace the cloud accepts (one batch in flight; 429/503 ``Retry-After`` is
+honoured; ``drain_max_rate`` caps it further). Within each lane rows go in
+arrival order, which is each device's order.
+
+Failures: no answer or 5xx -> jittered exponential backoff, the same rows are
+sent again (the cloud's writes are idempotent); 4xx for the whole batch ->
+the batch is split until the reading at fault is alone, and that reading is
+dead-lettered instead of blocking the queue; 401/403 -> retried with backoff
+and logged loudly (an authentication problem must not cost data).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from citygate.gateway.cloud_client import CloudClient, PostOutcome
+from citygate.gateway.outbox import DeadLetter, Outbox, StoredReading
+
+log = structlog.get_logger("citygate.gateway.forwarder")
+
+_AUTH_STATUSES = frozenset({401, 403})
+_RETRY_STATUSES = frozenset({408, 425, 429})
+
+
+@dataclass(frozen=True, slots=True)
+class ForwarderConfig:
+    batch_max_readings: int = 2000
+    batch_max_delay_s: float = 0.5
+    live_window_s: float = 10.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 60.0
+    drain_max_rate: float = 0.0  # readings/s of backlog; 0 = no cap
+
+
+class Backoff:
+    """Exponential backoff with full jitter; a server's Retry-After is a floor."""
+
+    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.failures = 0
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+
+    def next_delay(self, retry_after: float | None = None) -> float:
+        cap = min(self.maximum, self.initial * (2 ** min(self.failures, 30)))
+        self.failures += 1
+        delay = self._rng.uniform(cap / 2, cap)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.maximum * 5))
+        return delay
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class Forwarder:
+    def __init__(self, outbox: Outbox, client: CloudClient, config: ForwarderConfig) -> None:
+        self.outbox = outbox
+        self.client = client
+        self.config = config
+        self.backoff = Backoff(config.backoff_initial_s, config.backoff_max_s)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="citygate-forwarder", daemon=True)
+        self._split = config.batch_max_readings  # shrinks while bisecting a rejected batch
+        self._drain_tokens = 0.0
+        self._drain_at = time.monotonic()
+        self.last_status: int | None = None
+        self.last_error: str | None = None
+        self.batches_ok = 0
+        self.batches_failed = 0
+        self.cloud_reachable = False
+        self.on_batch: Callable[[int], None] = lambda n: None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the batch in flight (its answer decides what is deleted), then stop."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def notify(self) -> None:
+        """Called by the pipeline after each commit."""
+        self._wake.set()
+
+    # -- batch selection ----------------------------------------------------------------
+
+    def _next_batch(self) -> list[StoredReading]:
+        cfg = self.config
+        limit = self._split
+        now_ns = time.time_ns()
+        first_live = self.outbox.first_id_received_after(now_ns - int(cfg.live_window_s * 1e9))
+        live = self.outbox.oldest(limit, after_id=first_live - 1) if first_live is not None else []
+        room = limit - len(live)
+        backlog: list[StoredReading] = []
+        if room > 0:
+            candidates = self.outbox.oldest(room)
+            backlog = [r for r in candidates if first_live is None or r.id < first_live]
+            backlog = backlog[: self._drain_allowance(len(backlog))]
+        return live + backlog
+
+    def _drain_allowance(self, wanted: int) -> int:
+        rate = self.config.drain_max_rate
+        if rate <= 0:
+            return wanted
+        now = time.monotonic()
+        self._drain_tokens = min(rate, self._drain_tokens + (now - self._drain_at) * rate)
+        self._drain_at = now
+        n = min(wanted, int(self._drain_tokens))
+        self._drain_tokens -= n
+        return n
+
+    def _ready(self, batch: list[StoredReading]) -> bool:
+        """Send now, or wait a little for a fuller batch?"""
+        if len(batch) >= self._split or self._stop.is_set():
+            return True
+        oldest = min(r.received_ns for r in batch)
+        return time.time_ns() - oldest >= int(self.config.batch_max_delay_s * 1e9)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batch = self._next_batch()
+            if not batch:
+                self._wake.wait(self.config.batch_max_delay_s)
+                self._wake.clear()
+                continue
+            if not self._ready(batch):
+                self._stop.wait(0.02)
+                continue
+            delay = self.send(batch)
+            if delay > 0:
+                log.info(
+                    "forward failed; backing off",
+                    delay_s=round(delay, 2),
+                    status=self.last_status,
+                    error=self.last_error,
+                )
+                self._stop.wait(delay)
+
+    def send(self, batch: list[StoredReading]) -> float:
+        """Send one batch; returns how long to wait before the next attempt (0 = go on)."""
+        batch_id = uuid.uuid4().hex
+        outcome = self.client.post_batch(batch_id, [r.body for r in batch])
+        self.last_status = outcome.status
+        if outcome.ok and outcome.result is not None:
+            self._confirmed(batch, outcome)
+            return 0.0
+        self.batches_failed += 1
+        self.last_error = outcome.error
+        status = outcome.status
+        if status is None or status >= 500 or status in _RETRY_STATUSES:
+            self.cloud_reachable = status is not None
+            return self.backoff.next_delay(outcome.retry_after_s)
+        if status in _AUTH_STATUSES:
+            log.error(
+                "the cloud refused this gateway's certificate; holding data and retrying",
+                status=status,
+                detail=outcome.error,
+            )
+            return self.backoff.next_delay(outcome.retry_after_s)
+        # Another 4xx: something in this batch is unacceptable as a whole.
+        if len(batch) > 1:
+            self._split = max(1, len(batch) // 2)
+            return 0.0
+        r = batch[0]
+        self.outbox.confirm(
+            [r.id],
+            [
+                DeadLetter(
+                    time.time_ns(), r.device_id, f"cloud_{status}", (outcome.error or "")[:1000], r.body
+                )
+            ],
+        )
+        log.warning("cloud refused a reading; dead-lettered", device_id=r.device_id, status=status)
+        return 0.0
+
+    def _confirmed(self, batch: list[StoredReading], outcome: PostOutcome) -> None:
+        assert outcome.result is not None
+        rejected = []
+        for rej in outcome.result.rejected:
+            if 0 <= rej.index < len(batch):
+                r = batch[rej.index]
+                rejected.append(
+                    DeadLetter(time.time_ns(), r.device_id, f"cloud_{rej.reason}", rej.detail, r.body)
+                )
+        self.outbox.confirm([r.id for r in batch], rejected)
+        self.backoff.reset()
+        self._split = self.config.batch_max_readings
+        self.batches_ok += 1
+        self.cloud_reachable = True
+        self.last_error = None
+        self.on_batch(len(batch))

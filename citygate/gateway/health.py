@@ -1,0 +1,63 @@
+"""The gateway's health numbers: one snapshot for heartbeats, /metrics, /healthz and `status`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psutil
+
+from citygate import __version__
+from citygate.certs.pki import days_left
+from citygate.contract.wire import GatewayHealth
+from citygate.gateway.outbox import Outbox, disk_free
+from citygate.gateway.settings import GatewaySettings
+
+
+@dataclass
+class HealthSources:
+    """Where the numbers come from; callables so this module stays plain code."""
+
+    outbox: Outbox
+    settings: GatewaySettings
+    broker_connected: Callable[[], bool]
+    started_monotonic: float
+
+
+class HealthCollector:
+    def __init__(self, sources: HealthSources) -> None:
+        self.sources = sources
+        self._proc = psutil.Process()
+        self._proc.cpu_percent(None)  # prime: the next call measures since now
+
+    def snapshot(self) -> GatewayHealth:
+        s = self.sources
+        stats = s.outbox.stats()
+        counters = stats.counters
+        now_ns = time.time_ns()
+        last_fwd = s.outbox.last_forward_ns()
+        try:
+            cert_days = days_left(s.settings.cert_file)
+        except (OSError, ValueError):
+            cert_days = -1.0
+        return GatewayHealth(
+            agent_version=__version__,
+            uptime_s=time.monotonic() - s.started_monotonic,
+            readings_in=counters.get("readings_in", 0),
+            readings_out=counters.get("readings_out", 0),
+            rejected={k.split(".", 1)[1]: v for k, v in counters.items() if k.startswith("rejected.")},
+            dropped={k.split(".", 1)[1]: v for k, v in counters.items() if k.startswith("dropped.")},
+            outbox_depth=stats.depth,
+            outbox_bytes=stats.bytes,
+            oldest_unsent_age_s=(
+                max(0.0, (now_ns - stats.oldest_received_ns) / 1e9) if stats.oldest_received_ns else None
+            ),
+            last_forward_at=dt.datetime.fromtimestamp(last_fwd / 1e9, dt.UTC) if last_fwd else None,
+            disk_free_bytes=disk_free(s.settings.state_dir),
+            rss_bytes=self._proc.memory_info().rss,
+            cpu_percent=self._proc.cpu_percent(None),
+            broker_connected=s.broker_connected(),
+            cert_days_left=cert_days,
+        )

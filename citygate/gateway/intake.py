@@ -1,0 +1,195 @@
+"""MQTT intake: the only module that talks to the broker.
+
+The agent subscribes to ``devices/+/telemetry`` with QoS1 and a persistent
+session (clean_session=False, a fixed client id), so what devices publish while
+the agent is down waits in the broker. paho's ``manual_ack`` is on: a message
+is acknowledged to the broker only by :meth:`MqttIntake.ack`, which the
+pipeline calls after the reading is committed to the outbox. A kill -9 before
+that leaves the message unacknowledged, and the broker redelivers it.
+
+Acks are tied to the connection they belong to: after a disconnect, the
+broker redelivers every unacknowledged message with new packet ids, so an ack
+for a message of an earlier connection is never sent (it could acknowledge an
+unrelated message that reused the packet id).
+"""
+
+from __future__ import annotations
+
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import paho.mqtt.client as mqtt
+import structlog
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from citygate.contract.topics import TELEMETRY_FILTER, ack_topic
+
+log = structlog.get_logger("citygate.gateway.intake")
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int  # which broker connection delivered it
+    received_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerTls:
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    server_name: str | None = None
+
+
+class MqttIntake:
+    """A paho client in its own network thread, feeding a bounded queue."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        client_id: str,
+        tls: BrokerTls,
+        keepalive: int = 30,
+        queue_max: int = 20_000,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.client_id = client_id
+        self.keepalive = keepalive
+        # Bounded: when the pipeline falls behind, paho's thread blocks here and
+        # the broker holds the rest (it sends at most max_inflight unacked).
+        self.messages: queue.Queue[IncomingMessage] = queue.Queue(maxsize=queue_max)
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._connected = False
+        self._subscribed = threading.Event()
+        self._stopping = False
+        self.connects = 0
+        self.disconnects = 0
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        self._tls = tls
+        self._configure_tls()
+        self._client.max_inflight_messages_set(1000)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    def _configure_tls(self) -> None:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self._tls.ca_file))
+        ctx.load_cert_chain(str(self._tls.cert_file), str(self._tls.key_file))
+        self._client.tls_set_context(ctx)
+
+    # -- paho callbacks (network thread) -------------------------------------------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused connection", reason=str(reason_code))
+            return
+        with self._lock:
+            self._generation += 1
+            self._connected = True
+        self.connects += 1
+        log.info("connected to broker", host=self.host, port=self.port, session_present=flags.session_present)
+        # Subscribe every time: cheap, and correct even if the broker lost the session.
+        client.subscribe(TELEMETRY_FILTER, qos=1)
+        self._subscribed.set()
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        with self._lock:
+            self._generation += 1  # acks of the old connection must never be sent
+            self._connected = False
+        self.disconnects += 1
+        if not self._stopping:
+            log.warning("disconnected from broker; reconnecting", reason=str(reason_code))
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        item = IncomingMessage(
+            topic=msg.topic,
+            payload=bytes(msg.payload),
+            mid=msg.mid,
+            qos=msg.qos,
+            generation=self._generation,
+            received_ns=time.time_ns(),
+        )
+        while True:
+            try:
+                self.messages.put(item, timeout=1.0)
+                return
+            except queue.Full:
+                if self._stopping:
+                    return  # not acked: the broker redelivers after restart
+
+    # -- API (other threads) ----------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def start(self) -> None:
+        # connect_async + loop_start: the first connection and every reconnect
+        # happen in paho's thread; start() never blocks on the broker.
+        self._client.connect_async(self.host, self.port, keepalive=self.keepalive)
+        self._client.loop_start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._subscribed.wait(timeout)
+
+    def ack(self, messages: Iterable[IncomingMessage]) -> int:
+        """PUBACK messages whose readings are committed. Returns how many were sent."""
+        sent = 0
+        with self._lock:
+            if not self._connected:
+                return 0
+            gen = self._generation
+            for m in messages:
+                if m.generation == gen and m.qos > 0:
+                    self._client.ack(m.mid, m.qos)
+                    sent += 1
+        return sent
+
+    def publish_acks(self, highest_seq: Mapping[str, int]) -> None:
+        """End-to-end confirmation: each device's highest committed sequence number."""
+        if not self._connected:
+            return
+        for device_id, seq in highest_seq.items():
+            self._client.publish(ack_topic(device_id), orjson.dumps({"seq": seq}), qos=1)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._client.disconnect()
+        self._client.loop_stop()

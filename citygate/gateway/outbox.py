@@ -1,0 +1,487 @@
+"""The durable outbox: the only module that talks to SQLite.
+
+Readings are committed in groups (one transaction, ``synchronous=FULL`` in WAL
+mode: the commit is on disk when ``commit`` returns), and deleted only when the
+cloud has confirmed their batch. Rejected payloads go to the dead-letter table.
+Counters of drops and rejections live in the same database and change in the
+same transactions as the rows they count, so they stay exact across kill -9.
+
+Bounds: total bytes, age of the oldest row, and free disk. When a bound is hit
+the configured overflow policy applies (see :class:`OverflowPolicy`), and
+every reading it costs is counted by reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger("citygate.gateway.outbox")
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    id INTEGER PRIMARY KEY,           -- arrival order; also the per-device order
+    device_id TEXT NOT NULL,
+    seq INTEGER,
+    received_ns INTEGER NOT NULL,
+    body BLOB NOT NULL                -- the wire form (citygate.contract.wire.WireReading), JSON
+);
+CREATE TABLE IF NOT EXISTS deadletters (
+    id INTEGER PRIMARY KEY,
+    received_ns INTEGER NOT NULL,
+    device_id TEXT,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    payload BLOB NOT NULL,            -- bounded: first max_deadletter_payload bytes
+    payload_size INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+class OverflowPolicy(StrEnum):
+    """What happens to a new reading when the outbox is at a bound.
+
+    ``drop_oldest``: delete the oldest unsent readings to make room (counted as
+    ``dropped.overflow_oldest``); fresh data keeps flowing.
+    ``refuse_new``: keep what is stored, refuse the new reading (counted as
+    ``dropped.outbox_full``); it is not confirmed end to end, so a device that
+    keeps unconfirmed readings resends it later.
+    """
+
+    DROP_OLDEST = "drop_oldest"
+    REFUSE_NEW = "refuse_new"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxLimits:
+    max_bytes: int = 512 * 1024 * 1024
+    max_age_s: float = 14 * 86400.0
+    min_free_disk_bytes: int = 256 * 1024 * 1024
+    policy: OverflowPolicy = OverflowPolicy.DROP_OLDEST
+    max_deadletters: int = 100_000
+    max_deadletter_payload: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class NewReading:
+    device_id: str
+    seq: int | None
+    received_ns: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    received_ns: int
+    device_id: str | None
+    reason: str
+    detail: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReading:
+    id: int
+    device_id: str
+    seq: int | None
+    received_ns: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    stored: int
+    refused: int  # refused by the overflow policy (not stored)
+    committed_seq: dict[str, int]  # device -> highest seq stored in this commit
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    depth: int
+    bytes: int
+    oldest_received_ns: int | None
+    deadletters: int
+    counters: dict[str, int]
+
+
+class OutboxCorruptError(Exception):
+    """Raised internally when the database fails its integrity check."""
+
+
+def _row_size(r: NewReading) -> int:
+    # Payload plus a fixed allowance for the row, id and index overhead.
+    return len(r.body) + len(r.device_id) + 40
+
+
+class Outbox:
+    """One SQLite database file, shared by the agent's threads through one lock.
+
+    SQLite serialises writers anyway; one connection behind a lock also keeps
+    the running totals (depth, bytes) exact without re-scanning the table.
+    """
+
+    def __init__(self, path: Path, limits: OutboxLimits | None = None, *, check: bool = False) -> None:
+        self.path = path
+        self.limits = limits or OutboxLimits()
+        self._lock = threading.RLock()
+        self._db = self._connect(path)
+        if check:
+            self._check_integrity()
+        self._db.executescript(_SCHEMA)
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+        depth, size = self._db.execute(
+            "SELECT count(*), coalesce(sum(length(body) + length(device_id) + 40), 0) FROM readings"
+        ).fetchone()
+        self._depth: int = depth
+        self._bytes: int = size
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: every commit is fsync'd to the WAL. NORMAL may lose the last
+        # commits on power loss, and we acknowledge right after a commit.
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=30000")
+        # Bigger checkpoints are fewer rewrites of the same pages (SD card wear).
+        db.execute("PRAGMA wal_autocheckpoint=4000")
+        return db
+
+    def _check_integrity(self) -> None:
+        try:
+            rows = self._db.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError as e:
+            raise OutboxCorruptError(str(e)) from e
+        if rows != [("ok",)]:
+            raise OutboxCorruptError("; ".join(str(r[0]) for r in rows[:5]))
+
+    @classmethod
+    def open_or_recover(cls, path: Path, limits: OutboxLimits | None = None) -> tuple[Outbox, Path | None]:
+        """Open the outbox; a corrupt or unreadable one is moved aside and a fresh one started.
+
+        Returns the outbox and, if recovery happened, where the bad file went.
+        The agent never refuses to run because of its outbox.
+        """
+        try:
+            return cls(path, limits, check=True), None
+        except (sqlite3.DatabaseError, OutboxCorruptError) as e:
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(path) + suffix)
+                if src.exists():
+                    shutil.move(src, Path(str(aside) + suffix))
+            log.critical(
+                "outbox corrupt: moved aside, starting a fresh one",
+                path=str(path),
+                moved_to=str(aside),
+                error=str(e),
+            )
+            fresh = cls(path, limits, check=True)
+            fresh._bump({"outbox_recovered": 1})
+            return fresh, aside
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- writes -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _bump(self, counts: dict[str, int]) -> None:
+        self._db.executemany(
+            "INSERT INTO counters(name, value) VALUES(?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            [(k, v) for k, v in counts.items() if v],
+        )
+
+    def commit(
+        self,
+        readings: Sequence[NewReading],
+        deadletters: Sequence[DeadLetter] = (),
+        *,
+        now_ns: int | None = None,
+        free_disk: int | None = None,
+    ) -> CommitResult:
+        """Store a group of readings and dead letters in one durable transaction."""
+        now_ns = now_ns if now_ns is not None else time.time_ns()
+        counts: dict[str, int] = {}
+        with self._lock, self._tx() as db:
+            counts.update(self._expire(db, now_ns))
+            room = self._room(db, free_disk)
+            need = sum(_row_size(r) for r in readings)
+            accepted: Sequence[NewReading] = readings
+            if need > room:
+                if self.limits.policy is OverflowPolicy.DROP_OLDEST:
+                    counts["dropped.overflow_oldest"] = self._drop_oldest(db, need - room)
+                    if need > self._room(db, free_disk):
+                        # Even an empty outbox cannot hold the group: keep what fits.
+                        accepted = _fit(readings, self._room(db, free_disk))
+                else:
+                    accepted = _fit(readings, room)
+            refused = len(readings) - len(accepted)
+            if refused:
+                counts["dropped.outbox_full"] = refused
+            db.executemany(
+                "INSERT INTO readings(device_id, seq, received_ns, body) VALUES(?, ?, ?, ?)",
+                [(r.device_id, r.seq, r.received_ns, r.body) for r in accepted],
+            )
+            if deadletters:
+                self._add_deadletters(db, deadletters, counts)
+            counts["readings_in"] = len(accepted)
+            self._bump(counts)
+            self._depth += len(accepted)
+            self._bytes += sum(_row_size(r) for r in accepted)
+        committed: dict[str, int] = {}
+        for r in accepted:
+            if r.seq is not None and r.seq > committed.get(r.device_id, -1):
+                committed[r.device_id] = r.seq
+        return CommitResult(stored=len(accepted), refused=refused, committed_seq=committed)
+
+    def _add_deadletters(
+        self, db: sqlite3.Connection, deadletters: Sequence[DeadLetter], counts: dict[str, int]
+    ) -> None:
+        cap = self.limits.max_deadletter_payload
+        db.executemany(
+            "INSERT INTO deadletters(received_ns, device_id, reason, detail, payload, payload_size) "
+            "VALUES(?, ?, ?, ?, ?, ?)",
+            [
+                (d.received_ns, d.device_id, d.reason, d.detail[:1000], d.payload[:cap], len(d.payload))
+                for d in deadletters
+            ],
+        )
+        for d in deadletters:
+            key = f"rejected.{d.reason}"
+            counts[key] = counts.get(key, 0) + 1
+        # The dead-letter store is bounded too: keep the newest.
+        (n,) = db.execute("SELECT count(*) FROM deadletters").fetchone()
+        if n > self.limits.max_deadletters:
+            db.execute(
+                "DELETE FROM deadletters WHERE id IN (SELECT id FROM deadletters ORDER BY id LIMIT ?)",
+                (n - self.limits.max_deadletters,),
+            )
+
+    def add_deadletters(self, deadletters: Sequence[DeadLetter]) -> None:
+        counts: dict[str, int] = {}
+        with self._lock, self._tx() as db:
+            self._add_deadletters(db, deadletters, counts)
+            self._bump(counts)
+
+    def _room(self, db: sqlite3.Connection, free_disk: int | None) -> int:
+        room = self.limits.max_bytes - self._bytes
+        if free_disk is None:
+            free_disk = disk_free(self.path.parent)
+        room = min(room, free_disk - self.limits.min_free_disk_bytes)
+        return max(room, 0)
+
+    def _delete_through(self, db: sqlite3.Connection, last_id: int) -> tuple[int, int]:
+        """Delete every row with id <= last_id; return (rows, bytes)."""
+        n, size = db.execute(
+            "SELECT count(*), coalesce(sum(length(body) + length(device_id) + 40), 0) "
+            "FROM readings WHERE id <= ?",
+            (last_id,),
+        ).fetchone()
+        db.execute("DELETE FROM readings WHERE id <= ?", (last_id,))
+        self._depth -= n
+        self._bytes -= size
+        return int(n), int(size)
+
+    def _drop_oldest(self, db: sqlite3.Connection, nbytes: int) -> int:
+        dropped = 0
+        freed = 0
+        while freed < nbytes:
+            rows = db.execute(
+                "SELECT id, length(body) + length(device_id) + 40 FROM readings ORDER BY id LIMIT 1000"
+            ).fetchall()
+            if not rows:
+                break
+            last = rows[-1][0]
+            for rid, size in rows:
+                freed += size
+                if freed >= nbytes:
+                    last = rid
+                    break
+            n, _ = self._delete_through(db, last)
+            dropped += n
+        return dropped
+
+    def _expire(self, db: sqlite3.Connection, now_ns: int) -> dict[str, int]:
+        # Rows arrive in received order, so only the oldest few need looking at.
+        cutoff = now_ns - int(self.limits.max_age_s * 1e9)
+        expired = 0
+        while True:
+            rows = db.execute("SELECT id, received_ns FROM readings ORDER BY id LIMIT 1000").fetchall()
+            old = [rid for rid, received in rows if received < cutoff]
+            if not old:
+                break
+            n, _ = self._delete_through(db, old[-1]) if len(old) == len(rows) else self._delete_ids(db, old)
+            expired += n
+            if len(old) < len(rows):
+                break
+        return {"dropped.max_age": expired} if expired else {}
+
+    def _delete_ids(self, db: sqlite3.Connection, ids: list[int]) -> tuple[int, int]:
+        rows = bytes_ = 0
+        for lo, hi in _runs(sorted(ids)):
+            n, size = db.execute(
+                "SELECT count(*), coalesce(sum(length(body) + length(device_id) + 40), 0) "
+                "FROM readings WHERE id BETWEEN ? AND ?",
+                (lo, hi),
+            ).fetchone()
+            db.execute("DELETE FROM readings WHERE id BETWEEN ? AND ?", (lo, hi))
+            rows += n
+            bytes_ += size
+        self._depth -= rows
+        self._bytes -= bytes_
+        return rows, bytes_
+
+    # -- forwarding ---------------------------------------------------------------
+
+    def oldest(self, limit: int, *, after_id: int = 0) -> list[StoredReading]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, device_id, seq, received_ns, body FROM readings WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+        return [StoredReading(*r) for r in rows]
+
+    def first_id_received_after(self, cutoff_ns: int) -> int | None:
+        """The first row received after ``cutoff_ns`` (the start of the live lane), or None.
+
+        Rows are in arrival order, so received_ns rises with id (up to clock
+        steps): a bisection over ids finds it in O(log n) primary-key lookups,
+        with no index on received_ns to write for every reading.
+        """
+        with self._lock:
+            db = self._db
+            bounds = db.execute("SELECT min(id), max(id) FROM readings").fetchone()
+            if bounds[0] is None:
+                return None
+            lo, hi = bounds
+            (last_received,) = db.execute("SELECT received_ns FROM readings WHERE id = ?", (hi,)).fetchone()
+            if last_received <= cutoff_ns:
+                return None
+
+            def first_at_or_after(x: int) -> tuple[int, int]:
+                row = db.execute(
+                    "SELECT id, received_ns FROM readings WHERE id >= ? ORDER BY id LIMIT 1", (x,)
+                ).fetchone()
+                return int(row[0]), int(row[1])
+
+            # Smallest x with first_at_or_after(x) received after the cutoff; true at x = hi.
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if first_at_or_after(mid)[1] > cutoff_ns:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            return first_at_or_after(lo)[0]
+
+    def confirm(self, ids: Iterable[int], deadletters: Sequence[DeadLetter] = ()) -> int:
+        """The cloud confirmed a batch: delete its rows; dead-letter those it rejected."""
+        counts: dict[str, int] = {}
+        with self._lock, self._tx() as db:
+            deleted, _ = self._delete_ids(db, list(ids))
+            if deadletters:
+                self._add_deadletters(db, deadletters, counts)
+            counts["readings_out"] = deleted - len(deadletters)
+            counts["forwarded_batches"] = 1
+            self._bump(counts)
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES('last_forward_ns', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (str(time.time_ns()),),
+            )
+        return deleted
+
+    # -- reads --------------------------------------------------------------------
+
+    def stats(self) -> OutboxStats:
+        with self._lock:
+            db = self._db
+            row = db.execute("SELECT received_ns FROM readings ORDER BY id LIMIT 1").fetchone()
+            (dl,) = db.execute("SELECT count(*) FROM deadletters").fetchone()
+            counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
+            return OutboxStats(
+                depth=self._depth,
+                bytes=self._bytes,
+                oldest_received_ns=row[0] if row else None,
+                deadletters=dl,
+                counters=counters,
+            )
+
+    def last_forward_ns(self) -> int | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'last_forward_ns'").fetchone()
+        return int(row[0]) if row else None
+
+    def deadletters(self, limit: int = 50, reason: str | None = None) -> list[DeadLetter]:
+        q = "SELECT received_ns, device_id, reason, detail, payload FROM deadletters"
+        args: tuple[object, ...] = ()
+        if reason:
+            q += " WHERE reason = ?"
+            args = (reason,)
+        q += " ORDER BY id DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(q, (*args, limit)).fetchall()
+        return [DeadLetter(*r) for r in rows]
+
+
+def _fit(readings: Sequence[NewReading], room: int) -> list[NewReading]:
+    out: list[NewReading] = []
+    for r in readings:
+        size = _row_size(r)
+        if size > room:
+            break
+        room -= size
+        out.append(r)
+    return out
+
+
+def _runs(ids: list[int]) -> Iterator[tuple[int, int]]:
+    """Contiguous runs of sorted ids, as (first, last)."""
+    if not ids:
+        return
+    lo = prev = ids[0]
+    for i in ids[1:]:
+        if i != prev + 1:
+            yield lo, prev
+            lo = i
+        prev = i
+    yield lo, prev
+
+
+def disk_free(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize

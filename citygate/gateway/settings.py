@@ -1,0 +1,88 @@
+"""Gateway agent configuration: ``[gateway]`` in the TOML file, ``CITYGATE_GATEWAY_*`` in the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, ClassVar
+
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from citygate.config import CitygateSettings
+from citygate.gateway.outbox import OutboxLimits, OverflowPolicy
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class GatewaySettings(CitygateSettings):
+    model_config = SettingsConfigDict(env_prefix="CITYGATE_GATEWAY_", extra="forbid")
+    toml_section: ClassVar[str] = "gateway"
+
+    # -- identity and TLS (the gateway id is read from the certificate) ----------
+    cert_file: Path
+    key_file: Path
+    # Trust anchor for the broker's and the cloud's server certificates (infrastructure CA).
+    ca_file: Path
+
+    # -- local broker (its gateway listener) -------------------------------------
+    broker_host: str = "127.0.0.1"
+    broker_port: Annotated[int, Field(ge=1, le=65535)] = 8884
+    # Server name to check in the broker's certificate (default: broker_host).
+    broker_server_name: str | None = None
+    mqtt_keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    # Devices hold unconfirmed readings; a short coalescing interval keeps ack traffic low.
+    ack_interval_s: PositiveFloat = 0.5
+
+    # -- contract ---------------------------------------------------------------
+    inventory: Path
+    profiles_dirs: tuple[Path, ...] = ()
+    max_payload_bytes: Annotated[int, Field(ge=256, le=1_048_576)] = 8192
+
+    # -- outbox -----------------------------------------------------------------
+    state_dir: Path
+    outbox_max_bytes: Annotated[int, Field(ge=1_000_000)] = 512 * 1024 * 1024
+    outbox_max_age_s: PositiveFloat = 14 * 86400.0
+    outbox_min_free_disk_bytes: Annotated[int, Field(ge=0)] = 256 * 1024 * 1024
+    overflow_policy: OverflowPolicy = OverflowPolicy.DROP_OLDEST
+    max_deadletters: Annotated[int, Field(ge=100)] = 100_000
+    # Group commit: up to this many readings or this long per transaction.
+    commit_max_readings: Annotated[int, Field(ge=1, le=100_000)] = 2000
+    commit_max_delay_s: PositiveFloat = 0.005
+    intake_queue_max: Annotated[int, Field(ge=100)] = 20_000
+
+    # -- forwarder --------------------------------------------------------------
+    cloud_url: str
+    # Server name to check in the cloud's certificate (default: the URL's host).
+    batch_max_readings: Annotated[int, Field(ge=1, le=5000)] = 2000
+    batch_max_delay_s: PositiveFloat = 0.5
+    # Readings received within this window go first (the live lane).
+    live_window_s: PositiveFloat = 10.0
+    request_timeout_s: PositiveFloat = 30.0
+    backoff_initial_s: PositiveFloat = 0.5
+    backoff_max_s: PositiveFloat = 60.0
+    # Cap on the backlog drain rate (readings/s); 0 = as fast as the cloud accepts.
+    drain_max_rate: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+
+    # -- health -----------------------------------------------------------------
+    heartbeat_interval_s: PositiveFloat = 30.0
+    http_host: str = "127.0.0.1"
+    http_port: Annotated[int, Field(ge=0, le=65535)] = 9108
+
+    @model_validator(mode="after")
+    def _https_only(self) -> GatewaySettings:
+        if not self.cloud_url.startswith("https://"):
+            raise ValueError("cloud_url must be an https:// URL (the cloud authenticates gateways by mTLS)")
+        return self
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.state_dir / "outbox.db"
+
+    def outbox_limits(self) -> OutboxLimits:
+        return OutboxLimits(
+            max_bytes=self.outbox_max_bytes,
+            max_age_s=self.outbox_max_age_s,
+            min_free_disk_bytes=self.outbox_min_free_disk_bytes,
+            policy=self.overflow_policy,
+            max_deadletters=self.max_deadletters,
+        )
