@@ -361,6 +361,11 @@ _RFC3339_RE: Final = re.compile(
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 _JSON_KEYS: Final = frozenset({"ts", "seq", "readings"})
 _SENML_VALUE_KEYS: Final = ("v", "vb", "vs", "vd", "s")
+_SENML_BASE_KEYS: Final = frozenset({"bn", "bt", "bu", "bv", "bs", "bver"})
+# Keys understood or deliberately ignored ("ut" update time, "bs" base sum);
+# "seq" is citygate's extension carrying the device's sequence number.
+_SENML_KEYS: Final = _SENML_BASE_KEYS | frozenset({"n", "u", "t", "ut", "seq", *_SENML_VALUE_KEYS})
+_SENML_OTHER_VALUE_KEYS: Final = tuple(frozenset(_SENML_VALUE_KEYS) - {want} for want in _SENML_VALUE_KEY)
 _SENML_ABSOLUTE: Final = 2**28  # RFC 8428 4.5.3: smaller times are relative to "now"
 _SENML_MAX_ABS_S: Final = 1e15  # beyond any real clock; keeps float -> ns arithmetic finite
 _NS: Final = 1_000_000_000
@@ -713,10 +718,14 @@ class Validator:
             rule = rules.get(name)
             if rule is None:
                 return self._unknown_field(cp, name)
-            checked = self._check_value(name, rule, v)
-            if isinstance(checked, Rejection):
-                return checked
-            values[name] = checked
+            if v.__class__ is rule[8] and rule[1] <= v <= rule[2]:
+                # The class check proves v is a Value; mypy narrows it to object.
+                values[name] = v  # type: ignore[assignment]
+            else:
+                checked = self._check_value(name, rule, v)
+                if isinstance(checked, Rejection):
+                    return checked
+                values[name] = checked
             if rule[3]:
                 n_required += 1
         if n_required != cp.n_required:
@@ -850,14 +859,21 @@ class Validator:
         return ns if t >= _SENML_ABSOLUTE else now_ns + ns
 
     def _senml(self, device_id: str, cp: _Compiled, pack: list[Any], now_ns: int) -> Reading | Rejection:
+        """One SenML pack -> one Reading.
+
+        Each record takes a few cheap gates (set comparisons on its keys, an
+        unchanged resolved time, a value of the field's exact type); anything
+        unusual drops to the explaining checks below the gates.
+        """
         if not pack:
             return Rejection(RejectReason.BAD_SHAPE, "SenML pack is empty")
         rules = cp.rules
         bn = ""
-        bt: object = 0
+        bt: Any = 0
         bu: str | None = None
         bv: int | float | None = None
         ts_ns: int | None = None
+        last_time: Any = None
         seq: int | None = None
         values: dict[str, Value] = {}
         n_required = 0
@@ -866,63 +882,64 @@ class Validator:
                 return Rejection(
                     RejectReason.BAD_SHAPE, f"SenML record {i} must be an object, got {_show(rec)}"
                 )
-            for k in rec:
-                if not isinstance(k, str):
-                    return Rejection(RejectReason.BAD_SHAPE, f"SenML record {i}: keys must be strings")
-                if k.endswith("_"):
+            keys = rec.keys()
+            if not keys <= _SENML_KEYS:
+                bad_key = _senml_bad_key(i, rec)
+                if bad_key is not None:
+                    return bad_key
+            if not keys.isdisjoint(_SENML_BASE_KEYS):
+                # Base fields apply to this record and all that follow (RFC 8428 4.1).
+                if "bn" in rec:
+                    b = rec["bn"]
+                    if not isinstance(b, str):
+                        return Rejection(RejectReason.BAD_SHAPE, f"SenML record {i}: 'bn' must be a string")
+                    bn = b
+                if "bt" in rec:
+                    bt = rec["bt"]
+                    if not _is_number(bt):
+                        return Rejection(
+                            RejectReason.BAD_TIMESTAMP,
+                            f"SenML record {i}: 'bt' must be a number of seconds, got {_show(bt)}",
+                        )
+                if "bu" in rec:
+                    u = rec["bu"]
+                    if not isinstance(u, str):
+                        return Rejection(RejectReason.BAD_UNIT, f"SenML record {i}: 'bu' must be a string")
+                    bu = u
+                if "bv" in rec:
+                    b = rec["bv"]
+                    if not _is_number(b) or (isinstance(b, float) and not math.isfinite(b)):
+                        return Rejection(
+                            RejectReason.WRONG_TYPE,
+                            f"SenML record {i}: 'bv' must be a finite number, got {_show(b)}",
+                        )
+                    bv = b
+                if "bver" in rec and (type(rec["bver"]) is not int or rec["bver"] < 1):
                     return Rejection(
-                        RejectReason.BAD_SHAPE,
-                        f"SenML record {i}: must-understand field {_short(k)} is not supported",
+                        RejectReason.BAD_SHAPE, f"SenML record {i}: 'bver' must be a positive integer"
                     )
-            # Base fields apply to this record and all that follow (RFC 8428 4.1).
-            if "bn" in rec:
-                b = rec["bn"]
-                if not isinstance(b, str):
-                    return Rejection(RejectReason.BAD_SHAPE, f"SenML record {i}: 'bn' must be a string")
-                bn = b
-            if "bt" in rec:
-                bt = rec["bt"]
-                if not _is_number(bt):
-                    return Rejection(
-                        RejectReason.BAD_TIMESTAMP,
-                        f"SenML record {i}: 'bt' must be a number of seconds, got {_show(bt)}",
-                    )
-            if "bu" in rec:
-                u = rec["bu"]
-                if not isinstance(u, str):
-                    return Rejection(RejectReason.BAD_UNIT, f"SenML record {i}: 'bu' must be a string")
-                bu = u
-            if "bv" in rec:
-                b = rec["bv"]
-                if not _is_number(b) or (isinstance(b, float) and not math.isfinite(b)):
-                    return Rejection(
-                        RejectReason.WRONG_TYPE,
-                        f"SenML record {i}: 'bv' must be a finite number, got {_show(b)}",
-                    )
-                bv = b
-            if "bver" in rec and (type(rec["bver"]) is not int or rec["bver"] < 1):
-                return Rejection(
-                    RejectReason.BAD_SHAPE, f"SenML record {i}: 'bver' must be a positive integer"
-                )
 
             # Time: all records of the pack must resolve to one instant.
             t = rec.get("t", 0)
-            if not _is_number(t):
+            if not (t.__class__ is int or t.__class__ is float or _is_number(t)):
                 return Rejection(
                     RejectReason.BAD_TIMESTAMP,
                     f"SenML record {i}: 't' must be a number of seconds, got {_show(t)}",
                 )
-            rec_ns = self._senml_time(bt + t, "bt+t", i, now_ns)
-            if isinstance(rec_ns, Rejection):
-                return rec_ns
-            if ts_ns is None:
-                ts_ns = rec_ns
-            elif rec_ns != ts_ns:
-                return Rejection(
-                    RejectReason.BAD_SHAPE,
-                    f"SenML record {i} has time {_fmt_ts(rec_ns)} but record 0 has "
-                    f"{_fmt_ts(ts_ns)}: send one pack per reading, all records at one time",
-                )
+            resolved = bt + t
+            if resolved != last_time:  # NaN never equals itself: it is always re-checked
+                rec_ns = self._senml_time(resolved, "bt+t", i, now_ns)
+                if isinstance(rec_ns, Rejection):
+                    return rec_ns
+                if ts_ns is None:
+                    ts_ns = rec_ns
+                elif rec_ns != ts_ns:
+                    return Rejection(
+                        RejectReason.BAD_SHAPE,
+                        f"SenML record {i} has time {_fmt_ts(rec_ns)} but record 0 has "
+                        f"{_fmt_ts(ts_ns)}: send one pack per reading, all records at one time",
+                    )
+                last_time = resolved
 
             if "seq" in rec:
                 s = rec["seq"]
@@ -945,13 +962,13 @@ class Validator:
                 return Rejection(RejectReason.BAD_SHAPE, f"SenML record {i}: 'n' must be a string")
             full = bn + n
             name = full[max(full.rfind(":"), full.rfind("/")) + 1 :]
-            if not name:
-                return Rejection(
-                    RejectReason.BAD_SHAPE,
-                    f"SenML record {i}: name {_short(full)} does not end in a field name",
-                )
             rule = rules.get(name)
             if rule is None:
+                if not name:
+                    return Rejection(
+                        RejectReason.BAD_SHAPE,
+                        f"SenML record {i}: name {_short(full)} does not end in a field name",
+                    )
                 return self._unknown_field(cp, name)
             if name in values:
                 return Rejection(
@@ -960,23 +977,10 @@ class Validator:
                     name,
                 )
 
-            present = [k for k in _SENML_VALUE_KEYS if k in rec]
-            if len(present) != 1:
-                return Rejection(
-                    RejectReason.BAD_SHAPE,
-                    f"SenML record {i} ({name}) must carry exactly one value "
-                    f"('v', 'vb' or 'vs'), has {len(present)}",
-                    name,
-                )
             kind = rule[0]
             want = _SENML_VALUE_KEY[kind]
-            if present[0] != want:
-                return Rejection(
-                    RejectReason.WRONG_TYPE,
-                    f"SenML record {i}: field {name!r} must be {_KIND_WANTS[kind]} given as "
-                    f"'{want}', got '{present[0]}'",
-                    name,
-                )
+            if want not in rec or not keys.isdisjoint(_SENML_OTHER_VALUE_KEYS[kind]):
+                return self._senml_bad_value(i, name, kind, rec)
             v = rec[want]
 
             unit = rule[4]
@@ -991,7 +995,7 @@ class Validator:
                         f"the profile {cp.label} uses {expected}",
                         name,
                     )
-            elif bu is not None and want == "v" and unit is not None and bu != unit:
+            elif bu is not None and bu != unit and unit is not None and want == "v":
                 # A base unit cannot be unset per record, so it is only held
                 # against numeric fields that have a unit of their own.
                 return Rejection(
@@ -1000,13 +1004,17 @@ class Validator:
                     f"the profile {cp.label} uses '{unit}'",
                     name,
                 )
-            if bv is not None and want == "v" and _is_number(v):
-                v = bv + v
 
-            checked = self._check_value(name, rule, v)
-            if isinstance(checked, Rejection):
-                return checked
-            values[name] = checked
+            if bv is None and v.__class__ is rule[8] and rule[1] <= v <= rule[2]:
+                # The class check proves v is a Value; mypy narrows it to object.
+                values[name] = v  # type: ignore[assignment]
+            else:
+                if bv is not None and want == "v" and _is_number(v):
+                    v = bv + v
+                checked = self._check_value(name, rule, v)
+                if isinstance(checked, Rejection):
+                    return checked
+                values[name] = checked
             if rule[3]:
                 n_required += 1
 
@@ -1017,3 +1025,34 @@ class Validator:
         if bad is not None:
             return bad
         return _new_reading(device_id, cp.name, cp.version, cp.measurement, ts_ns, seq, values)
+
+    @staticmethod
+    def _senml_bad_value(i: int, name: str, kind: int, rec: dict[Any, Any]) -> Rejection:
+        present = [k for k in _SENML_VALUE_KEYS if k in rec]
+        if len(present) != 1:
+            return Rejection(
+                RejectReason.BAD_SHAPE,
+                f"SenML record {i} ({name}) must carry exactly one value ('v', 'vb' or 'vs'), "
+                f"has {len(present)}",
+                name,
+            )
+        want = _SENML_VALUE_KEY[kind]
+        return Rejection(
+            RejectReason.WRONG_TYPE,
+            f"SenML record {i}: field {name!r} must be {_KIND_WANTS[kind]} given as '{want}', "
+            f"got '{present[0]}'",
+            name,
+        )
+
+
+def _senml_bad_key(i: int, rec: dict[Any, Any]) -> Rejection | None:
+    """Refuse non-string and must-understand keys (RFC 8428 4.4); others are ignored."""
+    for k in rec:
+        if not isinstance(k, str):
+            return Rejection(RejectReason.BAD_SHAPE, f"SenML record {i}: keys must be strings")
+        if k.endswith("_"):
+            return Rejection(
+                RejectReason.BAD_SHAPE,
+                f"SenML record {i}: must-understand field {_short(k)} is not supported",
+            )
+    return None

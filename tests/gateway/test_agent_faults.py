@@ -1,0 +1,119 @@
+"""Faults: kill -9 of the agent, the cloud unreachable, a corrupt outbox. Nothing acknowledged is lost."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import psutil
+import pytest
+
+from tests.gateway.conftest import GW_DEVICES, reading
+
+pytestmark = pytest.mark.servers
+
+
+class Publisher(threading.Thread):
+    """Devices publishing at full rate; remembers every reading the broker acknowledged."""
+
+    def __init__(self, rig, devices, per_device: int) -> None:
+        super().__init__(daemon=True)
+        self.rig, self.devices, self.per_device = rig, devices, per_device
+        self.sent: set[tuple[str, int]] = set()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            base = int(time.time() * 1000)
+            for seq in range(self.per_device):
+                for d in self.devices:
+                    ts = base + seq
+                    self.rig.publish(d, reading(seq, ts_ms=ts))
+                    self.sent.add((d, ts))
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            self.error = e
+
+
+def test_kill_9_during_full_rate_publishing_loses_nothing(rig_factory):
+    rig = rig_factory()
+    rig.agent.start()
+    pub = Publisher(rig, GW_DEVICES[:4], per_device=400)
+    pub.start()
+    rng = random.Random(7)
+    kills = 0
+    while pub.is_alive() or kills < 5:
+        time.sleep(rng.uniform(0.1, 0.6))
+        rig.agent.kill9()
+        kills += 1
+        rig.agent.start()
+    pub.join()
+    assert pub.error is None, pub.error
+    expected = len(pub.sent)
+    rig.agent.wait_for(lambda h: h["outbox_depth"] == 0 and rig.cloud.count() >= expected,
+                       timeout=90, what="everything forwarded after the kills")
+    received = set(rig.cloud.received)
+    lost = {(d, ts) for d, ts in pub.sent if (d, ts) not in received}
+    print(f"kill -9 x{kills}: sent {expected}, stored {len(received)}, lost {len(lost)}, "
+          f"duplicate deliveries {rig.cloud.duplicates()}")
+    assert not lost
+    assert received == pub.sent  # nothing unexpected either
+
+
+def test_cloud_unreachable_then_back_drains_everything_in_order(rig_factory):
+    rig = rig_factory(batch_max_readings=500)
+    rig.cloud.mode = "down"
+    rig.agent.start()
+    n = 3000
+    pub = Publisher(rig, GW_DEVICES[:3], per_device=n // 3)
+    pub.run()
+    rig.agent.wait_for(lambda h: h["outbox_depth"] == n, what="backlog held in the outbox")
+    rss_before = psutil.Process(rig.agent.proc.pid).memory_info().rss
+    rig.cloud.mode = "ok"
+    h = rig.agent.wait_for(lambda h: h["outbox_depth"] == 0, timeout=60, what="backlog drained")
+    rss_after = psutil.Process(rig.agent.proc.pid).memory_info().rss
+    assert rig.cloud.count() == n and set(rig.cloud.received) == pub.sent
+    assert h["readings_out"] == n
+    for d in GW_DEVICES[:3]:
+        seqs = [s for dev, s in rig.cloud.order if dev == d]
+        assert seqs == sorted(seqs), f"order broken for {d}"
+    print(f"backlog {n}: RSS before drain {rss_before / 1e6:.1f} MB, after {rss_after / 1e6:.1f} MB")
+
+
+def test_cloud_503_with_retry_after_holds_data(rig_factory):
+    rig = rig_factory()
+    rig.cloud.mode = "503"
+    rig.agent.start()
+    for seq in range(20):
+        rig.publish(GW_DEVICES[2], reading(seq))
+    rig.agent.wait_for(lambda h: h["outbox_depth"] == 20, what="held")
+    time.sleep(1.5)
+    assert rig.agent.health()["outbox_depth"] == 20 and rig.cloud.count() == 0
+    rig.cloud.mode = "ok"
+    rig.agent.wait_for(lambda h: h["outbox_depth"] == 0, what="delivered after 503s")
+    assert rig.cloud.count() == 20
+
+
+def test_cloud_rejected_readings_go_to_dead_letters_not_back_to_the_queue(rig_factory):
+    rig = rig_factory()
+    rig.cloud.reject_field = "battery"
+    rig.agent.start()
+    for seq in range(10):
+        rig.publish(GW_DEVICES[3], reading(seq))
+    rig.publish(GW_DEVICES[3], b'{"ts": %d, "seq": 10, "readings": {"level": 1.0, "battery": 50.0}}'
+                % int(time.time() * 1000))
+    h = rig.agent.wait_for(lambda h: h["outbox_depth"] == 0 and h["readings_out"] == 10,
+                           what="delivered with one cloud rejection")
+    assert h["rejected"] == {"cloud_out_of_range": 1}
+
+
+def test_corrupt_outbox_is_moved_aside_and_the_agent_runs(rig_factory):
+    rig = rig_factory()
+    state = rig.workdir / "state"
+    state.mkdir()
+    (state / "outbox.db").write_bytes(b"this is not a sqlite database" * 100)
+    rig.agent.start()
+    assert list(state.glob("outbox.db.corrupt-*"))
+    assert "outbox corrupt" in rig.agent.log_tail()
+    rig.publish(GW_DEVICES[0], reading(1))
+    rig.agent.wait_for(lambda h: h["readings_out"] == 1, what="flowing with a fresh outbox")
