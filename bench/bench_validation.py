@@ -14,19 +14,15 @@ from __future__ import annotations
 import argparse
 import platform
 import random
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from citygate.contract.inventory import DeviceRecord, Inventory  # noqa: E402
-from citygate.contract.profiles import DeviceProfile, FieldSpec, ProfileRegistry  # noqa: E402
-from citygate.contract.validation import Reading, Validator  # noqa: E402
+from citygate.contract.inventory import DeviceRecord, Inventory
+from citygate.contract.profiles import DeviceProfile, FieldSpec, ProfileRegistry
+from citygate.contract.validation import Reading, Validator
 
 N_DEVICES = 1000
 
@@ -74,7 +70,9 @@ def as_senml(device_id: str, profile: DeviceProfile, ts_ms: int, seq: int, readi
     return orjson.dumps(records)
 
 
-def invalid_payload(rng: random.Random, profile: DeviceProfile, ts_ms: int, readings: dict) -> tuple[bytes, bool]:
+def invalid_payload(
+    rng: random.Random, profile: DeviceProfile, ts_ms: int, readings: dict
+) -> tuple[bytes, bool]:
     """A payload with one realistic fault; second item True means: send from an unknown device."""
     kind = rng.randrange(9)
     numeric = [n for n, f in profile.fields.items() if f.type in ("float", "int") and n in readings]
@@ -171,7 +169,7 @@ def main() -> None:
 
     def run_loads() -> None:
         for _device_id, raw in items:
-            try:
+            try:  # noqa: SIM105 - contextlib.suppress would add its own cost to the baseline
                 loads(raw)
             except decode_error:
                 pass
@@ -181,28 +179,34 @@ def main() -> None:
     mean_bytes = sum(len(raw) for _, raw in items) / len(items)
     rejected = {k: c for k, c in sorted(outcome.items()) if k != "accepted"}
 
-    print(f"payloads: {len(items)} from {N_DEVICES} devices over {len(validator.registry)} profiles, "
-          f"mean {mean_bytes:.0f} bytes; {args.invalid_share:.0%} invalid, {args.senml_share:.0%} SenML")
+    print(
+        f"payloads: {len(items)} from {N_DEVICES} devices over {len(validator.registry)} profiles, "
+        f"mean {mean_bytes:.0f} bytes; {args.invalid_share:.0%} invalid, {args.senml_share:.0%} SenML"
+    )
     print(f"outcome: accepted {outcome['accepted']}, rejected {sum(rejected.values())} {rejected}")
     print(f"Validator.validate : {v_rate:12,.0f} readings/s  (best of {args.runs})")
     print(f"orjson.loads       : {l_rate:12,.0f} payloads/s  (best of {args.runs})")
     print(f"ratio validate/loads: {v_rate / l_rate:.3f}")
-    print(orjson.dumps({
-        "bench": "validation",
-        "payloads": len(items),
-        "devices": N_DEVICES,
-        "runs": args.runs,
-        "mean_payload_bytes": round(mean_bytes, 1),
-        "invalid_share": args.invalid_share,
-        "senml_share": args.senml_share,
-        "accepted": outcome["accepted"],
-        "rejected": rejected,
-        "validate_per_s": round(v_rate),
-        "orjson_loads_per_s": round(l_rate),
-        "ratio": round(v_rate / l_rate, 4),
-        "python": platform.python_version(),
-        "orjson": orjson.__version__,
-    }).decode())
+    print(
+        orjson.dumps(
+            {
+                "bench": "validation",
+                "payloads": len(items),
+                "devices": N_DEVICES,
+                "runs": args.runs,
+                "mean_payload_bytes": round(mean_bytes, 1),
+                "invalid_share": args.invalid_share,
+                "senml_share": args.senml_share,
+                "accepted": outcome["accepted"],
+                "rejected": rejected,
+                "validate_per_s": round(v_rate),
+                "orjson_loads_per_s": round(l_rate),
+                "ratio": round(v_rate / l_rate, 4),
+                "python": platform.python_version(),
+                "orjson": orjson.__version__,
+            }
+        ).decode()
+    )
 
 
 if __name__ == "__main__":

@@ -196,7 +196,7 @@ _INT: Final = 1
 _BOOL: Final = 2
 _STR: Final = 3
 _KINDS: Final = {"float": _FLOAT, "int": _INT, "bool": _BOOL, "string": _STR}
-_SENML_VALUE_KEY: Final = ("v", "v", "vb", "vs")
+_SENML_KEY_FOR_KIND: Final = ("v", "v", "vb", "vs")
 _KIND_WANTS: Final = ("a number", "an integer", "true or false", "a string")
 
 # A field rule: (kind, lo, hi, required, unit, lo_text, hi_text, unit_suffix,
@@ -365,7 +365,7 @@ _SENML_BASE_KEYS: Final = frozenset({"bn", "bt", "bu", "bv", "bs", "bver"})
 # Keys understood or deliberately ignored ("ut" update time, "bs" base sum);
 # "seq" is citygate's extension carrying the device's sequence number.
 _SENML_KEYS: Final = _SENML_BASE_KEYS | frozenset({"n", "u", "t", "ut", "seq", *_SENML_VALUE_KEYS})
-_SENML_OTHER_VALUE_KEYS: Final = tuple(frozenset(_SENML_VALUE_KEYS) - {want} for want in _SENML_VALUE_KEY)
+_SENML_OTHER_VALUE_KEYS: Final = tuple(frozenset(_SENML_VALUE_KEYS) - {want} for want in _SENML_KEY_FOR_KIND)
 _SENML_ABSOLUTE: Final = 2**28  # RFC 8428 4.5.3: smaller times are relative to "now"
 _SENML_MAX_ABS_S: Final = 1e15  # beyond any real clock; keeps float -> ns arithmetic finite
 _NS: Final = 1_000_000_000
@@ -978,7 +978,7 @@ class Validator:
                 )
 
             kind = rule[0]
-            want = _SENML_VALUE_KEY[kind]
+            want = _SENML_KEY_FOR_KIND[kind]
             if want not in rec or not keys.isdisjoint(_SENML_OTHER_VALUE_KEYS[kind]):
                 return self._senml_bad_value(i, name, kind, rec)
             v = rec[want]
@@ -1036,7 +1036,7 @@ class Validator:
                 f"has {len(present)}",
                 name,
             )
-        want = _SENML_VALUE_KEY[kind]
+        want = _SENML_KEY_FOR_KIND[kind]
         return Rejection(
             RejectReason.WRONG_TYPE,
             f"SenML record {i}: field {name!r} must be {_KIND_WANTS[kind]} given as '{want}', "

@@ -162,7 +162,12 @@ BROKEN = [
         GOOD.replace('type = "bool"', 'type = "bool"\nmin = 0'),
         "min/max are only allowed for numeric fields",
     ),
-    ("unit on bool", "demo.v1.toml", GOOD.replace('type = "bool"', 'type = "bool"\nunit = "%"'), "has no unit"),
+    (
+        "unit on bool",
+        "demo.v1.toml",
+        GOOD.replace('type = "bool"', 'type = "bool"\nunit = "%"'),
+        "has no unit",
+    ),
     ("nan bound", "demo.v1.toml", GOOD.replace("max = 10.0", "max = nan"), "fields.level.max"),
     ("inf bound", "demo.v1.toml", GOOD.replace("max = 10.0", "max = inf"), "finite"),
     ("bad type", "demo.v1.toml", GOOD.replace('type = "float"', 'type = "double"'), "fields.level.type"),
@@ -170,7 +175,12 @@ BROKEN = [
     ("zero interval", "demo.v1.toml", GOOD.replace("= 30", "= 0"), "expected_interval_s"),
     ("version 0", "demo.v0.toml", GOOD.replace("version = 1", "version = 0"), "key 'version'"),
     ("no fields", "demo.v1.toml", GOOD.split("[fields.level]")[0] + "fields = {}\n", "key 'fields'"),
-    ("uppercase field", "demo.v1.toml", GOOD.replace("[fields.level]", "[fields.Level]"), "'Level' must match"),
+    (
+        "uppercase field",
+        "demo.v1.toml",
+        GOOD.replace("[fields.level]", "[fields.Level]"),
+        "'Level' must match",
+    ),
     ("reserved field", "demo.v1.toml", GOOD.replace("[fields.level]", "[fields.time]"), "'time' is reserved"),
     ("long field", "demo.v1.toml", GOOD.replace("[fields.level]", f"[fields.{'a' * 33}]"), "at most 32"),
     ("bad unit", "demo.v1.toml", GOOD.replace('unit = "m"', 'unit = "µg/m³"'), "not a SenML/UCUM unit"),
@@ -184,7 +194,12 @@ BROKEN = [
     ("name mismatch", "other.v1.toml", GOOD, "file name says other v1 but the file defines name = 'demo'"),
     ("version mismatch", "demo.v2.toml", GOOD, "file name says demo v2"),
     ("bad file name", "demo.toml", GOOD, "<name>.v<version>.toml"),
-    ("bad measurement", "demo.v1.toml", GOOD.replace("version = 1", 'version = 1\nmeasurement = "a b"'), "measurement"),
+    (
+        "bad measurement",
+        "demo.v1.toml",
+        GOOD.replace("version = 1", 'version = 1\nmeasurement = "a b"'),
+        "measurement",
+    ),
 ]
 
 
@@ -212,7 +227,11 @@ def test_models_are_frozen_and_strict():
         FieldSpec(type="float", required="yes", description="x")  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         DeviceProfile(
-            name="x", version=True, title="t", description="d", expected_interval_s=1,  # type: ignore[arg-type]
+            name="x",
+            version=True,
+            title="t",
+            description="d",
+            expected_interval_s=1,  # type: ignore[arg-type]
             fields={"a": FieldSpec(type="bool", required=True, description="d")},
         )
 
@@ -269,7 +288,15 @@ def test_json_schema_structure(registry):
     good = {
         "ts": 1_700_000_000_000,
         "seq": 1,
-        "readings": {"pm2_5": 3.5, "pm10": 8, "no2": 12.0, "o3": 30.0, "co": 0.3, "temperature": 12.0, "humidity": 80.0},
+        "readings": {
+            "pm2_5": 3.5,
+            "pm10": 8,
+            "no2": 12.0,
+            "o3": 30.0,
+            "co": 0.3,
+            "temperature": 12.0,
+            "humidity": 80.0,
+        },
     }
     assert conforms(s, good)
     assert not conforms(s, {**good, "device_id": "x"})

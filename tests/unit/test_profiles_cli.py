@@ -38,8 +38,16 @@ def test_no_args_shows_help():
 def test_list_shows_every_profile():
     r = run("list")
     assert r.exit_code == 0, r.output
-    for name in ("air_quality", "noise", "traffic_counter", "water_level", "waste_bin", "parking",
-                 "street_light", "weather"):
+    for name in (
+        "air_quality",
+        "noise",
+        "traffic_counter",
+        "water_level",
+        "waste_bin",
+        "parking",
+        "street_light",
+        "weather",
+    ):
         assert name in r.output
     assert "Air quality station" in r.output
     assert "60 s" in r.output and "3600 s" in r.output
