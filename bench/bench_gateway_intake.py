@@ -1,0 +1,173 @@
+"""Gateway intake ceiling beside the C client's, in the same run on the same broker.
+
+Publishers: one `mosquitto_pub -l` (C, mTLS, QoS1) per device, each sending
+its pre-generated readings. Baseline: `mosquitto_sub` on the gateway listener
+(QoS1, the gateway's certificate) receiving the same stream. Then the agent:
+mTLS QoS1 intake, validation, group commit to the fsync'd outbox, manual
+PUBACK after commit. The cloud is unreachable on purpose so the forwarder
+does not compete: this measures intake.
+
+Prints readings/s for both, the ratio, the agent's RSS and bytes written to
+disk per reading (from /proc/<pid>/io). Run:
+
+    .venv/bin/python bench/bench_gateway_intake.py [--devices 20] [--per-device 5000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+import psutil
+
+from citygate.certs.pki import CaName, CertKind, Pki
+from citygate.certs.settings import PkiSettings
+from citygate.contract.inventory import DeviceRecord
+from citygate.servers.mosquitto import LocalMosquitto
+from citygate.servers.process import free_port
+
+
+def make_payloads(n: int, base_ms: int) -> bytes:
+    return b"".join(
+        orjson.dumps({"ts": base_ms + i, "seq": i, "readings": {"level": 1.0 + (i % 100) / 100,
+                                                                "battery": 90.0}}) + b"\n"
+        for i in range(n)
+    )
+
+
+def start_publishers(pki: Pki, broker: LocalMosquitto, devices: list[str], files: dict[str, Path]) -> list:
+    procs = []
+    ca = pki.ca_cert_path(CaName.INFRA)
+    for d in devices:
+        f = pki.files(CertKind.DEVICE, d)
+        procs.append(subprocess.Popen(
+            ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.device_port), "--cafile", str(ca),
+             "--cert", str(f.cert), "--key", str(f.key), "-i", d, "-q", "1", "-t", f"devices/{d}/telemetry",
+             "-l"], stdin=files[d].open("rb"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    return procs
+
+
+def run_baseline(pki, broker, devices, files, total) -> float:
+    gw = pki.files(CertKind.GATEWAY, "gw-bench")
+    sub = subprocess.Popen(
+        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.gateway_port),
+         "--cafile", str(pki.ca_cert_path(CaName.INFRA)), "--cert", str(gw.cert), "--key", str(gw.key),
+         "-i", "bench-sub", "-q", "1", "-t", "devices/+/telemetry", "-C", str(total)],
+        stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+    t0 = time.perf_counter()
+    pubs = start_publishers(pki, broker, devices, files)
+    sub.wait(600)
+    elapsed = time.perf_counter() - t0
+    for p in pubs:
+        p.wait(60)
+    return total / elapsed
+
+
+def health(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+        return orjson.loads(r.read())
+
+
+def run_agent(pki, broker, devices, files, total, work: Path) -> dict:
+    gw = pki.files(CertKind.GATEWAY, "gw-bench")
+    http_port = free_port()
+    state = work / f"state-{time.monotonic_ns()}"
+    cfg = work / "gateway.toml"
+    cfg.write_text("\n".join([
+        "[gateway]",
+        f'cert_file = "{gw.cert}"', f'key_file = "{gw.key}"', f'ca_file = "{pki.ca_cert_path(CaName.INFRA)}"',
+        f"broker_port = {broker.gateway_port}", f'inventory = "{pki.inventory_path}"',
+        f'state_dir = "{state}"', 'cloud_url = "https://127.0.0.1:9"', f"http_port = {http_port}",
+        "backoff_max_s = 60.0", "outbox_min_free_disk_bytes = 0",
+    ]) + "\n")
+    agent = subprocess.Popen([sys.executable, "-m", "citygate", "gateway", "run", "--config", str(cfg),
+                              "--log-level", "warning"], stderr=(work / "agent.log").open("ab"))
+    proc = psutil.Process(agent.pid)
+    while True:
+        try:
+            if health(http_port)["broker_connected"]:
+                break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    io0 = proc.io_counters().write_bytes
+    cpu0 = sum(proc.cpu_times()[:2])
+    t0 = time.perf_counter()
+    pubs = start_publishers(pki, broker, devices, files)
+    rss_max = 0
+    while True:
+        h = health(http_port)
+        rss_max = max(rss_max, proc.memory_info().rss)
+        if h["readings_in"] >= total:
+            break
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - t0
+    cpu = sum(proc.cpu_times()[:2]) - cpu0
+    io = proc.io_counters().write_bytes - io0
+    for p in pubs:
+        p.wait(60)
+    agent.terminate()
+    agent.wait(30)
+    return {"rate": total / elapsed, "rss_max_mb": rss_max / 1e6, "bytes_written_per_reading": io / total,
+            "agent_cpu_s_per_1k": cpu / total * 1000}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--devices", type=int, default=20)
+    ap.add_argument("--per-device", type=int, default=5000)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    total = args.devices * args.per_device
+    with tempfile.TemporaryDirectory(prefix="citygate-bench-") as tmp:
+        work = Path(tmp)
+        pki = Pki.init(PkiSettings(dir=work / "pki"))
+        pki.issue_server("localhost", ips=["127.0.0.1"])
+        pki.issue_gateway("gw-bench")
+        devices = [f"bench-{i:03d}" for i in range(args.devices)]
+        pki.issue_devices([DeviceRecord(device_id=d, profile="water_level", profile_version=1) for d in devices])
+        broker = LocalMosquitto(work / "mosquitto", pki, max_queued_messages=10_000_000)
+        broker.start()
+        base, agent_runs = [], []
+        try:
+            for r in range(args.repeats):
+                files = {}
+                for d in devices:
+                    files[d] = work / f"{d}.jsonl"
+                    files[d].write_bytes(make_payloads(args.per_device, int(time.time() * 1000) + r * 10**6))
+                base.append(run_baseline(pki, broker, devices, files, total))
+                agent_runs.append(run_agent(pki, broker, devices, files, total, work))
+        finally:
+            broker.stop()
+    rates = [a["rate"] for a in agent_runs]
+    ratios = [a / b for a, b in zip(rates, base, strict=True)]
+    summary = {
+        "readings_per_run": total, "devices": args.devices,
+        "mosquitto_sub_rate": {"min": min(base), "median": statistics.median(base), "max": max(base)},
+        "agent_rate": {"min": min(rates), "median": statistics.median(rates), "max": max(rates)},
+        "ratio": {"min": min(ratios), "median": statistics.median(ratios), "max": max(ratios)},
+        "agent_rss_max_mb": max(a["rss_max_mb"] for a in agent_runs),
+        "bytes_written_per_reading": statistics.median(a["bytes_written_per_reading"] for a in agent_runs),
+        "agent_cpu_s_per_1k_readings": statistics.median(a["agent_cpu_s_per_1k"] for a in agent_runs),
+    }
+    print(f"mosquitto_sub (C client) : {summary['mosquitto_sub_rate']['median']:>9,.0f} readings/s (median)")
+    print(f"citygate agent (committed): {summary['agent_rate']['median']:>9,.0f} readings/s (median)")
+    print(f"ratio agent/mosquitto_sub : {summary['ratio']['median']:.2f} "
+          f"(min {summary['ratio']['min']:.2f}, max {summary['ratio']['max']:.2f}); target >= 0.4 and >= 20,000/s")
+    print(f"agent RSS max {summary['agent_rss_max_mb']:.1f} MB; "
+          f"disk writes {summary['bytes_written_per_reading']:.0f} B/reading; "
+          f"agent CPU {summary['agent_cpu_s_per_1k_readings']:.3f} s per 1k readings")
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
