@@ -37,8 +37,10 @@ from citygate.servers.process import free_port
 
 def make_payloads(n: int, base_ms: int) -> bytes:
     return b"".join(
-        orjson.dumps({"ts": base_ms + i, "seq": i, "readings": {"level": 1.0 + (i % 100) / 100,
-                                                                "battery": 90.0}}) + b"\n"
+        orjson.dumps(
+            {"ts": base_ms + i, "seq": i, "readings": {"level": 1.0 + (i % 100) / 100, "battery": 90.0}}
+        )
+        + b"\n"
         for i in range(n)
     )
 
@@ -48,20 +50,62 @@ def start_publishers(pki: Pki, broker: LocalMosquitto, devices: list[str], files
     ca = pki.ca_cert_path(CaName.INFRA)
     for d in devices:
         f = pki.files(CertKind.DEVICE, d)
-        procs.append(subprocess.Popen(
-            ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.device_port), "--cafile", str(ca),
-             "--cert", str(f.cert), "--key", str(f.key), "-i", d, "-q", "1", "-t", f"devices/{d}/telemetry",
-             "-l"], stdin=files[d].open("rb"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        procs.append(
+            subprocess.Popen(
+                [
+                    "mosquitto_pub",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(broker.device_port),
+                    "--cafile",
+                    str(ca),
+                    "--cert",
+                    str(f.cert),
+                    "--key",
+                    str(f.key),
+                    "-i",
+                    d,
+                    "-q",
+                    "1",
+                    "-t",
+                    f"devices/{d}/telemetry",
+                    "-l",
+                ],
+                stdin=files[d].open("rb"),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        )
     return procs
 
 
 def run_baseline(pki, broker, devices, files, total) -> float:
     gw = pki.files(CertKind.GATEWAY, "gw-bench")
     sub = subprocess.Popen(
-        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.gateway_port),
-         "--cafile", str(pki.ca_cert_path(CaName.INFRA)), "--cert", str(gw.cert), "--key", str(gw.key),
-         "-i", "bench-sub", "-q", "1", "-t", "devices/+/telemetry", "-C", str(total)],
-        stdout=subprocess.DEVNULL)
+        [
+            "mosquitto_sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(broker.gateway_port),
+            "--cafile",
+            str(pki.ca_cert_path(CaName.INFRA)),
+            "--cert",
+            str(gw.cert),
+            "--key",
+            str(gw.key),
+            "-i",
+            "bench-sub",
+            "-q",
+            "1",
+            "-t",
+            "devices/+/telemetry",
+            "-C",
+            str(total),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     time.sleep(0.5)
     t0 = time.perf_counter()
     pubs = start_publishers(pki, broker, devices, files)
@@ -82,15 +126,28 @@ def run_agent(pki, broker, devices, files, total, work: Path) -> dict:
     http_port = free_port()
     state = work / f"state-{time.monotonic_ns()}"
     cfg = work / "gateway.toml"
-    cfg.write_text("\n".join([
-        "[gateway]",
-        f'cert_file = "{gw.cert}"', f'key_file = "{gw.key}"', f'ca_file = "{pki.ca_cert_path(CaName.INFRA)}"',
-        f"broker_port = {broker.gateway_port}", f'inventory = "{pki.inventory_path}"',
-        f'state_dir = "{state}"', 'cloud_url = "https://127.0.0.1:9"', f"http_port = {http_port}",
-        "backoff_max_s = 60.0", "outbox_min_free_disk_bytes = 0",
-    ]) + "\n")
-    agent = subprocess.Popen([sys.executable, "-m", "citygate", "gateway", "run", "--config", str(cfg),
-                              "--log-level", "warning"], stderr=(work / "agent.log").open("ab"))
+    cfg.write_text(
+        "\n".join(
+            [
+                "[gateway]",
+                f'cert_file = "{gw.cert}"',
+                f'key_file = "{gw.key}"',
+                f'ca_file = "{pki.ca_cert_path(CaName.INFRA)}"',
+                f"broker_port = {broker.gateway_port}",
+                f'inventory = "{pki.inventory_path}"',
+                f'state_dir = "{state}"',
+                'cloud_url = "https://127.0.0.1:9"',
+                f"http_port = {http_port}",
+                "backoff_max_s = 60.0",
+                "outbox_min_free_disk_bytes = 0",
+            ]
+        )
+        + "\n"
+    )
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "citygate", "gateway", "run", "--config", str(cfg), "--log-level", "warning"],
+        stderr=(work / "agent.log").open("ab"),
+    )
     proc = psutil.Process(agent.pid)
     while True:
         try:
@@ -117,8 +174,12 @@ def run_agent(pki, broker, devices, files, total, work: Path) -> dict:
         p.wait(60)
     agent.terminate()
     agent.wait(30)
-    return {"rate": total / elapsed, "rss_max_mb": rss_max / 1e6, "bytes_written_per_reading": io / total,
-            "agent_cpu_s_per_1k": cpu / total * 1000}
+    return {
+        "rate": total / elapsed,
+        "rss_max_mb": rss_max / 1e6,
+        "bytes_written_per_reading": io / total,
+        "agent_cpu_s_per_1k": cpu / total * 1000,
+    }
 
 
 def main() -> None:
@@ -134,7 +195,9 @@ def main() -> None:
         pki.issue_server("localhost", ips=["127.0.0.1"])
         pki.issue_gateway("gw-bench")
         devices = [f"bench-{i:03d}" for i in range(args.devices)]
-        pki.issue_devices([DeviceRecord(device_id=d, profile="water_level", profile_version=1) for d in devices])
+        pki.issue_devices(
+            [DeviceRecord(device_id=d, profile="water_level", profile_version=1) for d in devices]
+        )
         broker = LocalMosquitto(work / "mosquitto", pki, max_queued_messages=10_000_000)
         broker.start()
         base, agent_runs = [], []
@@ -151,7 +214,8 @@ def main() -> None:
     rates = [a["rate"] for a in agent_runs]
     ratios = [a / b for a, b in zip(rates, base, strict=True)]
     summary = {
-        "readings_per_run": total, "devices": args.devices,
+        "readings_per_run": total,
+        "devices": args.devices,
         "mosquitto_sub_rate": {"min": min(base), "median": statistics.median(base), "max": max(base)},
         "agent_rate": {"min": min(rates), "median": statistics.median(rates), "max": max(rates)},
         "ratio": {"min": min(ratios), "median": statistics.median(ratios), "max": max(ratios)},
@@ -161,11 +225,16 @@ def main() -> None:
     }
     print(f"mosquitto_sub (C client) : {summary['mosquitto_sub_rate']['median']:>9,.0f} readings/s (median)")
     print(f"citygate agent (committed): {summary['agent_rate']['median']:>9,.0f} readings/s (median)")
-    print(f"ratio agent/mosquitto_sub : {summary['ratio']['median']:.2f} "
-          f"(min {summary['ratio']['min']:.2f}, max {summary['ratio']['max']:.2f}); target >= 0.4 and >= 20,000/s")
-    print(f"agent RSS max {summary['agent_rss_max_mb']:.1f} MB; "
-          f"disk writes {summary['bytes_written_per_reading']:.0f} B/reading; "
-          f"agent CPU {summary['agent_cpu_s_per_1k_readings']:.3f} s per 1k readings")
+    print(
+        f"ratio agent/mosquitto_sub : {summary['ratio']['median']:.2f} "
+        f"(min {summary['ratio']['min']:.2f}, max {summary['ratio']['max']:.2f}); "
+        "target >= 0.4 and >= 20,000/s"
+    )
+    print(
+        f"agent RSS max {summary['agent_rss_max_mb']:.1f} MB; "
+        f"disk writes {summary['bytes_written_per_reading']:.0f} B/reading; "
+        f"agent CPU {summary['agent_cpu_s_per_1k_readings']:.3f} s per 1k readings"
+    )
     print(json.dumps(summary))
 
 

@@ -31,8 +31,9 @@ def make_pki(directory: Path) -> Pki:
 
 
 def device_record(device_id: str, profile: str = "air_quality") -> DeviceRecord:
-    return DeviceRecord(device_id=device_id, profile=profile, profile_version=1,
-                        site="test-site", district="centre")
+    return DeviceRecord(
+        device_id=device_id, profile=profile, profile_version=1, site="test-site", district="centre"
+    )
 
 
 @dataclass
@@ -49,6 +50,7 @@ class PkiBundle:
     @property
     def infra_ca(self) -> Path:
         from citygate.certs.pki import CaName
+
         return self.pki.ca_cert_path(CaName.INFRA)
 
 
@@ -58,8 +60,9 @@ def test_pki(tmp_path_factory: pytest.TempPathFactory) -> PkiBundle:
     pki.issue_gateway(GATEWAY_ID)
     pki.issue_devices([device_record(d) for d in DEVICES])
     # Expired: valid for one day, ten days ago.
-    pki.issue_device(device_record("dev-expired"),
-                     not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=10), days=1)
+    pki.issue_device(
+        device_record("dev-expired"), not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=10), days=1
+    )
     other = make_pki(tmp_path_factory.mktemp("other-pki"))
     other.issue_devices([device_record("dev-a"), device_record("dev-foreign")])
     other.issue_gateway(GATEWAY_ID)

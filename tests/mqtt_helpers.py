@@ -61,10 +61,15 @@ def connect(
     clean_session: bool = True,
 ) -> Connection:
     """Try to connect; return whether the broker accepted us (CONNACK 0) and why not."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv311, clean_session=clean_session)
-    client.tls_set(ca_certs=str(ca), certfile=str(cert) if cert else None,
-                   keyfile=str(key) if key else None, cert_reqs=ssl.CERT_REQUIRED)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=clean_session
+    )
+    client.tls_set(
+        ca_certs=str(ca),
+        certfile=str(cert) if cert else None,
+        keyfile=str(key) if key else None,
+        cert_reqs=ssl.CERT_REQUIRED,
+    )
     conn = Connection(connected=False, reason="timeout", client=client)
     outcome = threading.Event()
 

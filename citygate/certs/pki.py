@@ -172,9 +172,7 @@ class Pki:
         self.settings = settings
         self.dir = settings.dir
         if not (self._ca_dir(CaName.DEVICE) / "ca.pem").exists():
-            raise NotFoundError(
-                f"no CA in {self.dir}; create one with 'citygate pki init --dir {self.dir}'"
-            )
+            raise NotFoundError(f"no CA in {self.dir}; create one with 'citygate pki init --dir {self.dir}'")
 
     # -- paths -----------------------------------------------------------------
 
@@ -327,22 +325,38 @@ class Pki:
         """Issue many device certificates under one lock and one index/inventory write."""
         names = [r.device_id for r in records]
         return self._issue_many(
-            CertKind.DEVICE, names, days=days or self.settings.device_days,
-            not_before=not_before, renew=renew, register=records,
+            CertKind.DEVICE,
+            names,
+            days=days or self.settings.device_days,
+            not_before=not_before,
+            renew=renew,
+            register=records,
         )
 
     def issue_gateway(
-        self, gateway_id: str, *, days: int | None = None,
-        not_before: dt.datetime | None = None, renew: bool = False,
+        self,
+        gateway_id: str,
+        *,
+        days: int | None = None,
+        not_before: dt.datetime | None = None,
+        renew: bool = False,
     ) -> CertFiles:
         return self._issue_many(
-            CertKind.GATEWAY, [gateway_id], days=days or self.settings.gateway_days,
-            not_before=not_before, renew=renew,
+            CertKind.GATEWAY,
+            [gateway_id],
+            days=days or self.settings.gateway_days,
+            not_before=not_before,
+            renew=renew,
         )[0]
 
     def issue_server(
-        self, hostname: str, *, ips: Sequence[str] = (), extra_dns: Sequence[str] = (),
-        days: int | None = None, renew: bool = False,
+        self,
+        hostname: str,
+        *,
+        ips: Sequence[str] = (),
+        extra_dns: Sequence[str] = (),
+        days: int | None = None,
+        renew: bool = False,
     ) -> CertFiles:
         validate_hostname(hostname)
         for name in extra_dns:
@@ -355,8 +369,12 @@ class Pki:
         sans += [x509.DNSName(n) for n in extra_dns]
         sans += [x509.IPAddress(a) for a in addresses]
         return self._issue_many(
-            CertKind.SERVER, [hostname], days=days or self.settings.server_days,
-            not_before=None, renew=renew, server_sans=sans,
+            CertKind.SERVER,
+            [hostname],
+            days=days or self.settings.server_days,
+            not_before=None,
+            renew=renew,
+            server_sans=sans,
         )[0]
 
     def _issue_many(
@@ -404,16 +422,24 @@ class Pki:
                 files.cert.parent.mkdir(parents=True, exist_ok=True)
                 key = ec.generate_private_key(ec.SECP256R1())
                 cert = _build_leaf(
-                    kind, name, key.public_key(), ca_cert, ca_key, start, end,
-                    self.settings.organization, server_sans,
+                    kind,
+                    name,
+                    key.public_key(),
+                    ca_cert,
+                    ca_key,
+                    start,
+                    end,
+                    self.settings.organization,
+                    server_sans,
                 )
                 _write_private_key(files.key, key)
                 pem = cert.public_bytes(serialization.Encoding.PEM)
                 atomic_write(files.cert, pem, mode=0o644)
                 atomic_write(files.chain, pem + ca_pem, mode=0o644)
                 index.certs.append(
-                    IssuedCert(kind=kind, name=name, serial=cert.serial_number,
-                               not_before=start, not_after=end)
+                    IssuedCert(
+                        kind=kind, name=name, serial=cert.serial_number, not_before=start, not_after=end
+                    )
                 )
                 out.append(files)
             self._save_index(index)
@@ -435,7 +461,11 @@ class Pki:
     # -- revocation ------------------------------------------------------------
 
     def revoke(
-        self, name: str, *, kind: CertKind | None = None, reason: str = "unspecified",
+        self,
+        name: str,
+        *,
+        kind: CertKind | None = None,
+        reason: str = "unspecified",
         now: dt.datetime | None = None,
     ) -> list[IssuedCert]:
         """Revoke every unrevoked certificate of ``name`` and re-sign the CRLs."""
@@ -455,8 +485,13 @@ class Pki:
             for c in index.certs:
                 if c in matches and c.revoked_at is None:
                     c = IssuedCert(
-                        kind=c.kind, name=c.name, serial=c.serial, not_before=c.not_before,
-                        not_after=c.not_after, revoked_at=now, revocation_reason=reason,
+                        kind=c.kind,
+                        name=c.name,
+                        serial=c.serial,
+                        not_before=c.not_before,
+                        not_after=c.not_after,
+                        revoked_at=now,
+                        revocation_reason=reason,
                         superseded=c.superseded,
                     )
                     revoked.append(c)
@@ -504,8 +539,14 @@ class Pki:
 
 def _superseded(c: IssuedCert) -> IssuedCert:
     return IssuedCert(
-        kind=c.kind, name=c.name, serial=c.serial, not_before=c.not_before, not_after=c.not_after,
-        revoked_at=c.revoked_at, revocation_reason=c.revocation_reason, superseded=True,
+        kind=c.kind,
+        name=c.name,
+        serial=c.serial,
+        not_before=c.not_before,
+        not_after=c.not_after,
+        revoked_at=c.revoked_at,
+        revocation_reason=c.revocation_reason,
+        superseded=True,
     )
 
 
@@ -560,9 +601,7 @@ def _build_leaf(
         .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
 

@@ -17,8 +17,9 @@ from citygate.cli import cli_errors
 from citygate.contract.ids import validate_id
 from citygate.contract.inventory import DeviceRecord
 
-app = typer.Typer(help="Certificate authority: CAs, device/gateway/server certificates, CRLs.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Certificate authority: CAs, device/gateway/server certificates, CRLs.", no_args_is_help=True
+)
 issue_app = typer.Typer(help="Issue a certificate.", no_args_is_help=True)
 app.add_typer(issue_app, name="issue")
 
@@ -29,8 +30,12 @@ ConfigOpt = Annotated[
     typer.Option("--config", "-c", help="TOML config file ([pki] section).", exists=True, dir_okay=False),
 ]
 DirOpt = Annotated[
-    Path | None, typer.Option("--dir", help="PKI directory (default: $CITYGATE_PKI_DIR or "
-                              "~/.local/share/citygate/pki).", file_okay=False)
+    Path | None,
+    typer.Option(
+        "--dir",
+        help="PKI directory (default: $CITYGATE_PKI_DIR or ~/.local/share/citygate/pki).",
+        file_okay=False,
+    ),
 ]
 InventoryOpt = Annotated[
     Path | None, typer.Option("--inventory", help="Device inventory file (default: <dir>/inventory.json).")
@@ -80,8 +85,9 @@ def issue_device(
     config: ConfigOpt = None,
     pki_dir: DirOpt = None,
     inventory: InventoryOpt = None,
-    profiles_dir: Annotated[list[Path] | None, typer.Option("--profiles-dir",
-                            help="Extra profile directory (repeatable).")] = None,
+    profiles_dir: Annotated[
+        list[Path] | None, typer.Option("--profiles-dir", help="Extra profile directory (repeatable).")
+    ] = None,
 ) -> None:
     """Issue a device certificate (clientAuth, device CA) and register the device in the inventory."""
     from citygate.contract.profiles import ProfileRegistry
@@ -91,8 +97,13 @@ def issue_device(
         pki = _open(config, pki_dir, inventory)
         resolved = ProfileRegistry(extra_dirs=profiles_dir or []).get(profile, profile_version)
         record = DeviceRecord(
-            device_id=device_id, profile=resolved.name, profile_version=resolved.version,
-            site=site, district=district, lat=lat, lon=lon,
+            device_id=device_id,
+            profile=resolved.name,
+            profile_version=resolved.version,
+            site=site,
+            district=district,
+            lat=lat,
+            lon=lon,
         )
         files = pki.issue_device(record, days=days, renew=renew)
         console.print(f"device [bold]{device_id}[/] ({resolved.name} v{resolved.version}) issued:")
@@ -163,8 +174,11 @@ def crl(config: ConfigOpt = None, pki_dir: DirOpt = None) -> None:
 
 def _table(pki: Pki, max_days: float | None, as_json: bool) -> None:
     now = dt.datetime.now(dt.UTC)
-    certs = [c for c in pki.certificates() if max_days is None or
-             (c.status(now) == "valid" and c.days_left(now) <= max_days)]
+    certs = [
+        c
+        for c in pki.certificates()
+        if max_days is None or (c.status(now) == "valid" and c.days_left(now) <= max_days)
+    ]
     if as_json:
         rows = [
             c.to_json() | {"status": c.status(now), "days_left": round(c.days_left(now), 2)} for c in certs
@@ -178,8 +192,14 @@ def _table(pki: Pki, max_days: float | None, as_json: bool) -> None:
         status = c.status(now)
         style = {"valid": "green", "revoked": "red", "expired": "red"}.get(status, "yellow")
         left = c.days_left(now)
-        table.add_row(c.kind.value, c.name, f"{c.serial:x}"[:16], f"{c.not_after:%Y-%m-%d %H:%M}",
-                      f"{left:.1f}", f"[{style}]{status}[/]")
+        table.add_row(
+            c.kind.value,
+            c.name,
+            f"{c.serial:x}"[:16],
+            f"{c.not_after:%Y-%m-%d %H:%M}",
+            f"{left:.1f}",
+            f"[{style}]{status}[/]",
+        )
     console.print(table)
     for ca in CaName:
         nxt = pki.crl_next_update(ca)

@@ -36,8 +36,7 @@ def validate_id(value: str, *, kind: str = "id") -> str:
         raise InvalidIdentifierError(f"{kind} must not be empty")
     if len(value) > MAX_ID_LENGTH:
         raise InvalidIdentifierError(
-            f"{kind} {_describe(value)} is {len(value)} characters long; "
-            f"the maximum is {MAX_ID_LENGTH}"
+            f"{kind} {_describe(value)} is {len(value)} characters long; the maximum is {MAX_ID_LENGTH}"
         )
     for bad, why in (("+", "an MQTT wildcard"), ("#", "an MQTT wildcard"), ("/", "a topic separator")):
         if bad in value:

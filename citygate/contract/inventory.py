@@ -98,10 +98,10 @@ class Inventory(Mapping[str, DeviceRecord]):
         except orjson.JSONDecodeError as e:
             raise InventoryError(f"{source}: not valid JSON: {e}") from e
         if not isinstance(doc, dict) or doc.get("format") != INVENTORY_FORMAT:
-            raise InventoryError(f"{source}: expected an object with \"format\": {INVENTORY_FORMAT}")
+            raise InventoryError(f'{source}: expected an object with "format": {INVENTORY_FORMAT}')
         raw = doc.get("devices")
         if not isinstance(raw, dict):
-            raise InventoryError(f"{source}: \"devices\" must be an object")
+            raise InventoryError(f'{source}: "devices" must be an object')
         devices: dict[str, DeviceRecord] = {}
         for device_id, body in raw.items():
             if not isinstance(body, dict):
@@ -125,4 +125,3 @@ class Inventory(Mapping[str, DeviceRecord]):
 
     def save(self, path: Path) -> None:
         atomic_write(path, self.to_json(), mode=0o644)
-

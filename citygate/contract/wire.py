@@ -24,7 +24,7 @@ from citygate.contract.ids import MAX_ID_LENGTH
 
 # Defaults the cloud enforces (configurable there); the gateway keeps its batches under them.
 MAX_BATCH_READINGS = 5_000
-MAX_BODY_BYTES = 4 * 1024 * 1024          # compressed, as received
+MAX_BODY_BYTES = 4 * 1024 * 1024  # compressed, as received
 MAX_DECOMPRESSED_BYTES = 32 * 1024 * 1024  # a zip bomb stops here
 
 INGEST_PATH = "/v1/ingest"
@@ -68,7 +68,7 @@ class RejectedReading(BaseModel):
 
     index: int
     device_id: str
-    reason: str   # a citygate.contract.validation.RejectReason value, or "write_rejected"
+    reason: str  # a citygate.contract.validation.RejectReason value, or "write_rejected"
     detail: str
 
 

@@ -69,7 +69,8 @@ class LocalInfluxDB:
             _CONFIG.format(dir=workdir, rpc_port=free_port(), http_port=self.http_port)
         )
         self.process = ManagedProcess(
-            "influxd", [influxd_binary(), "-config", str(self.config_path)],
+            "influxd",
+            [influxd_binary(), "-config", str(self.config_path)],
             log_path=workdir / "influxd.log",
         )
 

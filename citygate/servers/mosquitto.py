@@ -122,8 +122,15 @@ def mosquitto_binary() -> str:
 class LocalMosquitto:
     """A real broker on free loopback ports, configured from a citygate PKI."""
 
-    def __init__(self, workdir: Path, pki: Pki, *, server_name: str = "localhost",
-                 max_queued_messages: int = 200_000, autosave_interval: int = 60) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        pki: Pki,
+        *,
+        server_name: str = "localhost",
+        max_queued_messages: int = 200_000,
+        autosave_interval: int = 60,
+    ) -> None:
         self.workdir = workdir
         self.pki = pki
         workdir.mkdir(parents=True, exist_ok=True)
@@ -136,12 +143,17 @@ class LocalMosquitto:
         device_acl.write_text(DEVICE_ACL)
         gateway_acl.write_text(GATEWAY_ACL)
         self.config = MosquittoConfig(
-            device_ca=pki.ca_cert_path(CaName.DEVICE), device_crl=pki.crl_path(CaName.DEVICE),
-            infra_ca=pki.ca_cert_path(CaName.INFRA), infra_crl=pki.crl_path(CaName.INFRA),
-            server_cert=server.cert, server_key=server.key,
-            device_acl=device_acl, gateway_acl=gateway_acl,
+            device_ca=pki.ca_cert_path(CaName.DEVICE),
+            device_crl=pki.crl_path(CaName.DEVICE),
+            infra_ca=pki.ca_cert_path(CaName.INFRA),
+            infra_crl=pki.crl_path(CaName.INFRA),
+            server_cert=server.cert,
+            server_key=server.key,
+            device_acl=device_acl,
+            gateway_acl=gateway_acl,
             persistence_dir=workdir / "data",
-            device_port=free_port(), gateway_port=free_port(),
+            device_port=free_port(),
+            gateway_port=free_port(),
             log_file=workdir / "mosquitto.log",
             max_queued_messages=max_queued_messages,
             autosave_interval=autosave_interval,
@@ -150,7 +162,8 @@ class LocalMosquitto:
         self.config_path = workdir / "mosquitto.conf"
         self.config_path.write_text(render_config(self.config))
         self.process = ManagedProcess(
-            "mosquitto", [mosquitto_binary(), "-c", str(self.config_path)],
+            "mosquitto",
+            [mosquitto_binary(), "-c", str(self.config_path)],
             log_path=workdir / "mosquitto.stdout",
         )
 

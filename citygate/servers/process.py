@@ -35,8 +35,15 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
 class ManagedProcess:
     """One server process: started in its own session, output to a log file."""
 
-    def __init__(self, name: str, argv: Sequence[str], *, log_path: Path,
-                 cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log_path: Path,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
@@ -58,8 +65,13 @@ class ManagedProcess:
         log = self.log_path.open("ab")
         try:
             self._proc = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.cwd, env=self.env, start_new_session=True,
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.cwd,
+                env=self.env,
+                start_new_session=True,
             )
         finally:
             log.close()

@@ -17,9 +17,7 @@ from citygate.servers.process import ManagedProcess, ServerStartError, free_port
 def vm_binary() -> str:
     found = shutil.which("victoria-metrics")
     if not found:
-        raise ServerStartError(
-            "victoria-metrics is not installed (Debian: apt-get install victoria-metrics)"
-        )
+        raise ServerStartError("victoria-metrics is not installed (Debian: apt-get install victoria-metrics)")
     return found
 
 

@@ -20,8 +20,17 @@ from citygate.contract.topics import ack_topic, telemetry_topic
 
 
 class ConfirmingDevice:
-    def __init__(self, device_id: str, *, port: int, ca: Path, cert: Path, key: Path,
-                 confirm: bool = True, resend_after_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        device_id: str,
+        *,
+        port: int,
+        ca: Path,
+        cert: Path,
+        key: Path,
+        confirm: bool = True,
+        resend_after_s: float = 2.0,
+    ) -> None:
         self.device_id = device_id
         self.confirm = confirm
         self.resend_after_s = resend_after_s
@@ -65,8 +74,11 @@ class ConfirmingDevice:
     def _resend(self, force: bool = False) -> None:
         now = time.monotonic()
         with self.lock:
-            due = [(s, p) for s, (p, t) in sorted(self.unconfirmed.items())
-                   if force or now - t > self.resend_after_s]
+            due = [
+                (s, p)
+                for s, (p, t) in sorted(self.unconfirmed.items())
+                if force or now - t > self.resend_after_s
+            ]
             for s, p in due:
                 self.unconfirmed[s] = (p, now)
         for _, p in due:

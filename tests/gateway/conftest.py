@@ -32,8 +32,12 @@ GW_DEVICES = tuple(f"gwt-{i:02d}" for i in range(8))
 @pytest.fixture(scope="session")
 def gw_pki(test_pki: PkiBundle) -> PkiBundle:
     test_pki.pki.issue_devices(
-        [DeviceRecord(device_id=d, profile="water_level", profile_version=1, site="river", district="north")
-         for d in GW_DEVICES]
+        [
+            DeviceRecord(
+                device_id=d, profile="water_level", profile_version=1, site="river", district="north"
+            )
+            for d in GW_DEVICES
+        ]
     )
     return test_pki
 
@@ -57,7 +61,9 @@ class AgentProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "citygate", "gateway", "run", "--config", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         self.starts += 1
@@ -120,8 +126,13 @@ class GatewayRig:
     def device(self, device_id: str) -> Connection:
         if device_id not in self.devices or self.devices[device_id].client is None:
             files = self.pki.pki.files(CertKind.DEVICE, device_id)
-            conn = connect(self.broker.device_port, ca=self.pki.infra_ca, cert=files.cert, key=files.key,
-                           client_id=device_id)
+            conn = connect(
+                self.broker.device_port,
+                ca=self.pki.infra_ca,
+                cert=files.cert,
+                key=files.key,
+                client_id=device_id,
+            )
             assert conn.connected, conn.reason
             conn.subscribe(ack_topic(device_id))
             self.devices[device_id] = conn
@@ -136,17 +147,31 @@ class GatewayRig:
         self.devices.clear()
 
 
-def write_agent_config(path: Path, *, pki: PkiBundle, broker: LocalMosquitto, cloud_url: str,
-                       state_dir: Path, http_port: int, **extra: object) -> None:
+def write_agent_config(
+    path: Path,
+    *,
+    pki: PkiBundle,
+    broker: LocalMosquitto,
+    cloud_url: str,
+    state_dir: Path,
+    http_port: int,
+    **extra: object,
+) -> None:
     gw = pki.pki.files(CertKind.GATEWAY, GATEWAY_ID)
     values: dict[str, object] = {
-        "cert_file": str(gw.cert), "key_file": str(gw.key),
+        "cert_file": str(gw.cert),
+        "key_file": str(gw.key),
         "ca_file": str(pki.pki.ca_cert_path(CaName.INFRA)),
-        "broker_host": "127.0.0.1", "broker_port": broker.gateway_port,
+        "broker_host": "127.0.0.1",
+        "broker_port": broker.gateway_port,
         "inventory": str(pki.pki.inventory_path),
-        "state_dir": str(state_dir), "cloud_url": cloud_url,
-        "http_port": http_port, "heartbeat_interval_s": 1.0,
-        "batch_max_delay_s": 0.1, "backoff_initial_s": 0.1, "backoff_max_s": 1.0,
+        "state_dir": str(state_dir),
+        "cloud_url": cloud_url,
+        "http_port": http_port,
+        "heartbeat_interval_s": 1.0,
+        "batch_max_delay_s": 0.1,
+        "backoff_initial_s": 0.1,
+        "backoff_max_s": 1.0,
         "outbox_min_free_disk_bytes": 0,
     } | extra
     lines = ["[gateway]"] + [f"{k} = {orjson.dumps(v).decode()}" for k, v in values.items()]
@@ -167,8 +192,15 @@ def rig_factory(gw_pki: PkiBundle, tmp_path: Path) -> Iterator:
         cloud.start()
         http_port = free_port()
         cfg = work / "gateway.toml"
-        write_agent_config(cfg, pki=gw_pki, broker=broker, cloud_url=cloud.url, state_dir=work / "state",
-                           http_port=http_port, **agent_options)
+        write_agent_config(
+            cfg,
+            pki=gw_pki,
+            broker=broker,
+            cloud_url=cloud.url,
+            state_dir=work / "state",
+            http_port=http_port,
+            **agent_options,
+        )
         agent = AgentProcess(config_path=cfg, http_port=http_port, log_path=work / "agent.log")
         rig = GatewayRig(pki=gw_pki, broker=broker, cloud=cloud, agent=agent, workdir=work)
         made.append(rig)

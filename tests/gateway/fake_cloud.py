@@ -79,15 +79,27 @@ class FakeCloud:
                     cloud.peer_ids.add(cn)
                     for i, r in enumerate(doc["readings"]):
                         if cloud.reject_field and cloud.reject_field in r["readings"]:
-                            rejected.append({"index": i, "device_id": r["device_id"],
-                                             "reason": "out_of_range", "detail": "test rejection"})
+                            rejected.append(
+                                {
+                                    "index": i,
+                                    "device_id": r["device_id"],
+                                    "reason": "out_of_range",
+                                    "detail": "test rejection",
+                                }
+                            )
                             continue
                         cloud.received[(r["device_id"], r["ts"])] += 1
                         cloud.order.append((r["device_id"], r["seq"]))
                     cloud.batches += 1
                 accepted = len(doc["readings"]) - len(rejected)
-                body = orjson.dumps({"batch_id": doc["batch_id"], "gateway_id": cn or "?",
-                                     "accepted": accepted, "rejected": rejected})
+                body = orjson.dumps(
+                    {
+                        "batch_id": doc["batch_id"],
+                        "gateway_id": cn or "?",
+                        "accepted": accepted,
+                        "rejected": rejected,
+                    }
+                )
                 self._reply(200, body, {"Content-Type": "application/json"})
 
         class Server(ThreadingHTTPServer):

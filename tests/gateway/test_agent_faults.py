@@ -50,12 +50,17 @@ def test_kill_9_during_full_rate_publishing_loses_nothing(rig_factory):
     pub.join()
     assert pub.error is None, pub.error
     expected = len(pub.sent)
-    rig.agent.wait_for(lambda h: h["outbox_depth"] == 0 and rig.cloud.count() >= expected,
-                       timeout=90, what="everything forwarded after the kills")
+    rig.agent.wait_for(
+        lambda h: h["outbox_depth"] == 0 and rig.cloud.count() >= expected,
+        timeout=90,
+        what="everything forwarded after the kills",
+    )
     received = set(rig.cloud.received)
     lost = {(d, ts) for d, ts in pub.sent if (d, ts) not in received}
-    print(f"kill -9 x{kills}: sent {expected}, stored {len(received)}, lost {len(lost)}, "
-          f"duplicate deliveries {rig.cloud.duplicates()}")
+    print(
+        f"kill -9 x{kills}: sent {expected}, stored {len(received)}, lost {len(lost)}, "
+        f"duplicate deliveries {rig.cloud.duplicates()}"
+    )
     assert not lost
     assert received == pub.sent  # nothing unexpected either
 
@@ -100,10 +105,14 @@ def test_cloud_rejected_readings_go_to_dead_letters_not_back_to_the_queue(rig_fa
     rig.agent.start()
     for seq in range(10):
         rig.publish(GW_DEVICES[3], reading(seq))
-    rig.publish(GW_DEVICES[3], b'{"ts": %d, "seq": 10, "readings": {"level": 1.0, "battery": 50.0}}'
-                % int(time.time() * 1000))
-    h = rig.agent.wait_for(lambda h: h["outbox_depth"] == 0 and h["readings_out"] == 10,
-                           what="delivered with one cloud rejection")
+    rig.publish(
+        GW_DEVICES[3],
+        b'{"ts": %d, "seq": 10, "readings": {"level": 1.0, "battery": 50.0}}' % int(time.time() * 1000),
+    )
+    h = rig.agent.wait_for(
+        lambda h: h["outbox_depth"] == 0 and h["readings_out"] == 10,
+        what="delivered with one cloud rejection",
+    )
     assert h["rejected"] == {"cloud_out_of_range": 1}
 
 

@@ -20,8 +20,9 @@ def test_steady_flow_arrives_exactly_once(rig_factory):
         for d in devices:
             rig.publish(d, reading(seq))
     total = len(devices) * per_device
-    h = rig.agent.wait_for(lambda h: h["readings_out"] >= total and h["outbox_depth"] == 0,
-                           what="all readings forwarded")
+    h = rig.agent.wait_for(
+        lambda h: h["readings_out"] >= total and h["outbox_depth"] == 0, what="all readings forwarded"
+    )
     assert rig.cloud.count() == total
     assert rig.cloud.duplicates() == 0
     assert h["readings_in"] == total
@@ -43,8 +44,9 @@ def test_end_to_end_ack_reports_highest_committed_seq(rig_factory):
     dev = rig.device(GW_DEVICES[0])
     for seq in range(10):
         rig.publish(GW_DEVICES[0], reading(seq))
-    assert dev.wait_for(lambda m: any(orjson.loads(p).get("seq") == 9 for t, p in m if t.endswith("/ack")),
-                        timeout=15)
+    assert dev.wait_for(
+        lambda m: any(orjson.loads(p).get("seq") == 9 for t, p in m if t.endswith("/ack")), timeout=15
+    )
 
 
 def test_garbage_is_dead_lettered_and_good_readings_keep_flowing(rig_factory):
@@ -64,11 +66,18 @@ def test_garbage_is_dead_lettered_and_good_readings_keep_flowing(rig_factory):
         rig.publish(d, payload)
         rig.publish(d, reading(100 + i))
     # A device the inventory does not know (its certificate is valid, it is just not registered).
-    h = rig.agent.wait_for(lambda h: h["readings_out"] >= len(bad) and sum(h["rejected"].values()) >= len(bad),
-                           what="good readings forwarded and bad ones rejected")
+    h = rig.agent.wait_for(
+        lambda h: h["readings_out"] >= len(bad) and sum(h["rejected"].values()) >= len(bad),
+        what="good readings forwarded and bad ones rejected",
+    )
     assert h["rejected"] == {
-        "malformed_json": 1, "not_finite": 1, "wrong_type": 1, "out_of_range": 1,
-        "unknown_field": 1, "payload_too_large": 1, "timestamp_in_future": 1,
+        "malformed_json": 1,
+        "not_finite": 1,
+        "wrong_type": 1,
+        "out_of_range": 1,
+        "unknown_field": 1,
+        "payload_too_large": 1,
+        "timestamp_in_future": 1,
     }
     assert rig.cloud.count() == len(bad)
     # `citygate gateway deadletters` shows them with reasons.
@@ -76,8 +85,9 @@ def test_garbage_is_dead_lettered_and_good_readings_keep_flowing(rig_factory):
 
     from citygate.cli import build_app
 
-    out = CliRunner().invoke(build_app(), ["gateway", "deadletters", "--json", "--config",
-                                           str(rig.agent.config_path)])
+    out = CliRunner().invoke(
+        build_app(), ["gateway", "deadletters", "--json", "--config", str(rig.agent.config_path)]
+    )
     assert out.exit_code == 0, out.output
     reasons = sorted(x["reason"] for x in orjson.loads(out.stdout))
     assert reasons == sorted(h["rejected"])

@@ -22,8 +22,11 @@ def _run(rig, confirm: bool) -> tuple[int, int, int]:
     devices = []
     for d in GW_DEVICES[:3]:
         f = rig.pki.pki.files(CertKind.DEVICE, d)
-        devices.append(ConfirmingDevice(d, port=rig.broker.device_port, ca=rig.pki.infra_ca,
-                                        cert=f.cert, key=f.key, confirm=confirm))
+        devices.append(
+            ConfirmingDevice(
+                d, port=rig.broker.device_port, ca=rig.pki.infra_ca, cert=f.cert, key=f.key, confirm=confirm
+            )
+        )
     time.sleep(0.5)
     base = int(time.time() * 1000)
     for seq in range(400):
@@ -55,8 +58,10 @@ def test_broker_crash_with_end_to_end_confirmation_loses_nothing(rig_factory):
     rig = rig_factory()
     rig.agent.start()
     expected, stored, resends = _run(rig, confirm=True)
-    print(f"broker kill -9 with confirmation: expected {expected}, stored {stored}, "
-          f"lost {expected - stored}, device resends {resends}")
+    print(
+        f"broker kill -9 with confirmation: expected {expected}, stored {stored}, "
+        f"lost {expected - stored}, device resends {resends}"
+    )
     assert stored == expected
 
 

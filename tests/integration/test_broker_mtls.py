@@ -23,14 +23,24 @@ pytestmark = pytest.mark.servers
 def _device(test_pki: PkiBundle, broker, device_id: str, *, pki=None, client_id=None) -> Connection:
     pki = pki or test_pki.pki
     files = pki.files(CertKind.DEVICE, device_id)
-    return connect(broker.device_port, ca=test_pki.infra_ca, cert=files.cert, key=files.key,
-                   client_id=client_id or f"{device_id}-{uuid.uuid4().hex[:6]}")
+    return connect(
+        broker.device_port,
+        ca=test_pki.infra_ca,
+        cert=files.cert,
+        key=files.key,
+        client_id=client_id or f"{device_id}-{uuid.uuid4().hex[:6]}",
+    )
 
 
 def _gateway(test_pki: PkiBundle, broker) -> Connection:
     files = test_pki.gateway()
-    conn = connect(broker.gateway_port, ca=test_pki.infra_ca, cert=files.cert, key=files.key,
-                   client_id=f"{GATEWAY_ID}-{uuid.uuid4().hex[:6]}")
+    conn = connect(
+        broker.gateway_port,
+        ca=test_pki.infra_ca,
+        cert=files.cert,
+        key=files.key,
+        client_id=f"{GATEWAY_ID}-{uuid.uuid4().hex[:6]}",
+    )
     assert conn.connected, conn.reason
     conn.subscribe(TELEMETRY_FILTER)
     return conn
@@ -107,22 +117,33 @@ def test_revoked_certificate_is_refused_after_crl_reload(test_pki, broker):
 
 def test_device_certificate_is_refused_on_the_gateway_listener(test_pki, broker):
     files = test_pki.device("dev-a")
-    conn = connect(broker.gateway_port, ca=test_pki.infra_ca, cert=files.cert, key=files.key,
-                   client_id="dev-a-as-gateway")
+    conn = connect(
+        broker.gateway_port,
+        ca=test_pki.infra_ca,
+        cert=files.cert,
+        key=files.key,
+        client_id="dev-a-as-gateway",
+    )
     assert not conn.connected, "a device certificate was accepted where only gateways may connect"
 
 
 def test_gateway_certificate_is_refused_on_the_device_listener(test_pki, broker):
     files = test_pki.gateway()
-    conn = connect(broker.device_port, ca=test_pki.infra_ca, cert=files.cert, key=files.key,
-                   client_id="gw-as-device")
+    conn = connect(
+        broker.device_port, ca=test_pki.infra_ca, cert=files.cert, key=files.key, client_id="gw-as-device"
+    )
     assert not conn.connected, "a gateway certificate was accepted on the device listener"
 
 
 def test_server_certificate_cannot_act_as_a_client(test_pki, broker):
     files = test_pki.pki.files(CertKind.SERVER, "localhost")
-    conn = connect(broker.gateway_port, ca=test_pki.infra_ca, cert=files.cert, key=files.key,
-                   client_id="server-as-gateway")
+    conn = connect(
+        broker.gateway_port,
+        ca=test_pki.infra_ca,
+        cert=files.cert,
+        key=files.key,
+        client_id="server-as-gateway",
+    )
     assert not conn.connected, "a serverAuth-only certificate was accepted as a client"
 
 
@@ -130,6 +151,11 @@ def test_device_trusts_the_broker_only_through_the_infrastructure_ca(test_pki, b
     # A device that trusts only the device CA cannot verify the broker: the
     # broker's server certificate comes from the infrastructure CA.
     files = test_pki.device("dev-a")
-    conn = connect(broker.device_port, ca=test_pki.pki.ca_cert_path(CaName.DEVICE),
-                   cert=files.cert, key=files.key, client_id="dev-a-wrong-trust")
+    conn = connect(
+        broker.device_port,
+        ca=test_pki.pki.ca_cert_path(CaName.DEVICE),
+        cert=files.cert,
+        key=files.key,
+        client_id="dev-a-wrong-trust",
+    )
     assert not conn.connected

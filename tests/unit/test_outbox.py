@@ -7,8 +7,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 from citygate.gateway.outbox import DeadLetter, NewReading, Outbox, OutboxLimits, OverflowPolicy
 
 
@@ -22,8 +20,12 @@ def _row(r: NewReading) -> int:
 
 def test_commit_confirm_and_counters(tmp_path):
     ob = Outbox(tmp_path / "o.db")
-    res = ob.commit([_r(i) for i in range(10)], [DeadLetter(1, "d1", "out_of_range", "too big", b"{}")],
-                    now_ns=2_000, free_disk=10**12)
+    res = ob.commit(
+        [_r(i) for i in range(10)],
+        [DeadLetter(1, "d1", "out_of_range", "too big", b"{}")],
+        now_ns=2_000,
+        free_disk=10**12,
+    )
     assert res.stored == 10 and res.committed_seq == {"d1": 9}
     rows = ob.oldest(4)
     assert [r.seq for r in rows] == [0, 1, 2, 3]
@@ -41,8 +43,10 @@ def test_commit_confirm_and_counters(tmp_path):
 
 def test_drop_oldest_policy_counts_exactly(tmp_path):
     size = _row(_r(0))
-    ob = Outbox(tmp_path / "o.db", OutboxLimits(max_bytes=size * 10, min_free_disk_bytes=0,
-                                                policy=OverflowPolicy.DROP_OLDEST))
+    ob = Outbox(
+        tmp_path / "o.db",
+        OutboxLimits(max_bytes=size * 10, min_free_disk_bytes=0, policy=OverflowPolicy.DROP_OLDEST),
+    )
     ob.commit([_r(i) for i in range(10)], now_ns=2_000, free_disk=10**12)
     res = ob.commit([_r(i) for i in range(10, 13)], now_ns=2_000, free_disk=10**12)
     assert res.stored == 3
@@ -54,8 +58,10 @@ def test_drop_oldest_policy_counts_exactly(tmp_path):
 
 def test_refuse_new_policy_counts_exactly_and_does_not_confirm(tmp_path):
     size = _row(_r(0))
-    ob = Outbox(tmp_path / "o.db", OutboxLimits(max_bytes=size * 10, min_free_disk_bytes=0,
-                                                policy=OverflowPolicy.REFUSE_NEW))
+    ob = Outbox(
+        tmp_path / "o.db",
+        OutboxLimits(max_bytes=size * 10, min_free_disk_bytes=0, policy=OverflowPolicy.REFUSE_NEW),
+    )
     ob.commit([_r(i) for i in range(8)], now_ns=2_000, free_disk=10**12)
     res = ob.commit([_r(i) for i in range(8, 13)], now_ns=2_000, free_disk=10**12)
     assert res.stored == 2 and res.refused == 3
@@ -67,7 +73,9 @@ def test_refuse_new_policy_counts_exactly_and_does_not_confirm(tmp_path):
 
 def test_min_free_disk_is_a_bound(tmp_path):
     size = _row(_r(0))
-    ob = Outbox(tmp_path / "o.db", OutboxLimits(min_free_disk_bytes=1_000_000, policy=OverflowPolicy.REFUSE_NEW))
+    ob = Outbox(
+        tmp_path / "o.db", OutboxLimits(min_free_disk_bytes=1_000_000, policy=OverflowPolicy.REFUSE_NEW)
+    )
     res = ob.commit([_r(i) for i in range(5)], now_ns=2_000, free_disk=1_000_000 + 2 * size)
     assert res.stored == 2 and ob.stats().counters["dropped.outbox_full"] == 3
 

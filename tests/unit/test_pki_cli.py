@@ -31,8 +31,24 @@ def pki_dir(tmp_path):
 
 def test_full_lifecycle(pki_dir):
     d = str(pki_dir)
-    r = run("pki", "issue", "device", "aq-001", "--profile", "air_quality", "--site", "townhall",
-            "--district", "centre", "--lat", "52.37", "--lon", "4.89", "--dir", d)
+    r = run(
+        "pki",
+        "issue",
+        "device",
+        "aq-001",
+        "--profile",
+        "air_quality",
+        "--site",
+        "townhall",
+        "--district",
+        "centre",
+        "--lat",
+        "52.37",
+        "--lon",
+        "4.89",
+        "--dir",
+        d,
+    )
     assert r.exit_code == 0, r.output
     assert run("pki", "issue", "gateway", "gw-1", "--dir", d).exit_code == 0
     assert run("pki", "issue", "server", "localhost", "--ip", "127.0.0.1", "--dir", d).exit_code == 0
@@ -42,7 +58,9 @@ def test_full_lifecycle(pki_dir):
     r = run("pki", "list", "--json", "--dir", d)
     rows = orjson.loads(r.stdout)
     assert {(x["kind"], x["name"], x["status"]) for x in rows} == {
-        ("device", "aq-001", "valid"), ("gateway", "gw-1", "valid"), ("server", "localhost", "valid"),
+        ("device", "aq-001", "valid"),
+        ("gateway", "gw-1", "valid"),
+        ("server", "localhost", "valid"),
     }
     r = run("pki", "list", "--dir", d)
     assert "aq-001" in r.stdout and "CRL next update" in r.stdout
@@ -103,7 +121,8 @@ def test_config_file_and_environment(tmp_path):
 
 def test_console_script_runs(tmp_path):
     env = dict(os.environ, CITYGATE_PKI_DIR=str(tmp_path / "envpki"))
-    out = subprocess.run([sys.executable, "-m", "citygate", "pki", "init"], env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "citygate", "pki", "init"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "envpki" / "infra-ca" / "ca.key").exists()
