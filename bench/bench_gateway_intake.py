@@ -166,7 +166,7 @@ def run_agent(pki, broker, devices, files, total, work: Path) -> dict:
         rss_max = max(rss_max, proc.memory_info().rss)
         if h["readings_in"] >= total:
             break
-        time.sleep(0.05)
+        time.sleep(0.2)
     elapsed = time.perf_counter() - t0
     cpu = sum(proc.cpu_times()[:2]) - cpu0
     io = proc.io_counters().write_bytes - io0

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -35,8 +36,9 @@ from citygate.contract.topics import TELEMETRY_FILTER, ack_topic
 log = structlog.get_logger("citygate.gateway.intake")
 
 
-@dataclass(frozen=True, slots=True)
-class IncomingMessage:
+class IncomingMessage(NamedTuple):
+    """One delivered message (a tuple: built once per message, in paho's thread)."""
+
     topic: str
     payload: bytes
     mid: int
@@ -139,12 +141,7 @@ class MqttIntake:
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         item = IncomingMessage(
-            topic=msg.topic,
-            payload=bytes(msg.payload),
-            mid=msg.mid,
-            qos=msg.qos,
-            generation=self._generation,
-            received_ns=time.time_ns(),
+            msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, time.time_ns()
         )
         while True:
             try:

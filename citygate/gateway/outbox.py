@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import NamedTuple
 
 import structlog
 
@@ -82,8 +83,9 @@ class OutboxLimits:
     max_deadletter_payload: int = 4096
 
 
-@dataclass(frozen=True, slots=True)
-class NewReading:
+class NewReading(NamedTuple):
+    """A validated reading about to be stored (a tuple: built once per message, on the hot path)."""
+
     device_id: str
     seq: int | None
     received_ns: int
@@ -337,8 +339,12 @@ class Outbox:
         return dropped
 
     def _expire(self, db: sqlite3.Connection, now_ns: int) -> dict[str, int]:
-        # Rows arrive in received order, so only the oldest few need looking at.
+        # Rows arrive in received order: look at the oldest one, and only if it is
+        # too old look further (this runs at every commit, so it must be cheap).
         cutoff = now_ns - int(self.limits.max_age_s * 1e9)
+        oldest = db.execute("SELECT received_ns FROM readings ORDER BY id LIMIT 1").fetchone()
+        if oldest is None or oldest[0] >= cutoff:
+            return {}
         expired = 0
         while True:
             rows = db.execute("SELECT id, received_ns FROM readings ORDER BY id LIMIT 1000").fetchall()

@@ -144,8 +144,9 @@ class Pipeline:
         readings: list[NewReading] = []
         dead: list[DeadLetter] = []
         validate = self.validator.validate
+        device_of = device_from_telemetry_topic
         for m in batch:
-            device_id = device_from_telemetry_topic(m.topic)
+            device_id = device_of(m.topic)
             if device_id is None:
                 dead.append(
                     DeadLetter(m.received_ns, None, "bad_topic", f"unexpected topic {m.topic!r}", m.payload)

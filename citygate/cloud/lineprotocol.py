@@ -1,0 +1,169 @@
+"""InfluxDB line protocol, written fast and escaped exactly as influxdb-client's ``Point``.
+
+``Point`` builds about 60k points/s (PITFALLS.md), well below what one
+InfluxDB node takes, so the ingest path serialises readings itself. The
+escaping rules are the ones of ``influxdb_client.client.write.point`` (tested
+for equality against ``Point(...).to_line_protocol()`` with generated names and
+values): measurement ``, space \\n \\t \\r``; tag keys, tag values and field keys
+also ``=``; a tag value ending in a backslash gets a trailing space; string
+field values escape ``"`` and ``\\``. Tags and fields are sorted by key, and
+``None`` values and non-finite floats are left out, as ``Point`` does.
+
+Numbers: an ``int`` gets the ``i`` suffix; a ``float`` is written with
+``repr`` and a trailing ``.0`` removed (``1.0`` -> ``1``), which line protocol
+reads as a float because it has no ``i``: a float field never turns into an
+integer field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+from citygate.contract.validation import Reading
+
+FieldValue = float | int | bool | str
+
+_ESCAPE_MEASUREMENT: Final = str.maketrans(
+    {",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"}
+)
+_ESCAPE_KEY: Final = str.maketrans(
+    {",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"}
+)
+_ESCAPE_STRING: Final = str.maketrans({'"': r"\"", "\\": r"\\"})
+
+
+def escape_measurement(name: str) -> str:
+    return name.translate(_ESCAPE_MEASUREMENT)
+
+
+def escape_key(key: str) -> str:
+    """A tag key or field key."""
+    return key.translate(_ESCAPE_KEY)
+
+
+def escape_tag_value(value: str) -> str:
+    out = value.translate(_ESCAPE_KEY)
+    # A trailing backslash would escape the separator after it.
+    return out + " " if out.endswith("\\") else out
+
+
+def format_value(value: FieldValue) -> str | None:
+    """One field value in line protocol, or None when ``Point`` would drop it."""
+    cls = value.__class__
+    if cls is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            return None
+        s = repr(value)
+        return s[:-2] if s.endswith(".0") else s
+    if cls is bool:
+        return "true" if value else "false"
+    if cls is int:
+        return f"{value}i"
+    if isinstance(value, str):
+        return '"' + value.translate(_ESCAPE_STRING) + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{int(value)}i"
+    if isinstance(value, float):
+        return format_value(float(value))
+    raise TypeError(f"field value of type {type(value).__name__} is not supported")
+
+
+def tag_set(tags: Mapping[str, str | None]) -> str:
+    """``,k=v,k2=v2`` sorted by key (empty keys/values dropped, as Point does)."""
+    parts = []
+    for k, v in sorted(tags.items()):
+        if v is None:
+            continue
+        ek, ev = escape_key(k), escape_tag_value(v)
+        if ek and ev:
+            parts.append(f"{ek}={ev}")
+    return "," + ",".join(parts) if parts else ""
+
+
+def field_set(fields: Mapping[str, FieldValue | None]) -> str:
+    parts = []
+    for k, v in sorted(fields.items()):
+        if v is None:
+            continue
+        text = format_value(v)
+        if text is not None:
+            parts.append(f"{escape_key(k)}={text}")
+    return ",".join(parts)
+
+
+def encode_point(
+    measurement: str,
+    tags: Mapping[str, str | None],
+    fields: Mapping[str, FieldValue | None],
+    ts_ns: int | None,
+) -> str:
+    """One line (no newline); "" when no field is left, like ``Point``."""
+    fs = field_set(fields)
+    if not fs:
+        return ""
+    ts = "" if ts_ns is None else f" {int(ts_ns)}"
+    return f"{escape_measurement(measurement)}{tag_set(tags)} {fs}{ts}"
+
+
+class ReadingEncoder:
+    """Readings -> line protocol, with per-device series keys and field keys cached.
+
+    The series key (measurement + tags) of a device is built once from the
+    inventory's static metadata: device_id, district, profile_version, site.
+    Never the gateway or the batch id (a replay through another gateway must
+    overwrite, not duplicate) and never ``seq`` (a field).
+    """
+
+    __slots__ = ("_keys", "_prefixes")
+
+    def __init__(self) -> None:
+        self._prefixes: dict[tuple[str, str, int, str | None, str | None], str] = {}
+        self._keys: dict[str, str] = {}
+
+    def series_key(
+        self, measurement: str, device_id: str, profile_version: int, site: str | None, district: str | None
+    ) -> str:
+        k = (measurement, device_id, profile_version, site, district)
+        prefix = self._prefixes.get(k)
+        if prefix is None:
+            tags = {"device_id": device_id, "profile_version": str(profile_version),
+                    "site": site, "district": district}
+            prefix = escape_measurement(measurement) + tag_set(tags) + " "
+            if len(self._prefixes) > 1_000_000:  # bounded: a city has far fewer devices
+                self._prefixes.clear()
+            self._prefixes[k] = prefix
+        return prefix
+
+    def line(self, reading: Reading, site: str | None, district: str | None) -> str:
+        prefix = self.series_key(reading.measurement, reading.device_id, reading.profile_version,
+                                 site, district)
+        keys = self._keys
+        parts = []
+        values: Mapping[str, FieldValue] = reading.values
+        if reading.seq is not None:
+            values = {**values, "seq": reading.seq}
+        for name, v in sorted(values.items()):
+            ek = keys.get(name)
+            if ek is None:
+                ek = keys[name] = escape_key(name) + "="
+            cls = v.__class__
+            if cls is float:
+                s = repr(v)
+                if s.endswith(".0"):
+                    s = s[:-2]
+                elif s in ("nan", "inf", "-inf"):
+                    continue  # validation never lets these through; Point drops them too
+                parts.append(ek + s)
+            else:
+                text = format_value(v)
+                if text is not None:
+                    parts.append(ek + text)
+        return f"{prefix}{','.join(parts)} {reading.ts_ns}"
+
+
+def join_lines(lines: Iterable[str]) -> bytes:
+    return "\n".join(lines).encode()

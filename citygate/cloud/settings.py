@@ -1,0 +1,129 @@
+"""Cloud settings: ``[cloud]`` in the config file, or ``CITYGATE_CLOUD_*`` in the environment.
+
+Unsafe configurations are refused at load time rather than degraded at run
+time: no TLS material means no start, a v2 sink without token/org/bucket means
+no start, and a reader token shorter than 24 characters means no start. No
+reader tokens at all is allowed but means every read is refused (401): city
+data is never readable anonymously by default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from citygate.config import CitygateSettings
+from citygate.contract import wire
+
+MIN_TOKEN_LENGTH = 24
+_TOKEN_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class CloudSettings(CitygateSettings):
+    """Everything ``citygate cloud run`` needs; see docs/CLOUD.md for each key."""
+
+    model_config = SettingsConfigDict(env_prefix="CITYGATE_CLOUD_", extra="forbid")
+    toml_section: ClassVar[str] = "cloud"
+
+    # -- listener ---------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8443
+    tls_cert: Path                      # server certificate (citygate pki issue server)
+    tls_key: Path
+    client_ca: Path                     # the infrastructure CA ONLY (never the device CA)
+    client_crl: Path                    # the infrastructure CA's CRL, re-read when it changes
+    # "required": every TLS connection presents an infra-CA certificate.
+    # "optional": a certificate, if presented, must still verify; readers may then
+    # come with a token only (and a load balancer may probe /healthz). Gateway
+    # routes always require a gateway certificate either way.
+    client_cert_mode: Literal["required", "optional"] = "required"
+
+    # -- contract ---------------------------------------------------------------
+    inventory: Path
+    profiles_dirs: list[Path] = []
+    inventory_reload_s: Annotated[float, Field(ge=0.1, le=3600)] = 5.0
+    max_body_bytes: Annotated[int, Field(ge=1024)] = wire.MAX_BODY_BYTES
+    max_decompressed_bytes: Annotated[int, Field(ge=1024)] = wire.MAX_DECOMPRESSED_BYTES
+    max_batch_readings: Annotated[int, Field(ge=1, le=100_000)] = wire.MAX_BATCH_READINGS
+    max_future_s: Annotated[float, Field(ge=0, le=86400)] = 300.0
+    max_past_s: Annotated[float, Field(ge=0, le=10 * 365 * 86400)] = 30 * 86400.0
+
+    # -- InfluxDB ---------------------------------------------------------------
+    influx_api: Literal["v1", "v2"] = "v1"
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    # v1: /write?db=&rp= with optional basic auth
+    influx_db: str = "citygate"
+    influx_rp: str | None = None
+    influx_user: str | None = None
+    influx_password: SecretStr | None = None
+    # v2: influxdb-client, token/org/bucket
+    influx_token: SecretStr | None = None
+    influx_org: str | None = None
+    influx_bucket: str | None = None
+    # The read and fleet APIs speak InfluxQL (/query). VictoriaMetrics has none:
+    # set this to false there and those endpoints answer 501.
+    influxql_enabled: bool = True
+    retry_after_s: Annotated[int, Field(ge=1, le=3600)] = 5
+
+    # -- access -----------------------------------------------------------------
+    # name -> token. Readers query series; operators also see the fleet and /metrics.
+    reader_tokens: dict[str, SecretStr] = {}
+    operator_tokens: dict[str, SecretStr] = {}
+    metrics_public: bool = False
+
+    # -- fleet ------------------------------------------------------------------
+    heartbeat_stale_s: Annotated[float, Field(gt=0)] = 120.0
+    heartbeat_offline_s: Annotated[float, Field(gt=0)] = 600.0
+    fleet_lookback_s: Annotated[float, Field(gt=0)] = 30 * 86400.0
+    device_silent_factor: Annotated[float, Field(ge=1)] = 3.0
+
+    # -- read API ---------------------------------------------------------------
+    max_query_points: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
+
+    # -- logging ----------------------------------------------------------------
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = True
+
+    @field_validator("reader_tokens", "operator_tokens")
+    @classmethod
+    def _strong_tokens(cls, v: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        import re
+
+        for name, token in v.items():
+            if re.fullmatch(_TOKEN_NAME, name) is None:
+                raise ValueError(f"token name {name!r} must be 1-64 letters, digits, '.', '_', '-'")
+            if len(token.get_secret_value()) < MIN_TOKEN_LENGTH:
+                raise ValueError(
+                    f"token {name!r} is shorter than {MIN_TOKEN_LENGTH} characters; "
+                    "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.influx_api == "v2":
+            missing = [k for k in ("influx_token", "influx_org", "influx_bucket") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"influx_api = 'v2' needs {', '.join(missing)}")
+        if (self.influx_user is None) != (self.influx_password is None):
+            raise ValueError("influx_user and influx_password go together")
+        if self.heartbeat_offline_s <= self.heartbeat_stale_s:
+            raise ValueError("heartbeat_offline_s must be greater than heartbeat_stale_s")
+        if self.max_decompressed_bytes < self.max_body_bytes:
+            raise ValueError("max_decompressed_bytes must be at least max_body_bytes")
+        all_tokens = [t.get_secret_value() for t in (*self.reader_tokens.values(), *self.operator_tokens.values())]
+        if len(set(all_tokens)) != len(all_tokens):
+            raise ValueError("every reader/operator token must be distinct")
+        return self
+
+    @property
+    def write_database(self) -> str:
+        """The database (v1) or bucket (v2) points go to; InfluxQL reads use the same name."""
+        if self.influx_api == "v2":
+            assert self.influx_bucket is not None
+            return self.influx_bucket
+        return self.influx_db
