@@ -1,0 +1,87 @@
+"""InfluxQL text built only from typed, whitelisted and escaped parts.
+
+Every identifier goes through :func:`ident` (double-quoted, ``\\`` and ``"``
+escaped) and every string literal through :func:`literal` (single-quoted,
+``\\`` and ``'`` escaped), even though callers whitelist measurement names,
+field names, device ids and sites first: two independent defences. Times are
+integers (epoch nanoseconds), intervals whole seconds, aggregates an enum:
+no user text reaches a query unescaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+
+
+class Aggregate(StrEnum):
+    MEAN = "mean"
+    MIN = "min"
+    MAX = "max"
+    LAST = "last"
+    COUNT = "count"
+
+
+def ident(name: str) -> str:
+    """A quoted identifier (measurement, field, tag key)."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def literal(value: str) -> str:
+    """A quoted string literal (tag values)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def select_series(
+    measurement: str,
+    fields: Sequence[str],
+    *,
+    tag_filters: dict[str, str],
+    start_ns: int,
+    end_ns: int,
+    aggregate: Aggregate | None,
+    interval_s: int | None,
+    group_by_device: bool,
+    limit: int,
+) -> str:
+    """One SELECT over [start, end) for a device or a site, raw or aggregated."""
+    if not fields:
+        raise ValueError("at least one field")
+    if aggregate is None:
+        cols = ", ".join(ident(f) for f in fields)
+    else:
+        cols = ", ".join(f"{aggregate.value}({ident(f)}) AS {ident(f)}" for f in fields)
+    where = [f"{ident(k)} = {literal(v)}" for k, v in sorted(tag_filters.items())]
+    where += [f"time >= {int(start_ns)}", f"time < {int(end_ns)}"]
+    group: list[str] = []
+    if aggregate is not None:
+        if interval_s is None or interval_s <= 0:
+            raise ValueError("an aggregate needs a positive interval")
+        group.append(f"time({int(interval_s)}s)")
+    if group_by_device:
+        group.append(ident("device_id"))
+    q = f"SELECT {cols} FROM {ident(measurement)} WHERE {' AND '.join(where)}"
+    if group:
+        q += " GROUP BY " + ", ".join(group)
+        if aggregate is not None:
+            q += " fill(none)"
+    return q + f" LIMIT {int(limit)}"
+
+
+def latest_per_tag(measurement: str, field: str, tag: str, since_ns: int) -> str:
+    """The time of the newest point per tag value (a single selector keeps the point's own time)."""
+    return (
+        f"SELECT last({ident(field)}) FROM {ident(measurement)} WHERE time >= {int(since_ns)} "
+        f"GROUP BY {ident(tag)}"
+    )
+
+
+def latest_rows(measurement: str, tag: str, since_ns: int, value: str | None = None, limit: int = 1) -> str:
+    """The newest ``limit`` rows per ``tag`` value (or of one value), newest first."""
+    where = f"time >= {int(since_ns)}"
+    if value is not None:
+        where = f"{ident(tag)} = {literal(value)} AND " + where
+    return (
+        f"SELECT * FROM {ident(measurement)} WHERE {where} GROUP BY {ident(tag)} "
+        f"ORDER BY time DESC LIMIT {int(limit)}"
+    )
