@@ -126,3 +126,32 @@ def test_corrupt_outbox_is_moved_aside_and_the_agent_runs(rig_factory):
     assert "outbox corrupt" in rig.agent.log_tail()
     rig.publish(GW_DEVICES[0], reading(1))
     rig.agent.wait_for(lambda h: h["readings_out"] == 1, what="flowing with a fresh outbox")
+
+
+@pytest.mark.parametrize("policy", ["refuse_new", "drop_oldest"])
+def test_outbox_full_policy_holds_and_counts_exactly(rig_factory, policy):
+    rig = rig_factory(outbox_max_bytes=1_000_000, overflow_policy=policy)
+    rig.cloud.mode = "down"
+    rig.agent.start()
+    pub = Publisher(rig, GW_DEVICES[:4], per_device=3000)
+    pub.run()
+    n = len(pub.sent)
+    h = rig.agent.wait_for(lambda h: h["readings_in"] + h["dropped"].get("outbox_full", 0) >= n,
+                           what="every reading stored or counted as dropped")
+    dropped = sum(h["dropped"].values())
+    assert h["outbox_bytes"] <= 1_000_000
+    if policy == "refuse_new":
+        assert set(h["dropped"]) == {"outbox_full"}
+        assert h["readings_in"] + dropped == n and h["outbox_depth"] == h["readings_in"]
+    else:
+        assert set(h["dropped"]) == {"overflow_oldest"}
+        assert h["readings_in"] == n and h["outbox_depth"] + dropped == n
+    assert dropped > 0
+    print(f"{policy}: published {n}, stored {h['outbox_depth']}, dropped {h['dropped']}")
+    # Space returns (the cloud is back): what was kept is delivered, exactly.
+    rig.cloud.mode = "ok"
+    rig.agent.wait_for(lambda h: h["outbox_depth"] == 0, what="drained")
+    assert rig.cloud.count() == h["outbox_depth"]
+    if policy == "drop_oldest":  # the newest survived
+        newest = sorted(pub.sent, key=lambda x: x[1])[-100:]
+        assert all(k in rig.cloud.received for k in newest)
