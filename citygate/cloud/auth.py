@@ -1,0 +1,207 @@
+"""Who is calling: gateways by their client certificate, readers and operators by token.
+
+A gateway's id comes from its certificate (SAN ``urn:citygate:gateway:<id>``,
+:func:`citygate.certs.pki.certificate_identity`), never from the body or the
+URL (DESIGN guarantee 5). The TLS layer already refused certificates that do
+not chain to the infrastructure CA (device CA, foreign CAs); here the app
+checks again that the certificate was issued by that CA, that it names a
+gateway, and that its serial is not on the CA's CRL. The CRL file is re-read
+when it changes on disk, so ``citygate pki revoke`` takes effect without a
+restart (unlike Mosquitto, which reads it only at start and on SIGHUP).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hmac
+import os
+import ssl
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from pydantic import SecretStr
+
+from citygate.certs.pki import CertKind, certificate_identity
+
+log = structlog.get_logger("citygate.cloud.auth")
+
+
+class AuthError(Exception):
+    """A refused caller: ``status`` 401 (no or unusable credentials) or 403 (not allowed)."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+
+
+class RevocationUnavailable(Exception):  # noqa: N818 - a state, not a bug
+    """The CRL cannot be read or verified: gateway calls are refused (fail closed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCert:
+    """What the app needs from a verified client certificate (parsed once per certificate)."""
+
+    kind: CertKind | None
+    name: str | None
+    serial: int
+    not_after: dt.datetime
+    issuer_ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayIdentity:
+    gateway_id: str
+    serial: int
+    not_after: dt.datetime
+
+    def cert_days_left(self, now: dt.datetime | None = None) -> float:
+        now = now or dt.datetime.now(dt.UTC)
+        return (self.not_after - now).total_seconds() / 86400.0
+
+
+def _file_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class CertificateVerifier:
+    """Parses client certificates, checks the issuer, and checks the CRL (reloaded on change)."""
+
+    def __init__(self, ca_path: Path, crl_path: Path) -> None:
+        self._ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
+        self._crl_path = crl_path
+        self._lock = threading.Lock()
+        self._crl_key: tuple[int, int, int] | None = None
+        self._revoked: frozenset[int] | None = None
+        self._crl_next_update: dt.datetime | None = None
+        self._parse = functools.lru_cache(maxsize=4096)(self._parse_uncached)
+        self.reload_crl()
+
+    @property
+    def crl_next_update(self) -> dt.datetime | None:
+        return self._crl_next_update
+
+    def reload_crl(self) -> None:
+        """Re-read the CRL if the file changed; a bad CRL makes gateway calls fail closed."""
+        key = _file_key(self._crl_path)
+        if key == self._crl_key and self._revoked is not None:
+            return
+        with self._lock:
+            if key == self._crl_key and self._revoked is not None:
+                return
+            try:
+                crl = x509.load_pem_x509_crl(self._crl_path.read_bytes())
+            except (OSError, ValueError) as e:
+                self._revoked, self._crl_key = None, key
+                log.error("crl_unreadable", path=str(self._crl_path), error=str(e))
+                return
+            public_key = self._ca.public_key()
+            if crl.issuer != self._ca.subject or not crl.is_signature_valid(public_key):  # type: ignore[arg-type]
+                self._revoked, self._crl_key = None, key
+                log.error("crl_not_signed_by_client_ca", path=str(self._crl_path))
+                return
+            self._revoked = frozenset(r.serial_number for r in crl)
+            self._crl_next_update = crl.next_update_utc
+            self._crl_key = key
+            log.info("crl_loaded", path=str(self._crl_path), revoked=len(self._revoked),
+                     next_update=str(self._crl_next_update))
+
+    def _parse_uncached(self, pem: str) -> ClientCert:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        try:
+            cert.verify_directly_issued_by(self._ca)
+            issuer_ok = True
+        except (ValueError, TypeError, InvalidSignature):
+            issuer_ok = False
+        ident = certificate_identity(cert)
+        return ClientCert(
+            kind=ident[0] if ident else None,
+            name=ident[1] if ident else None,
+            serial=cert.serial_number,
+            not_after=cert.not_valid_after_utc,
+            issuer_ok=issuer_ok,
+        )
+
+    def gateway(self, scope: Mapping[str, Any]) -> GatewayIdentity:
+        """The calling gateway, or AuthError / RevocationUnavailable."""
+        tls = (scope.get("extensions") or {}).get("tls")
+        chain = tls.get("client_cert_chain") if isinstance(tls, dict) else None
+        if not chain:
+            raise AuthError(401, "no_client_cert",
+                            "a gateway client certificate (citygate pki issue gateway) is required")
+        try:
+            cert = self._parse(str(chain[0]))
+        except ValueError as e:
+            raise AuthError(401, "bad_client_cert", "the client certificate cannot be parsed") from e
+        if not cert.issuer_ok:
+            raise AuthError(403, "wrong_ca", "the client certificate is not issued by the infrastructure CA")
+        if cert.kind is not CertKind.GATEWAY or not cert.name:
+            raise AuthError(403, "not_a_gateway", "the client certificate is not a gateway certificate")
+        if cert.not_after <= dt.datetime.now(dt.UTC):
+            raise AuthError(403, "expired", "the client certificate has expired")
+        self.reload_crl()
+        revoked = self._revoked
+        if revoked is None:
+            raise RevocationUnavailable("the revocation list cannot be read or verified")
+        if cert.serial in revoked:
+            raise AuthError(403, "revoked", f"the certificate of gateway {cert.name!r} is revoked")
+        return GatewayIdentity(gateway_id=cert.name, serial=cert.serial, not_after=cert.not_after)
+
+
+class TokenAuth:
+    """Bearer tokens by role; compared in constant time against every configured token."""
+
+    def __init__(self, readers: Mapping[str, SecretStr], operators: Mapping[str, SecretStr]) -> None:
+        self._tokens = [(name, "reader", t.get_secret_value().encode()) for name, t in readers.items()]
+        self._tokens += [(name, "operator", t.get_secret_value().encode()) for name, t in operators.items()]
+
+    def check(self, authorization: str | None, *, operator: bool) -> str:
+        """The token's name, or AuthError. Readers may read series; operators everything."""
+        if not authorization or not authorization.startswith("Bearer "):
+            raise AuthError(401, "no_token", "a bearer token is required (Authorization: Bearer <token>)")
+        given = authorization[7:].strip().encode()
+        found: tuple[str, str] | None = None
+        for name, role, token in self._tokens:
+            if hmac.compare_digest(given, token):
+                found = (name, role)
+        if found is None:
+            raise AuthError(401, "bad_token", "the bearer token is not valid")
+        if operator and found[1] != "operator":
+            raise AuthError(403, "not_operator", "this endpoint needs an operator token")
+        return found[0]
+
+
+def tls_extension(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> dict[str, Any]:
+    """The ASGI TLS extension dict for one connection (asgi.readthedocs.io, TLS extension)."""
+    if ssl_object is None:
+        return {}
+    der = ssl_object.getpeercert(binary_form=True)
+    chain = [ssl.DER_cert_to_PEM_cert(der)] if der else []
+    name = None
+    if der:
+        try:
+            name = x509.load_der_x509_certificate(der).subject.rfc4514_string()
+        except ValueError:
+            name = None
+    versions = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+    return {
+        "server_cert": None,
+        "client_cert_chain": chain,
+        "client_cert_name": name,
+        "client_cert_error": None,
+        "tls_version": versions.get(ssl_object.version() or ""),
+        "cipher_suite": None,
+    }
