@@ -25,13 +25,13 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from citygate.certs.pki import CaName, CertKind, Pki  # noqa: E402
-from citygate.certs.settings import PkiSettings  # noqa: E402
-from citygate.contract.inventory import DeviceRecord  # noqa: E402
-from citygate.gateway.outbox import NewReading, Outbox, OutboxLimits  # noqa: E402
-from citygate.servers.mosquitto import LocalMosquitto  # noqa: E402
-from citygate.servers.process import free_port  # noqa: E402
-from tests.gateway.fake_cloud import FakeCloud  # noqa: E402
+from citygate.certs.pki import CaName, CertKind, Pki
+from citygate.certs.settings import PkiSettings
+from citygate.contract.inventory import DeviceRecord
+from citygate.gateway.outbox import NewReading, Outbox, OutboxLimits
+from citygate.servers.mosquitto import LocalMosquitto
+from citygate.servers.process import free_port
+from tests.gateway.fake_cloud import FakeCloud
 
 
 def health(port: int) -> dict:
@@ -50,7 +50,9 @@ def main() -> None:
         pki.issue_server("localhost", ips=["127.0.0.1"])
         gw = pki.issue_gateway("gw-bench")
         devices = [f"dev-{i:05d}" for i in range(args.devices)]
-        pki.issue_devices([DeviceRecord(device_id=d, profile="water_level", profile_version=1) for d in devices])
+        pki.issue_devices(
+            [DeviceRecord(device_id=d, profile="water_level", profile_version=1) for d in devices]
+        )
         broker = LocalMosquitto(work / "mosquitto", pki)
         broker.start()
         server = pki.files(CertKind.SERVER, "localhost")
@@ -68,8 +70,14 @@ def main() -> None:
             for i in range(start, min(start + chunk, args.readings)):
                 d = devices[i % args.devices]
                 seq = i // args.devices
-                body = orjson.dumps({"device_id": d, "ts": now_ms + seq, "seq": seq,
-                                     "readings": {"level": 1.25, "battery": 88.0}})
+                body = orjson.dumps(
+                    {
+                        "device_id": d,
+                        "ts": now_ms + seq,
+                        "seq": seq,
+                        "readings": {"level": 1.25, "battery": 88.0},
+                    }
+                )
                 rows.append(NewReading(d, seq, time.time_ns() - 3_600_000_000_000, body))
             ob.commit(rows)
         depth = ob.stats().depth
@@ -79,15 +87,40 @@ def main() -> None:
 
         http_port = free_port()
         cfg = work / "gateway.toml"
-        cfg.write_text("\n".join([
-            "[gateway]", f'cert_file = "{gw.cert}"', f'key_file = "{gw.key}"',
-            f'ca_file = "{pki.ca_cert_path(CaName.INFRA)}"', f"broker_port = {broker.gateway_port}",
-            f'inventory = "{pki.inventory_path}"', f'state_dir = "{state}"', f'cloud_url = "{cloud.url}"',
-            f"http_port = {http_port}", "outbox_max_bytes = 4294967296", "outbox_min_free_disk_bytes = 0",
-            "backoff_max_s = 1.0", "heartbeat_interval_s = 5.0",
-        ]) + "\n")
-        agent = subprocess.Popen([sys.executable, "-m", "citygate", "gateway", "run", "--config", str(cfg),
-                                  "--log-level", "warning"], stderr=(work / "agent.log").open("ab"))
+        cfg.write_text(
+            "\n".join(
+                [
+                    "[gateway]",
+                    f'cert_file = "{gw.cert}"',
+                    f'key_file = "{gw.key}"',
+                    f'ca_file = "{pki.ca_cert_path(CaName.INFRA)}"',
+                    f"broker_port = {broker.gateway_port}",
+                    f'inventory = "{pki.inventory_path}"',
+                    f'state_dir = "{state}"',
+                    f'cloud_url = "{cloud.url}"',
+                    f"http_port = {http_port}",
+                    "outbox_max_bytes = 4294967296",
+                    "outbox_min_free_disk_bytes = 0",
+                    "backoff_max_s = 1.0",
+                    "heartbeat_interval_s = 5.0",
+                ]
+            )
+            + "\n"
+        )
+        agent = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "citygate",
+                "gateway",
+                "run",
+                "--config",
+                str(cfg),
+                "--log-level",
+                "warning",
+            ],
+            stderr=(work / "agent.log").open("ab"),
+        )
         proc = psutil.Process(agent.pid)
         while True:
             try:
@@ -115,18 +148,25 @@ def main() -> None:
         cloud.stop()
         broker.stop()
         summary = {
-            "backlog_readings": depth, "outbox_file_mb": round(db_mb, 1), "fill_s": round(fill_s, 1),
+            "backlog_readings": depth,
+            "outbox_file_mb": round(db_mb, 1),
+            "fill_s": round(fill_s, 1),
             "rss_mb_while_held": {"min": min(held) / 1e6, "max": max(held) / 1e6},
             "rss_mb_while_draining": {"min": min(drain) / 1e6, "max": max(drain) / 1e6},
-            "drain_s": round(drain_s, 1), "drain_rate_per_s": round(depth / drain_s),
+            "drain_s": round(drain_s, 1),
+            "drain_rate_per_s": round(depth / drain_s),
             "stored_by_test_cloud": cloud.count(),
         }
     print(f"backlog {depth:,} readings ({db_mb:.0f} MB outbox file)")
     print(f"RSS while the cloud is down: {summary['rss_mb_while_held']['max']:.1f} MB max")
-    print(f"RSS while draining: {summary['rss_mb_while_draining']['min']:.1f}-"
-          f"{summary['rss_mb_while_draining']['max']:.1f} MB")
-    print(f"drained in {drain_s:.1f} s = {summary['drain_rate_per_s']:,} readings/s "
-          f"(test cloud stored {summary['stored_by_test_cloud']:,})")
+    print(
+        f"RSS while draining: {summary['rss_mb_while_draining']['min']:.1f}-"
+        f"{summary['rss_mb_while_draining']['max']:.1f} MB"
+    )
+    print(
+        f"drained in {drain_s:.1f} s = {summary['drain_rate_per_s']:,} readings/s "
+        f"(test cloud stored {summary['stored_by_test_cloud']:,})"
+    )
     print(json.dumps(summary))
 
 
