@@ -22,6 +22,7 @@ from citygate.contract.inventory import DeviceRecord
 from citygate.contract.topics import ack_topic, telemetry_topic
 from citygate.servers.mosquitto import LocalMosquitto
 from citygate.servers.process import free_port
+from citygate.servers.tcp_proxy import TcpProxy
 from tests.conftest import GATEWAY_ID, PkiBundle
 from tests.gateway.fake_cloud import FakeCloud
 from tests.mqtt_helpers import Connection, connect
@@ -121,6 +122,7 @@ class GatewayRig:
     cloud: FakeCloud
     agent: AgentProcess
     workdir: Path
+    proxy: TcpProxy | None = None
     devices: dict[str, Connection] = field(default_factory=dict)
 
     def device(self, device_id: str) -> Connection:
@@ -182,7 +184,7 @@ def write_agent_config(
 def rig_factory(gw_pki: PkiBundle, tmp_path: Path) -> Iterator:
     made: list[GatewayRig] = []
 
-    def make(**agent_options: object) -> GatewayRig:
+    def make(*, via_proxy: bool = False, **agent_options: object) -> GatewayRig:
         work = tmp_path / f"rig-{uuid.uuid4().hex[:6]}"
         work.mkdir()
         broker = LocalMosquitto(work / "mosquitto", gw_pki.pki)
@@ -190,24 +192,32 @@ def rig_factory(gw_pki: PkiBundle, tmp_path: Path) -> Iterator:
         server = gw_pki.pki.files(CertKind.SERVER, "localhost")
         cloud = FakeCloud(cert=server.cert, key=server.key, client_ca=gw_pki.infra_ca)
         cloud.start()
+        cloud_url = cloud.url
+        proxy = None
+        if via_proxy:  # the gateway's link to the cloud goes through a link cutter
+            proxy = TcpProxy("127.0.0.1", cloud.port)
+            proxy.start()
+            cloud_url = f"https://localhost:{proxy.port}"
         http_port = free_port()
         cfg = work / "gateway.toml"
         write_agent_config(
             cfg,
             pki=gw_pki,
             broker=broker,
-            cloud_url=cloud.url,
+            cloud_url=cloud_url,
             state_dir=work / "state",
             http_port=http_port,
             **agent_options,
         )
         agent = AgentProcess(config_path=cfg, http_port=http_port, log_path=work / "agent.log")
-        rig = GatewayRig(pki=gw_pki, broker=broker, cloud=cloud, agent=agent, workdir=work)
+        rig = GatewayRig(pki=gw_pki, broker=broker, cloud=cloud, agent=agent, workdir=work, proxy=proxy)
         made.append(rig)
         return rig
 
     yield make
     for rig in made:
+        if rig.proxy:
+            rig.proxy.stop()
         rig.close_devices()
         rig.agent.stop()
         rig.cloud.stop()

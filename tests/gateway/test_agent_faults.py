@@ -136,8 +136,10 @@ def test_outbox_full_policy_holds_and_counts_exactly(rig_factory, policy):
     pub = Publisher(rig, GW_DEVICES[:4], per_device=3000)
     pub.run()
     n = len(pub.sent)
-    h = rig.agent.wait_for(lambda h: h["readings_in"] + h["dropped"].get("outbox_full", 0) >= n,
-                           what="every reading stored or counted as dropped")
+    h = rig.agent.wait_for(
+        lambda h: h["readings_in"] + h["dropped"].get("outbox_full", 0) >= n,
+        what="every reading stored or counted as dropped",
+    )
     dropped = sum(h["dropped"].values())
     assert h["outbox_bytes"] <= 1_000_000
     if policy == "refuse_new":
@@ -155,3 +157,31 @@ def test_outbox_full_policy_holds_and_counts_exactly(rig_factory, policy):
     if policy == "drop_oldest":  # the newest survived
         newest = sorted(pub.sent, key=lambda x: x[1])[-100:]
         assert all(k in rig.cloud.received for k in newest)
+
+
+def test_flapping_link_to_the_cloud_loses_nothing(rig_factory):
+    rig = rig_factory(via_proxy=True, request_timeout_s=2.0)
+    rig.agent.start()
+    pub = Publisher(rig, GW_DEVICES[:3], per_device=600)
+    pub.start()
+    rng = random.Random(3)
+    flaps = 0
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline or pub.is_alive():
+        rig.proxy.cut()
+        time.sleep(rng.uniform(0.2, 0.8))
+        rig.proxy.restore()
+        time.sleep(rng.uniform(0.2, 0.8))
+        flaps += 1
+    pub.join()
+    rig.agent.wait_for(
+        lambda h: h["outbox_depth"] == 0 and rig.cloud.count() >= len(pub.sent),
+        timeout=60,
+        what="delivered after the flapping stopped",
+    )
+    received = set(rig.cloud.received)
+    print(
+        f"flapping link x{flaps}: sent {len(pub.sent)}, stored {len(received)}, "
+        f"duplicate deliveries {rig.cloud.duplicates()}"
+    )
+    assert received == pub.sent

@@ -1,0 +1,57 @@
+"""Request-scoped helpers shared by the routers: state, callers, bounded body reading."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from citygate.cloud.auth import GatewayIdentity
+from citygate.cloud.ingest import BatchError
+from citygate.cloud.state import CloudState
+
+
+def get_state(request: Request) -> CloudState:
+    state: CloudState = request.app.state.cloud
+    return state
+
+
+State = Annotated[CloudState, Depends(get_state)]
+
+
+def gateway(request: Request, state: State) -> GatewayIdentity:
+    """The calling gateway from its certificate (raises AuthError, RevocationUnavailable)."""
+    try:
+        return state.verifier.gateway(request.scope)
+    finally:
+        nu = state.verifier.crl_next_update
+        if nu is not None:
+            state.metrics.crl_next_update.set(nu.timestamp())
+
+
+def reader(request: Request, state: State) -> str:
+    return state.tokens.check(request.headers.get("authorization"), operator=False)
+
+
+def operator(request: Request, state: State) -> str:
+    return state.tokens.check(request.headers.get("authorization"), operator=True)
+
+
+Gateway = Annotated[GatewayIdentity, Depends(gateway)]
+Reader = Annotated[str, Depends(reader)]
+Operator = Annotated[str, Depends(operator)]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) as soon as it grows past ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BatchError(413, "body_too_large", f"body is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise BatchError(413, "body_too_large", f"body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,97 @@
+"""``POST /v1/ingest``: a gateway's batch, validated again, written, answered per reading."""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from citygate.cloud.ingest import BatchError, PreparedBatch, decode_body, parse_batch, prepare
+from citygate.cloud.routes.deps import Gateway, State, read_body
+from citygate.cloud.sink import RETRYABLE_KINDS, ErrorKind, SinkUnavailable
+from citygate.cloud.state import CloudState
+from citygate.contract.wire import INGEST_PATH, IngestBatch, IngestResult, RejectedReading
+
+router = APIRouter(tags=["gateways"])
+log = structlog.get_logger("citygate.cloud.ingest")
+
+_ERRORS = {
+    400: {"description": "Malformed gzip or JSON"},
+    401: {"description": "No gateway client certificate"},
+    403: {"description": "Not a gateway certificate, wrong CA, or revoked"},
+    413: {"description": "Body, decompressed body (zip bomb) or batch too large"},
+    415: {"description": "Unsupported Content-Encoding"},
+    422: {"description": "The batch document has the wrong shape"},
+    503: {"description": "The database did not confirm the write; retry after Retry-After seconds"},
+}
+
+
+def _prepare(state: CloudState, body: bytes, encoding: str | None) -> PreparedBatch:
+    s = state.settings
+    data = decode_body(body, encoding, s.max_decompressed_bytes)
+    batch_id, raw = parse_batch(data, s.max_batch_readings)
+    return prepare(batch_id, raw, state.inventory.validator, state.encoder, time.time_ns())
+
+
+@router.post(
+    INGEST_PATH,
+    response_model=IngestResult,
+    responses=_ERRORS,  # type: ignore[arg-type]
+    summary="Store a batch of readings (gzip JSON)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": IngestBatch.model_json_schema()}},
+            "description": "An IngestBatch, usually with Content-Encoding: gzip.",
+        }
+    },
+)
+async def ingest(request: Request, gw: Gateway, state: State) -> Response:
+    """Validate every reading again, write the good ones synchronously, answer per reading.
+
+    The answer comes only after the database confirmed the write. The same
+    batch posted twice stores each point once (a point's identity is
+    measurement + device tags + device time).
+    """
+    t0 = time.perf_counter()
+    m = state.metrics
+    try:
+        body = await read_body(request, state.settings.max_body_bytes)
+        prepared = await run_in_threadpool(_prepare, state, body, request.headers.get("content-encoding"))
+    except BatchError as e:
+        m.batches.labels("refused").inc()
+        log.info("ingest_refused", gateway_id=gw.gateway_id, reason=e.reason, status=e.status)
+        raise
+    m.readings_in.inc(prepared.received)
+    try:
+        report = await state.sink.write_lines(prepared.lines)
+    except SinkUnavailable as e:
+        m.batches.labels("unavailable").inc()
+        m.db_errors.labels(e.kind.value, "true").inc()
+        log.warning("ingest_unavailable", gateway_id=gw.gateway_id, batch_id=prepared.batch_id,
+                    error_kind=e.kind.value, error=e.detail)
+        raise
+    rejected = prepared.rejected
+    if report.refused:
+        m.db_errors.labels(ErrorKind.BAD_POINT.value, str(ErrorKind.BAD_POINT in RETRYABLE_KINDS).lower()).inc(
+            len(report.refused))
+        for line_idx, detail in sorted(report.refused.items()):
+            rejected.append(RejectedReading(
+                index=prepared.line_reading[line_idx], device_id=prepared.line_device[line_idx],
+                reason="write_rejected", detail=f"the database refused this point: {detail}",
+            ))
+            prepared.reasons["write_rejected"] += 1
+        rejected.sort(key=lambda r: r.index)
+    for reason, n in prepared.reasons.items():
+        m.rejected.labels(reason).inc(n)
+    accepted = len(prepared.lines) - len(report.refused)
+    m.points_written.inc(accepted)
+    m.batches.labels("partial" if rejected else "ok").inc()
+    result = IngestResult(batch_id=prepared.batch_id, gateway_id=gw.gateway_id, accepted=accepted,
+                          rejected=rejected)
+    log.info("ingest", gateway_id=gw.gateway_id, batch_id=prepared.batch_id, received=prepared.received,
+             accepted=accepted, rejected=len(rejected), db_requests=report.requests,
+             ms=round((time.perf_counter() - t0) * 1000, 2))
+    return Response(content=result.model_dump_json(), media_type="application/json")
