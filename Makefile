@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 venv: $(VENV)/.installed
 
 lint: venv
-	$(BIN)/ruff check citygate tests bench
+	$(BIN)/ruff check citygate tests bench deploy
 	$(BIN)/mypy
 
 unit: venv
