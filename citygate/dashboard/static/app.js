@@ -2,7 +2,8 @@
 // No dependencies; everything comes from this origin.
 "use strict";
 
-const POLL_MS = 5000;
+// ?poll=<ms> overrides the refresh period (the browser test uses a short one).
+const POLL_MS = Math.max(500, Number(new URLSearchParams(location.search).get("poll")) || 5000);
 const state = { token: sessionStorage.getItem("citygate-token"), prev: new Map(), detail: null, timer: null };
 
 const $ = (sel) => document.querySelector(sel);
@@ -120,6 +121,20 @@ async function refreshDetail() {
   drawLine($("#chart-rate"), rate);
 }
 
+function renderDeviceDistricts(list) {
+  const by = new Map();
+  for (const d of list.devices) {
+    const k = d.district || "(no district)";
+    const v = by.get(k) || { total: 0, silent: 0, types: new Set() };
+    v.total += 1; if (d.silent) v.silent += 1; v.types.add(d.profile);
+    by.set(k, v);
+  }
+  $("#device-districts").replaceChildren(...[...by.entries()].sort().map(([k, v]) =>
+    el("div", { class: "district", "data-district": k }, el("h3", {}, k),
+      el("div", {}, `${v.total} devices, ${v.types.size} sensor types`),
+      el("div", { class: v.silent ? "warn" : "muted" }, `${v.silent} silent`))));
+}
+
 function renderSilent(list) {
   $("#silent-count").textContent = `(${list.silent})`;
   $("#silent tbody").replaceChildren(...list.devices.filter((d) => d.silent).slice(0, 200).map((d) =>
@@ -156,6 +171,7 @@ async function poll() {
     const [gateways, devices] = await Promise.all([api("/v1/gateways"), api("/v1/devices")]);
     renderGateways(gateways);
     renderSilent(devices);
+    renderDeviceDistricts(devices);
     await refreshDetail();
     await renderLatest(devices);
     $("#error").textContent = "";

@@ -1,0 +1,213 @@
+"""The whole system on one machine: PKI, InfluxDB, the cloud, gateways with their brokers, a fleet.
+
+Everything is started for real, as separate processes, on free loopback
+ports, under one directory. Each gateway's link to the cloud goes through a
+:class:`~citygate.servers.tcp_proxy.TcpProxy`, so an outage is a real cut
+link, not a flag.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from citygate.certs.pki import CaName, CertKind, Pki
+from citygate.certs.settings import PkiSettings
+from citygate.servers.influxdb import LocalInfluxDB
+from citygate.servers.mosquitto import LocalMosquitto
+from citygate.servers.process import ManagedProcess, free_port, port_open
+from citygate.servers.tcp_proxy import TcpProxy
+
+DISTRICTS = ("centre", "north", "harbour", "east", "west", "south")
+
+
+def _toml(section: str, values: dict[str, object]) -> str:
+    lines = [f"[{section}]"]
+    for k, v in values.items():
+        if isinstance(v, dict):
+            continue
+        lines.append(f"{k} = {orjson.dumps(v).decode()}")
+    for k, v in values.items():
+        if isinstance(v, dict):
+            lines.append(f"\n[{section}.{k}]")
+            lines += [f"{kk} = {orjson.dumps(vv).decode()}" for kk, vv in v.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _json(url: str, token: str | None = None, timeout: float = 3.0) -> dict[str, object] | None:
+    req = urllib.request.Request(url)  # noqa: S310 - loopback URLs built here
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310
+            doc: dict[str, object] = orjson.loads(r.read())
+            return doc
+    except urllib.error.HTTPError as e:
+        try:
+            doc = orjson.loads(e.read())
+            return doc
+        except orjson.JSONDecodeError:
+            return None
+    except (urllib.error.URLError, OSError, orjson.JSONDecodeError):
+        return None
+
+
+@dataclass
+class GatewayNode:
+    name: str
+    district: str
+    broker: LocalMosquitto
+    proxy: TcpProxy
+    agent: ManagedProcess
+    http_port: int
+    config_path: Path
+
+    def health(self) -> dict[str, object] | None:
+        return _json(f"http://127.0.0.1:{self.http_port}/healthz")
+
+
+@dataclass
+class DemoOptions:
+    directory: Path
+    gateways: int = 2
+    devices: int = 300
+    interval_s: float = 5.0
+    seed: int = 1
+
+
+@dataclass
+class DemoStack:
+    opts: DemoOptions
+    pki: Pki | None = None
+    influx: LocalInfluxDB | None = None
+    cloud: ManagedProcess | None = None
+    cloud_port: int = 0
+    operator_token: str = ""
+    nodes: list[GatewayNode] = field(default_factory=list)
+    started: list[object] = field(default_factory=list)
+
+    @property
+    def dir(self) -> Path:
+        return self.opts.directory
+
+    @property
+    def cloud_url(self) -> str:
+        return f"https://localhost:{self.cloud_port}"
+
+    # -- start ------------------------------------------------------------------
+
+    def start_infrastructure(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.pki = Pki.init(PkiSettings(dir=self.dir / "pki"))
+        self.pki.issue_server("localhost", ips=["127.0.0.1"])
+        self.influx = LocalInfluxDB(self.dir / "influxdb")
+        self.influx.start()
+        self.started.append(self.influx)
+        self.influx.create_database("citygate")
+        self._start_cloud()
+        for i in range(self.opts.gateways):
+            self._start_gateway(i)
+
+    def _start_cloud(self) -> None:
+        assert self.pki is not None and self.influx is not None
+        server = self.pki.files(CertKind.SERVER, "localhost")
+        self.cloud_port = free_port()
+        self.operator_token = secrets.token_urlsafe(32)
+        token_file = self.dir / "operator-token"
+        token_file.write_text(self.operator_token + "\n")
+        token_file.chmod(0o600)
+        cfg = self.dir / "cloud.toml"
+        cfg.write_text(_toml("cloud", {
+            "host": "127.0.0.1", "port": self.cloud_port,
+            "tls_cert": str(server.cert), "tls_key": str(server.key),
+            "client_ca": str(self.pki.ca_cert_path(CaName.INFRA)),
+            "client_crl": str(self.pki.crl_path(CaName.INFRA)),
+            # Browsers have no client certificate: the dashboard signs in with a token.
+            "client_cert_mode": "optional",
+            "inventory": str(self.pki.inventory_path),
+            "influx_api": "v1", "influx_url": self.influx.url, "influx_db": "citygate",
+            "heartbeat_stale_s": 15.0, "heartbeat_offline_s": 45.0,
+            "operator_tokens": {"demo": self.operator_token},
+        }))
+        cfg.chmod(0o600)
+        self.cloud = ManagedProcess(
+            "cloud", [sys.executable, "-m", "citygate", "cloud", "run", "--config", str(cfg)],
+            log_path=self.dir / "cloud.log",
+        )
+        self.cloud.start(lambda: port_open("127.0.0.1", self.cloud_port), timeout=60)
+        self.started.append(self.cloud)
+
+    def _start_gateway(self, i: int) -> None:
+        assert self.pki is not None
+        district = DISTRICTS[i % len(DISTRICTS)]
+        name = f"{district}-gw{i + 1}"
+        files = self.pki.issue_gateway(name)
+        work = self.dir / "gateways" / name
+        broker = LocalMosquitto(work / "mosquitto", self.pki)
+        broker.start()
+        self.started.append(broker)
+        proxy = TcpProxy("127.0.0.1", self.cloud_port)
+        proxy.start()
+        self.started.append(proxy)
+        http_port = free_port()
+        cfg = work / "gateway.toml"
+        cfg.write_text(_toml("gateway", {
+            "cert_file": str(files.cert), "key_file": str(files.key),
+            "ca_file": str(self.pki.ca_cert_path(CaName.INFRA)),
+            "broker_port": broker.gateway_port, "inventory": str(self.pki.inventory_path),
+            "state_dir": str(work / "state"), "cloud_url": f"https://localhost:{proxy.port}",
+            "http_port": http_port, "heartbeat_interval_s": 5.0, "backoff_max_s": 5.0,
+            "outbox_min_free_disk_bytes": 64 * 1024 * 1024,
+        }))
+        agent = ManagedProcess(
+            f"gateway {name}", [sys.executable, "-m", "citygate", "gateway", "run", "--config", str(cfg)],
+            log_path=work / "agent.log",
+        )
+        node = GatewayNode(name, district, broker, proxy, agent, http_port, cfg)
+        agent.start(lambda: node.health() is not None, timeout=60)
+        self.started.append(agent)
+        self.nodes.append(node)
+
+    # -- observe ----------------------------------------------------------------
+
+    def fleet(self) -> dict[str, object] | None:
+        """The cloud's fleet view (GET /v1/gateways) over TLS, as an operator."""
+        import ssl
+
+        assert self.pki is not None
+        ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert_path(CaName.INFRA)))
+        req = urllib.request.Request(f"{self.cloud_url}/v1/gateways")  # noqa: S310
+        req.add_header("Authorization", f"Bearer {self.operator_token}")
+        try:
+            with urllib.request.urlopen(req, timeout=3, context=ctx) as r:  # noqa: S310
+                doc: dict[str, object] = orjson.loads(r.read())
+                return doc
+        except (urllib.error.URLError, OSError, orjson.JSONDecodeError):
+            return None
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Until every gateway's outbox is empty (after the fleet stopped)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            healths = [n.health() for n in self.nodes]
+            if all(h is not None and h.get("outbox_depth") == 0 for h in healths):
+                return True
+            time.sleep(0.5)
+        return False
+
+    # -- stop -------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop everything started, newest first (agents drain on SIGTERM)."""
+        for thing in reversed(self.started):
+            stop = getattr(thing, "stop", None)
+            if stop is not None:
+                stop()
+        self.started.clear()

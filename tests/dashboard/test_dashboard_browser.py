@@ -1,0 +1,138 @@
+"""The operator dashboard in headless Chromium against the real cloud service.
+
+The page loads with its own assets only, signs in with an operator token,
+shows the fleet, and reflects a gateway going offline. The screenshot it
+takes is the one README links (docs/dashboard.png).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from citygate.contract.wire import GatewayHealth
+from tests.cloud.conftest import OPERATOR_TOKEN, OTHER_GATEWAY
+
+pytestmark = [
+    pytest.mark.servers,
+    pytest.mark.skipif(
+        not shutil.which("chromium") or not shutil.which("chromedriver"),
+        reason="Debian chromium and chromium-driver are needed (installed by make test)",
+    ),
+]
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+
+
+def _health(backlog: int) -> str:
+    return GatewayHealth(
+        agent_version="0.1.0",
+        uptime_s=100.0,
+        readings_in=1000 + backlog,
+        readings_out=1000,
+        rejected={"out_of_range": 2},
+        dropped={},
+        outbox_depth=backlog,
+        outbox_bytes=backlog * 150,
+        oldest_unsent_age_s=3.0 if backlog else None,
+        disk_free_bytes=10**10,
+        rss_bytes=70 * 10**6,
+        cpu_percent=12.0,
+        broker_connected=True,
+        cert_days_left=300.0,
+    ).model_dump_json()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+        "--ignore-certificate-errors",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+        "--window-size=1400,1000",
+    ):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    yield driver
+    driver.quit()
+
+
+def _wait(pred, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out: {what}")
+
+
+def test_dashboard_shows_the_fleet_and_a_gateway_going_offline(cloud_factory, influxdb, browser):
+    from selenium.webdriver.common.by import By
+
+    db = "dash"
+    influxdb.create_database(db)
+    cloud = cloud_factory(
+        influx_url=influxdb.url,
+        influx_db=db,
+        client_cert_mode="optional",
+        heartbeat_stale_s=2.0,
+        heartbeat_offline_s=3.0,
+    )
+    from citygate.dashboard import router as _r
+
+    if not any(getattr(rt, "path", "") == "/dashboard" for rt in cloud.app.routes):
+        cloud.app.include_router(_r)  # TEMP until the app includes it
+    a, b = cloud.gateway(), cloud.gateway(OTHER_GATEWAY)
+    for client, gw, backlog in ((a, "gw-test", 0), (b, OTHER_GATEWAY, 1234)):
+        r = client.post(
+            f"/v1/gateways/{gw}/heartbeat",
+            content=_health(backlog),
+            headers={"Content-Type": "application/json"},
+        )
+        assert r.status_code in (200, 201, 204), r.text
+
+    browser.get(f"{cloud.url}/dashboard?poll=700")
+    browser.find_element(By.ID, "token").send_keys(OPERATOR_TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "#login-form button").click()
+
+    def status_of(gw: str) -> str | None:
+        rows = browser.find_elements(By.CSS_SELECTOR, f'#gateways tr[data-gateway="{gw}"]')
+        return rows[0].get_attribute("data-status") if rows else None
+
+    _wait(
+        lambda: status_of("gw-test") == "online" and status_of(OTHER_GATEWAY) == "online",
+        what="both gateways online",
+    )
+    assert "1,234" in browser.find_element(By.ID, "gateways").text  # the backlog is shown
+    # Keep gw-test alive; gw-cloud-b stops sending heartbeats and goes offline.
+    deadline = time.monotonic() + 20
+    while status_of(OTHER_GATEWAY) != "offline":
+        assert time.monotonic() < deadline, "gateway never shown offline"
+        a.post(
+            "/v1/gateways/gw-test/heartbeat", content=_health(0), headers={"Content-Type": "application/json"}
+        )
+        time.sleep(0.5)
+    assert status_of("gw-test") == "online"
+    assert "1 offline" in browser.find_element(By.ID, "summary").text
+    browser.find_element(By.CSS_SELECTOR, f'#gateways tr[data-gateway="{OTHER_GATEWAY}"]').click()
+    _wait(lambda: browser.find_element(By.ID, "detail").is_displayed(), what="detail view")
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOT))
+    # Nothing was loaded from anywhere else, and the page raised no script errors.
+    logs = browser.get_log("browser") if hasattr(browser, "get_log") else []
+    assert not [entry for entry in logs if entry.get("level") == "SEVERE"], logs
