@@ -39,7 +39,7 @@ def cli_errors() -> Iterator[None]:
 
 
 def build_app() -> typer.Typer:
-    from citygate.cli import gateway, pki, profiles
+    from citygate.cli import cloud, gateway, pki, profiles
 
     app = typer.Typer(
         name="citygate",
@@ -50,6 +50,7 @@ def build_app() -> typer.Typer:
     app.add_typer(pki.app, name="pki")
     app.add_typer(profiles.app, name="profiles")
     app.add_typer(gateway.app, name="gateway")
+    app.add_typer(cloud.app, name="cloud")
     return app
 
 

@@ -40,10 +40,10 @@ def run(
     """Run the agent until SIGTERM/SIGINT, then drain and exit."""
     from citygate.gateway.agent import GatewayAgent
     from citygate.gateway.settings import GatewaySettings
-    from citygate.logs import configure_json_logs
+    from citygate.logs import configure_logging
 
     with cli_errors():
-        configure_json_logs(log_level)
+        configure_logging(log_level)
         agent = GatewayAgent(GatewaySettings.load(config))
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hmac
-import os
 import ssl
 import threading
 from collections.abc import Mapping
@@ -69,9 +68,10 @@ class GatewayIdentity:
         return (self.not_after - now).total_seconds() / 86400.0
 
 
-def _file_key(path: Path) -> tuple[int, int, int] | None:
+def file_key(path: Path) -> tuple[int, int, int] | None:
+    """Identity of a file's current content (inode, mtime, size): atomic replaces change the inode."""
     try:
-        st = os.stat(path)
+        st = path.stat()
     except OSError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
@@ -96,7 +96,7 @@ class CertificateVerifier:
 
     def reload_crl(self) -> None:
         """Re-read the CRL if the file changed; a bad CRL makes gateway calls fail closed."""
-        key = _file_key(self._crl_path)
+        key = file_key(self._crl_path)
         if key == self._crl_key and self._revoked is not None:
             return
         with self._lock:
@@ -116,8 +116,12 @@ class CertificateVerifier:
             self._revoked = frozenset(r.serial_number for r in crl)
             self._crl_next_update = crl.next_update_utc
             self._crl_key = key
-            log.info("crl_loaded", path=str(self._crl_path), revoked=len(self._revoked),
-                     next_update=str(self._crl_next_update))
+            log.info(
+                "crl_loaded",
+                path=str(self._crl_path),
+                revoked=len(self._revoked),
+                next_update=str(self._crl_next_update),
+            )
 
     def _parse_uncached(self, pem: str) -> ClientCert:
         cert = x509.load_pem_x509_certificate(pem.encode())
@@ -140,8 +144,9 @@ class CertificateVerifier:
         tls = (scope.get("extensions") or {}).get("tls")
         chain = tls.get("client_cert_chain") if isinstance(tls, dict) else None
         if not chain:
-            raise AuthError(401, "no_client_cert",
-                            "a gateway client certificate (citygate pki issue gateway) is required")
+            raise AuthError(
+                401, "no_client_cert", "a gateway client certificate (citygate pki issue gateway) is required"
+            )
         try:
             cert = self._parse(str(chain[0]))
         except ValueError as e:

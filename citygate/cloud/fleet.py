@@ -40,7 +40,9 @@ def heartbeat_line(gateway_id: str, health: GatewayHealth, cert_not_after: dt.da
         "readings_out": health.readings_out,
         "outbox_depth": health.outbox_depth,
         "outbox_bytes": health.outbox_bytes,
-        "oldest_unsent_age_s": None if health.oldest_unsent_age_s is None else float(health.oldest_unsent_age_s),
+        "oldest_unsent_age_s": (
+            None if health.oldest_unsent_age_s is None else float(health.oldest_unsent_age_s)
+        ),
         "last_forward_ns": None if health.last_forward_at is None else _to_ns(health.last_forward_at),
         "disk_free_bytes": health.disk_free_bytes,
         "rss_bytes": health.rss_bytes,
@@ -168,10 +170,11 @@ def gateway_status(
         last_forward_at=_iso(int(last_fwd)) if isinstance(last_fwd, int | float) else None,
         drops=drops,
         rejected=rejected,
-        cert_days_left=(round((int(not_after) - now_ns) / _NS / 86400, 2)
-                        if isinstance(not_after, int | float) else None),
-        agent_version=row.get("agent_version") if isinstance(row.get("agent_version"), str) else None,
-        broker_connected=row.get("broker_connected") if isinstance(row.get("broker_connected"), bool) else None,
+        cert_days_left=(
+            round((int(not_after) - now_ns) / _NS / 86400, 2) if isinstance(not_after, int | float) else None
+        ),
+        agent_version=_typed(row, "agent_version", str),
+        broker_connected=_typed(row, "broker_connected", bool),
         readings_in=intnum("readings_in"),
         readings_out=intnum("readings_out"),
         uptime_s=num("uptime_s"),
@@ -179,6 +182,11 @@ def gateway_status(
         rss_bytes=intnum("rss_bytes"),
         cpu_percent=num("cpu_percent"),
     )
+
+
+def _typed(row: Mapping[str, Any], key: str, cls: type) -> Any:
+    v = row.get(key)
+    return v if isinstance(v, cls) else None
 
 
 def device_queries(inventory: Inventory, registry: ProfileRegistry) -> list[tuple[str, str]]:
@@ -203,12 +211,19 @@ def device_statuses(
         seen = last_seen.get(device_id)
         silent_s = None if seen is None else max(0.0, (now_ns - seen) / _NS)
         silent = silent_s is None or silent_s > factor * interval
-        out.append(DeviceStatus(
-            device_id=device_id, profile=record.profile, profile_version=record.profile_version,
-            site=record.site, district=record.district, last_seen=_iso(seen),
-            silent_s=None if silent_s is None else round(silent_s, 3),
-            expected_interval_s=interval, silent=silent,
-        ))
+        out.append(
+            DeviceStatus(
+                device_id=device_id,
+                profile=record.profile,
+                profile_version=record.profile_version,
+                site=record.site,
+                district=record.district,
+                last_seen=_iso(seen),
+                silent_s=None if silent_s is None else round(silent_s, 3),
+                expected_interval_s=interval,
+                silent=silent,
+            )
+        )
     return out
 
 

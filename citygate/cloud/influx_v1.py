@@ -79,8 +79,11 @@ class InfluxQLClient:
         return results
 
 
-def make_http_client(timeout_s: float, auth: httpx.Auth | None, headers: dict[str, str] | None = None,
-                     ) -> httpx.AsyncClient:
+def make_http_client(
+    timeout_s: float,
+    auth: httpx.Auth | None,
+    headers: dict[str, str] | None = None,
+) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout_s),
         auth=auth,

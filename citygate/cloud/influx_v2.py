@@ -15,17 +15,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import anyio.to_thread
 import httpx
 import urllib3.exceptions
-from influxdb_client import InfluxDBClient, WritePrecision
+from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
 from citygate.cloud.influx_v1 import InfluxQLClient, make_http_client
-from citygate.cloud.sink import ErrorKind, Refused, SinkUnavailable, WriteReport, classify_status, write_narrowing
+from citygate.cloud.sink import (
+    ErrorKind,
+    Refused,
+    SinkUnavailable,
+    WriteReport,
+    classify_status,
+    write_narrowing,
+)
 
 
 class InfluxV2Sink:
@@ -44,8 +52,9 @@ class InfluxV2Sink:
         self._bucket = bucket
         # retries=False: a failing database must turn into a quick 503, the
         # gateways do the retrying (they hold the data).
-        self._client = InfluxDBClient(url=self._url, token=token, org=org,
-                                      timeout=int(timeout_s * 1000), retries=False)
+        self._client = InfluxDBClient(
+            url=self._url, token=token, org=org, timeout=int(timeout_s * 1000), retries=False
+        )
         self._write = self._client.write_api(write_options=SYNCHRONOUS)
         self._http = make_http_client(timeout_s, None, {"Authorization": f"Token {token}"})
         self._ql = InfluxQLClient(self._http, self._url, bucket, None)
@@ -58,8 +67,12 @@ class InfluxV2Sink:
     def _blocking_write(self, body: bytes) -> Refused | None:
         t0 = time.perf_counter()
         try:
-            self._write.write(bucket=self._bucket, org=self._org, record=body,
-                              write_precision=WritePrecision.NS)
+            self._write.write(
+                bucket=self._bucket,
+                org=self._org,
+                record=body,
+                write_precision=cast(WritePrecision, WritePrecision.NS),
+            )
         except ApiException as e:
             status = int(e.status or 500)
             detail = str(e.body or e.reason or "")[:300]
@@ -68,9 +81,9 @@ class InfluxV2Sink:
                 return Refused(kind, detail)
             raise SinkUnavailable(kind, f"write answered HTTP {status}: {detail}") from e
         except urllib3.exceptions.TimeoutError as e:
-            raise SinkUnavailable(ErrorKind.TIMEOUT, f"database did not answer in time ({type(e).__name__})") from e
+            raise SinkUnavailable(ErrorKind.TIMEOUT, f"no answer in time ({type(e).__name__})") from e
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise SinkUnavailable(ErrorKind.CONNECTION, f"cannot reach the database ({type(e).__name__})") from e
+            raise SinkUnavailable(ErrorKind.CONNECTION, f"database unreachable ({type(e).__name__})") from e
         finally:
             if self._on_request is not None:
                 self._on_request(time.perf_counter() - t0)

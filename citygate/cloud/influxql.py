@@ -60,7 +60,7 @@ def select_series(
         group.append(f"time({int(interval_s)}s)")
     if group_by_device:
         group.append(ident("device_id"))
-    q = f"SELECT {cols} FROM {ident(measurement)} WHERE {' AND '.join(where)}"
+    q = f"SELECT {cols} FROM {ident(measurement)} WHERE {' AND '.join(where)}"  # noqa: S608 - quoted parts only
     if group:
         q += " GROUP BY " + ", ".join(group)
         if aggregate is not None:
@@ -71,7 +71,7 @@ def select_series(
 def latest_per_tag(measurement: str, field: str, tag: str, since_ns: int) -> str:
     """The time of the newest point per tag value (a single selector keeps the point's own time)."""
     return (
-        f"SELECT last({ident(field)}) FROM {ident(measurement)} WHERE time >= {int(since_ns)} "
+        f"SELECT last({ident(field)}) FROM {ident(measurement)} WHERE time >= {int(since_ns)} "  # noqa: S608 - quoted parts only
         f"GROUP BY {ident(tag)}"
     )
 
@@ -82,6 +82,6 @@ def latest_rows(measurement: str, tag: str, since_ns: int, value: str | None = N
     if value is not None:
         where = f"{ident(tag)} = {literal(value)} AND " + where
     return (
-        f"SELECT * FROM {ident(measurement)} WHERE {where} GROUP BY {ident(tag)} "
+        f"SELECT * FROM {ident(measurement)} WHERE {where} GROUP BY {ident(tag)} "  # noqa: S608 - quoted parts only
         f"ORDER BY time DESC LIMIT {int(limit)}"
     )

@@ -49,16 +49,20 @@ def decode_body(body: bytes, content_encoding: str | None, max_decompressed: int
             raise BatchError(413, "too_large", f"body is larger than {max_decompressed} bytes")
         return body
     if enc not in ("gzip", "x-gzip"):
-        raise BatchError(415, "unsupported_encoding",
-                         f"Content-Encoding {enc[:40]!r} is not supported; send gzip or identity")
+        raise BatchError(
+            415,
+            "unsupported_encoding",
+            f"Content-Encoding {enc[:40]!r} is not supported; send gzip or identity",
+        )
     d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
         out = d.decompress(body, max_decompressed + 1)
     except zlib.error as e:
         raise BatchError(400, "bad_gzip", f"body is not valid gzip: {e}") from e
     if len(out) > max_decompressed or d.unconsumed_tail:
-        raise BatchError(413, "decompressed_too_large",
-                         f"body decompresses to more than {max_decompressed} bytes")
+        raise BatchError(
+            413, "decompressed_too_large", f"body decompresses to more than {max_decompressed} bytes"
+        )
     if not d.eof:
         raise BatchError(400, "bad_gzip", "gzip stream is truncated")
     if d.unused_data:
@@ -80,14 +84,16 @@ def parse_batch(data: bytes, max_readings: int) -> tuple[str, list[Any]]:
         raise BatchError(422, "bad_shape", f"unexpected key(s) {shown}; a batch has batch_id and readings")
     batch_id = doc.get("batch_id")
     if not isinstance(batch_id, str) or _BATCH_ID_RE.fullmatch(batch_id) is None:
-        raise BatchError(422, "bad_batch_id",
-                         "batch_id must be 1-64 characters of letters, digits, '.', '_', ':', '-'")
+        raise BatchError(
+            422, "bad_batch_id", "batch_id must be 1-64 characters of letters, digits, '.', '_', ':', '-'"
+        )
     readings = doc.get("readings")
     if not isinstance(readings, list):
         raise BatchError(422, "bad_shape", "readings must be an array")
     if len(readings) > max_readings:
-        raise BatchError(413, "too_many_readings",
-                         f"batch has {len(readings)} readings; the limit is {max_readings}")
+        raise BatchError(
+            413, "too_many_readings", f"batch has {len(readings)} readings; the limit is {max_readings}"
+        )
     return batch_id, readings
 
 
@@ -95,7 +101,7 @@ def parse_batch(data: bytes, max_readings: int) -> tuple[str, list[Any]]:
 class PreparedBatch:
     batch_id: str
     lines: list[str] = field(default_factory=list)
-    line_reading: list[int] = field(default_factory=list)   # line index -> reading index
+    line_reading: list[int] = field(default_factory=list)  # line index -> reading index
     line_device: list[str] = field(default_factory=list)
     rejected: list[RejectedReading] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
@@ -110,6 +116,7 @@ def prepare(
     inventory = validator.inventory
     validate = validator.validate_obj
     line = encoder.line
+    meta: dict[str, tuple[str | None, str | None]] = {}  # device -> (site, district), per batch
     for i, r in enumerate(raw_readings):
         if r.__class__ is not dict:
             _reject(out, i, "", "bad_shape", "a reading must be an object with device_id, ts, seq, readings")
@@ -122,8 +129,11 @@ def prepare(
         if isinstance(result, Rejection):
             _reject(out, i, device_id[:64], result.reason.value, result.detail)
             continue
-        record = inventory[device_id]
-        out.lines.append(line(result, record.site, record.district))
+        where = meta.get(device_id)
+        if where is None:
+            record = inventory[device_id]
+            where = meta[device_id] = (record.site, record.district)
+        out.lines.append(line(result, where[0], where[1]))
         out.line_reading.append(i)
         out.line_device.append(device_id)
     return out

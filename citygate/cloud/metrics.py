@@ -18,31 +18,49 @@ class CloudMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("citygate_cloud_requests_total", "HTTP requests",
-                                ["route", "method", "status"], registry=r)
-        self.request_seconds = Histogram("citygate_cloud_request_seconds", "HTTP request latency",
-                                         ["route"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.batches = Counter("citygate_cloud_batches_total", "Ingest batches by outcome",
-                               ["outcome"], registry=r)
-        self.readings_in = Counter("citygate_cloud_readings_received_total",
-                                   "Readings received in ingest batches", registry=r)
-        self.points_written = Counter("citygate_cloud_points_written_total",
-                                      "Points confirmed by the database", registry=r)
-        self.rejected = Counter("citygate_cloud_readings_rejected_total",
-                                "Readings rejected, by reason", ["reason"], registry=r)
-        self.db_write_seconds = Histogram("citygate_cloud_db_write_seconds",
-                                          "Latency of one write request to the database",
-                                          buckets=_LATENCY_BUCKETS, registry=r)
-        self.db_errors = Counter("citygate_cloud_db_errors_total",
-                                 "Database errors by kind (retryable or bad point)",
-                                 ["kind", "retryable"], registry=r)
-        self.auth_failures = Counter("citygate_cloud_auth_failures_total", "Refused callers, by reason",
-                                     ["reason"], registry=r)
-        self.heartbeats = Counter("citygate_cloud_heartbeats_total", "Gateway heartbeats stored",
-                                  registry=r)
-        self.crl_next_update = Gauge("citygate_cloud_crl_next_update_timestamp_seconds",
-                                     "nextUpdate of the client CA's CRL (alert well before it passes)",
-                                     registry=r)
+        self.requests = Counter(
+            "citygate_cloud_requests_total", "HTTP requests", ["route", "method", "status"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "citygate_cloud_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batches = Counter(
+            "citygate_cloud_batches_total", "Ingest batches by outcome", ["outcome"], registry=r
+        )
+        self.readings_in = Counter(
+            "citygate_cloud_readings_received_total", "Readings received in ingest batches", registry=r
+        )
+        self.points_written = Counter(
+            "citygate_cloud_points_written_total", "Points confirmed by the database", registry=r
+        )
+        self.rejected = Counter(
+            "citygate_cloud_readings_rejected_total", "Readings rejected, by reason", ["reason"], registry=r
+        )
+        self.db_write_seconds = Histogram(
+            "citygate_cloud_db_write_seconds",
+            "Latency of one write request to the database",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.db_errors = Counter(
+            "citygate_cloud_db_errors_total",
+            "Database errors by kind (retryable or bad point)",
+            ["kind", "retryable"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "citygate_cloud_auth_failures_total", "Refused callers, by reason", ["reason"], registry=r
+        )
+        self.heartbeats = Counter("citygate_cloud_heartbeats_total", "Gateway heartbeats stored", registry=r)
+        self.crl_next_update = Gauge(
+            "citygate_cloud_crl_next_update_timestamp_seconds",
+            "nextUpdate of the client CA's CRL (alert well before it passes)",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -19,7 +19,7 @@ from citygate.config import CitygateSettings
 from citygate.contract import wire
 
 MIN_TOKEN_LENGTH = 24
-_TOKEN_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
 class CloudSettings(CitygateSettings):
@@ -31,10 +31,10 @@ class CloudSettings(CitygateSettings):
     # -- listener ---------------------------------------------------------------
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8443
-    tls_cert: Path                      # server certificate (citygate pki issue server)
+    tls_cert: Path  # server certificate (citygate pki issue server)
     tls_key: Path
-    client_ca: Path                     # the infrastructure CA ONLY (never the device CA)
-    client_crl: Path                    # the infrastructure CA's CRL, re-read when it changes
+    client_ca: Path  # the infrastructure CA ONLY (never the device CA)
+    client_crl: Path  # the infrastructure CA's CRL, re-read when it changes
     # "required": every TLS connection presents an infra-CA certificate.
     # "optional": a certificate, if presented, must still verify; readers may then
     # come with a token only (and a load balancer may probe /healthz). Gateway
@@ -43,7 +43,7 @@ class CloudSettings(CitygateSettings):
 
     # -- contract ---------------------------------------------------------------
     inventory: Path
-    profiles_dirs: list[Path] = []
+    profiles_dirs: list[Path] = Field(default_factory=list)
     inventory_reload_s: Annotated[float, Field(ge=0.1, le=3600)] = 5.0
     max_body_bytes: Annotated[int, Field(ge=1024)] = wire.MAX_BODY_BYTES
     max_decompressed_bytes: Annotated[int, Field(ge=1024)] = wire.MAX_DECOMPRESSED_BYTES
@@ -71,8 +71,8 @@ class CloudSettings(CitygateSettings):
 
     # -- access -----------------------------------------------------------------
     # name -> token. Readers query series; operators also see the fleet and /metrics.
-    reader_tokens: dict[str, SecretStr] = {}
-    operator_tokens: dict[str, SecretStr] = {}
+    reader_tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    operator_tokens: dict[str, SecretStr] = Field(default_factory=dict)
     metrics_public: bool = False
 
     # -- fleet ------------------------------------------------------------------
@@ -94,7 +94,7 @@ class CloudSettings(CitygateSettings):
         import re
 
         for name, token in v.items():
-            if re.fullmatch(_TOKEN_NAME, name) is None:
+            if re.fullmatch(_NAME_PATTERN, name) is None:
                 raise ValueError(f"token name {name!r} must be 1-64 letters, digits, '.', '_', '-'")
             if len(token.get_secret_value()) < MIN_TOKEN_LENGTH:
                 raise ValueError(
@@ -115,7 +115,8 @@ class CloudSettings(CitygateSettings):
             raise ValueError("heartbeat_offline_s must be greater than heartbeat_stale_s")
         if self.max_decompressed_bytes < self.max_body_bytes:
             raise ValueError("max_decompressed_bytes must be at least max_body_bytes")
-        all_tokens = [t.get_secret_value() for t in (*self.reader_tokens.values(), *self.operator_tokens.values())]
+        tokens = (*self.reader_tokens.values(), *self.operator_tokens.values())
+        all_tokens = [t.get_secret_value() for t in tokens]
         if len(set(all_tokens)) != len(all_tokens):
             raise ValueError("every reader/operator token must be distinct")
         return self

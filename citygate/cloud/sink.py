@@ -36,8 +36,14 @@ class ErrorKind(StrEnum):
 
 
 RETRYABLE_KINDS = frozenset(
-    {ErrorKind.CONNECTION, ErrorKind.TIMEOUT, ErrorKind.SERVER_ERROR, ErrorKind.THROTTLED,
-     ErrorKind.AUTH, ErrorKind.NOT_FOUND}
+    {
+        ErrorKind.CONNECTION,
+        ErrorKind.TIMEOUT,
+        ErrorKind.SERVER_ERROR,
+        ErrorKind.THROTTLED,
+        ErrorKind.AUTH,
+        ErrorKind.NOT_FOUND,
+    }
 )
 
 

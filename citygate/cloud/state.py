@@ -7,14 +7,13 @@ data live in the database, so replicas behind a load balancer agree.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
 
 import structlog
 
-from citygate.cloud.auth import CertificateVerifier, TokenAuth
+from citygate.cloud.auth import CertificateVerifier, TokenAuth, file_key
 from citygate.cloud.influx_v1 import InfluxV1Sink
 from citygate.cloud.lineprotocol import ReadingEncoder
 from citygate.cloud.metrics import CloudMetrics
@@ -31,7 +30,9 @@ log = structlog.get_logger("citygate.cloud")
 class InventoryHolder:
     """The validator for the current inventory file, re-read when the file changes."""
 
-    def __init__(self, path: Path, registry: ProfileRegistry, limits: ValidationLimits, every_s: float) -> None:
+    def __init__(
+        self, path: Path, registry: ProfileRegistry, limits: ValidationLimits, every_s: float
+    ) -> None:
         self._path = path
         self._every_s = every_s
         self._lock = threading.Lock()
@@ -40,11 +41,7 @@ class InventoryHolder:
         self._checked = time.monotonic()
 
     def _stat(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self._path)
-        except OSError:
-            return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+        return file_key(self._path)
 
     @property
     def validator(self) -> Validator:
@@ -73,13 +70,21 @@ def make_sink(settings: CloudSettings, metrics: CloudMetrics) -> Sink:
 
         assert settings.influx_token and settings.influx_org and settings.influx_bucket
         return InfluxV2Sink(
-            settings.influx_url, token=settings.influx_token.get_secret_value(), org=settings.influx_org,
-            bucket=settings.influx_bucket, timeout_s=settings.influx_timeout_s, on_request=observe,
+            settings.influx_url,
+            token=settings.influx_token.get_secret_value(),
+            org=settings.influx_org,
+            bucket=settings.influx_bucket,
+            timeout_s=settings.influx_timeout_s,
+            on_request=observe,
         )
     return InfluxV1Sink(
-        settings.influx_url, settings.influx_db, rp=settings.influx_rp, user=settings.influx_user,
+        settings.influx_url,
+        settings.influx_db,
+        rp=settings.influx_rp,
+        user=settings.influx_user,
         password=settings.influx_password.get_secret_value() if settings.influx_password else None,
-        timeout_s=settings.influx_timeout_s, on_request=observe,
+        timeout_s=settings.influx_timeout_s,
+        on_request=observe,
     )
 
 
@@ -97,7 +102,9 @@ class CloudState:
         self.metrics = CloudMetrics()
         self.registry = ProfileRegistry(extra_dirs=settings.profiles_dirs)
         limits = ValidationLimits(max_future_s=settings.max_future_s, max_past_s=settings.max_past_s)
-        self.inventory = InventoryHolder(settings.inventory, self.registry, limits, settings.inventory_reload_s)
+        self.inventory = InventoryHolder(
+            settings.inventory, self.registry, limits, settings.inventory_reload_s
+        )
         self.encoder = ReadingEncoder()
         self.verifier = CertificateVerifier(settings.client_ca, settings.client_crl)
         self.tokens = TokenAuth(settings.reader_tokens, settings.operator_tokens)

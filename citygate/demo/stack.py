@@ -124,21 +124,32 @@ class DemoStack:
         token_file.write_text(self.operator_token + "\n")
         token_file.chmod(0o600)
         cfg = self.dir / "cloud.toml"
-        cfg.write_text(_toml("cloud", {
-            "host": "127.0.0.1", "port": self.cloud_port,
-            "tls_cert": str(server.cert), "tls_key": str(server.key),
-            "client_ca": str(self.pki.ca_cert_path(CaName.INFRA)),
-            "client_crl": str(self.pki.crl_path(CaName.INFRA)),
-            # Browsers have no client certificate: the dashboard signs in with a token.
-            "client_cert_mode": "optional",
-            "inventory": str(self.pki.inventory_path),
-            "influx_api": "v1", "influx_url": self.influx.url, "influx_db": "citygate",
-            "heartbeat_stale_s": 15.0, "heartbeat_offline_s": 45.0,
-            "operator_tokens": {"demo": self.operator_token},
-        }))
+        cfg.write_text(
+            _toml(
+                "cloud",
+                {
+                    "host": "127.0.0.1",
+                    "port": self.cloud_port,
+                    "tls_cert": str(server.cert),
+                    "tls_key": str(server.key),
+                    "client_ca": str(self.pki.ca_cert_path(CaName.INFRA)),
+                    "client_crl": str(self.pki.crl_path(CaName.INFRA)),
+                    # Browsers have no client certificate: the dashboard signs in with a token.
+                    "client_cert_mode": "optional",
+                    "inventory": str(self.pki.inventory_path),
+                    "influx_api": "v1",
+                    "influx_url": self.influx.url,
+                    "influx_db": "citygate",
+                    "heartbeat_stale_s": 15.0,
+                    "heartbeat_offline_s": 45.0,
+                    "operator_tokens": {"demo": self.operator_token},
+                },
+            )
+        )
         cfg.chmod(0o600)
         self.cloud = ManagedProcess(
-            "cloud", [sys.executable, "-m", "citygate", "cloud", "run", "--config", str(cfg)],
+            "cloud",
+            [sys.executable, "-m", "citygate", "cloud", "run", "--config", str(cfg)],
             log_path=self.dir / "cloud.log",
         )
         self.cloud.start(lambda: port_open("127.0.0.1", self.cloud_port), timeout=60)
@@ -158,16 +169,27 @@ class DemoStack:
         self.started.append(proxy)
         http_port = free_port()
         cfg = work / "gateway.toml"
-        cfg.write_text(_toml("gateway", {
-            "cert_file": str(files.cert), "key_file": str(files.key),
-            "ca_file": str(self.pki.ca_cert_path(CaName.INFRA)),
-            "broker_port": broker.gateway_port, "inventory": str(self.pki.inventory_path),
-            "state_dir": str(work / "state"), "cloud_url": f"https://localhost:{proxy.port}",
-            "http_port": http_port, "heartbeat_interval_s": 5.0, "backoff_max_s": 5.0,
-            "outbox_min_free_disk_bytes": 64 * 1024 * 1024,
-        }))
+        cfg.write_text(
+            _toml(
+                "gateway",
+                {
+                    "cert_file": str(files.cert),
+                    "key_file": str(files.key),
+                    "ca_file": str(self.pki.ca_cert_path(CaName.INFRA)),
+                    "broker_port": broker.gateway_port,
+                    "inventory": str(self.pki.inventory_path),
+                    "state_dir": str(work / "state"),
+                    "cloud_url": f"https://localhost:{proxy.port}",
+                    "http_port": http_port,
+                    "heartbeat_interval_s": 5.0,
+                    "backoff_max_s": 5.0,
+                    "outbox_min_free_disk_bytes": 64 * 1024 * 1024,
+                },
+            )
+        )
         agent = ManagedProcess(
-            f"gateway {name}", [sys.executable, "-m", "citygate", "gateway", "run", "--config", str(cfg)],
+            f"gateway {name}",
+            [sys.executable, "-m", "citygate", "gateway", "run", "--config", str(cfg)],
             log_path=work / "agent.log",
         )
         node = GatewayNode(name, district, broker, proxy, agent, http_port, cfg)

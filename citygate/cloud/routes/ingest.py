@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from citygate.cloud.ingest import BatchError, PreparedBatch, decode_body, parse_batch, prepare
 from citygate.cloud.routes.deps import Gateway, State, read_body
-from citygate.cloud.sink import RETRYABLE_KINDS, ErrorKind, SinkUnavailable
+from citygate.cloud.sink import ErrorKind, SinkUnavailable
 from citygate.cloud.state import CloudState
 from citygate.contract.wire import INGEST_PATH, IngestBatch, IngestResult, RejectedReading
 
@@ -70,18 +70,26 @@ async def ingest(request: Request, gw: Gateway, state: State) -> Response:
     except SinkUnavailable as e:
         m.batches.labels("unavailable").inc()
         m.db_errors.labels(e.kind.value, "true").inc()
-        log.warning("ingest_unavailable", gateway_id=gw.gateway_id, batch_id=prepared.batch_id,
-                    error_kind=e.kind.value, error=e.detail)
+        log.warning(
+            "ingest_unavailable",
+            gateway_id=gw.gateway_id,
+            batch_id=prepared.batch_id,
+            error_kind=e.kind.value,
+            error=e.detail,
+        )
         raise
     rejected = prepared.rejected
     if report.refused:
-        m.db_errors.labels(ErrorKind.BAD_POINT.value, str(ErrorKind.BAD_POINT in RETRYABLE_KINDS).lower()).inc(
-            len(report.refused))
+        m.db_errors.labels(ErrorKind.BAD_POINT.value, "false").inc(len(report.refused))
         for line_idx, detail in sorted(report.refused.items()):
-            rejected.append(RejectedReading(
-                index=prepared.line_reading[line_idx], device_id=prepared.line_device[line_idx],
-                reason="write_rejected", detail=f"the database refused this point: {detail}",
-            ))
+            rejected.append(
+                RejectedReading(
+                    index=prepared.line_reading[line_idx],
+                    device_id=prepared.line_device[line_idx],
+                    reason="write_rejected",
+                    detail=f"the database refused this point: {detail}",
+                )
+            )
             prepared.reasons["write_rejected"] += 1
         rejected.sort(key=lambda r: r.index)
     for reason, n in prepared.reasons.items():
@@ -89,9 +97,17 @@ async def ingest(request: Request, gw: Gateway, state: State) -> Response:
     accepted = len(prepared.lines) - len(report.refused)
     m.points_written.inc(accepted)
     m.batches.labels("partial" if rejected else "ok").inc()
-    result = IngestResult(batch_id=prepared.batch_id, gateway_id=gw.gateway_id, accepted=accepted,
-                          rejected=rejected)
-    log.info("ingest", gateway_id=gw.gateway_id, batch_id=prepared.batch_id, received=prepared.received,
-             accepted=accepted, rejected=len(rejected), db_requests=report.requests,
-             ms=round((time.perf_counter() - t0) * 1000, 2))
+    result = IngestResult(
+        batch_id=prepared.batch_id, gateway_id=gw.gateway_id, accepted=accepted, rejected=rejected
+    )
+    log.info(
+        "ingest",
+        gateway_id=gw.gateway_id,
+        batch_id=prepared.batch_id,
+        received=prepared.received,
+        accepted=accepted,
+        rejected=len(rejected),
+        db_requests=report.requests,
+        ms=round((time.perf_counter() - t0) * 1000, 2),
+    )
     return Response(content=result.model_dump_json(), media_type="application/json")

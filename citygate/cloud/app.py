@@ -1,0 +1,106 @@
+"""The FastAPI app: ``create_app(settings)`` builds it; the lifespan opens and closes the sink.
+
+Nothing happens at import. Errors become specific JSON answers: 401/403 for
+callers, 4xx for whole-batch problems, 503 + Retry-After whenever the
+database did not confirm (the gateways keep the data and come back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from citygate.cloud.auth import AuthError, RevocationUnavailable
+from citygate.cloud.fleet import HeartbeatError
+from citygate.cloud.ingest import BatchError
+from citygate.cloud.metrics import RequestMetricsMiddleware
+from citygate.cloud.settings import CloudSettings
+from citygate.cloud.sink import QueryError, SinkUnavailable
+from citygate.cloud.state import CloudState
+
+log = structlog.get_logger("citygate.cloud")
+
+
+def _error(status: int, error: str, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+def create_app(settings: CloudSettings) -> FastAPI:
+    """Build the app (loads profiles, inventory, CA and CRL now: configuration errors surface at start)."""
+    from citygate import dashboard
+    from citygate.cloud.routes import fleet, ingest, ops, reads
+
+    state = CloudState(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.open()
+        log.info(
+            "cloud_started",
+            sink=state.sink.target,
+            influx_api=settings.influx_api,
+            readers=len(settings.reader_tokens),
+            operators=len(settings.operator_tokens),
+        )
+        try:
+            yield
+        finally:
+            await state.close()
+            log.info("cloud_stopped")
+
+    app = FastAPI(
+        title="citygate cloud ingestion",
+        version="1",
+        summary="Authenticated gateway ingest into InfluxDB; fleet health; series reads.",
+        lifespan=lifespan,
+    )
+    app.state.cloud = state
+    app.include_router(ingest.router)
+    app.include_router(fleet.router)
+    app.include_router(reads.router)
+    app.include_router(ops.router)
+    app.include_router(dashboard.router)  # the operator page at /dashboard
+    retry_after = str(settings.retry_after_s)
+
+    @app.exception_handler(AuthError)
+    async def _auth(request: Request, exc: AuthError) -> JSONResponse:
+        state.metrics.auth_failures.labels(exc.reason).inc()
+        log.warning("auth_refused", reason=exc.reason, path=request.url.path)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.reason in ("no_token", "bad_token") else None
+        return _error(exc.status, exc.reason, exc.detail, headers)
+
+    @app.exception_handler(RevocationUnavailable)
+    async def _crl(request: Request, exc: RevocationUnavailable) -> JSONResponse:
+        state.metrics.auth_failures.labels("crl_unavailable").inc()
+        return _error(503, "crl_unavailable", str(exc), {"Retry-After": retry_after})
+
+    @app.exception_handler(BatchError)
+    async def _batch(request: Request, exc: BatchError) -> JSONResponse:
+        return _error(exc.status, exc.reason, exc.detail)
+
+    @app.exception_handler(HeartbeatError)
+    async def _hb(request: Request, exc: HeartbeatError) -> JSONResponse:
+        return _error(422, "bad_heartbeat", str(exc))
+
+    @app.exception_handler(SinkUnavailable)
+    async def _sink(request: Request, exc: SinkUnavailable) -> JSONResponse:
+        log.warning("database_unavailable", kind=exc.kind.value, detail=exc.detail, path=request.url.path)
+        return _error(
+            503,
+            "database_unavailable",
+            f"the database did not confirm ({exc.kind.value}); retry later",
+            {"Retry-After": retry_after},
+        )
+
+    @app.exception_handler(QueryError)
+    async def _query(request: Request, exc: QueryError) -> JSONResponse:
+        log.error("query_refused", detail=str(exc)[:300], path=request.url.path)
+        return _error(502, "query_refused", "the database refused the query")
+
+    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
+    return app
