@@ -125,12 +125,15 @@ class GatewayAgent:
         return self.health.snapshot()
 
     def _heartbeats(self) -> None:
-        while not self._stop.wait(self.settings.heartbeat_interval_s):
+        # The first one right away: the fleet view learns of a (re)started gateway at once.
+        while True:
             outcome = self._heartbeat_client.post_heartbeat(self.gateway_id, self.health.snapshot())
             if outcome.ok:
                 self.heartbeats_ok += 1
             else:
                 log.warning("heartbeat failed", status=outcome.status, error=outcome.error)
+            if self._stop.wait(self.settings.heartbeat_interval_s):
+                return
 
     def start(self) -> None:
         if self.recovered_from is not None:
