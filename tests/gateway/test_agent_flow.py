@@ -120,3 +120,38 @@ def test_more_messages_than_the_broker_keeps_in_flight_all_get_acknowledged(rig_
         rig.publish(GW_DEVICES[4], reading(seq))
     h = rig.agent.wait_for(lambda h: h["readings_out"] >= 1500, what="all 1500 forwarded")
     assert h["readings_in"] == 1500
+
+
+def test_status_command_and_metrics_endpoint(rig_factory):
+    import urllib.request
+
+    from typer.testing import CliRunner
+
+    from citygate.cli import build_app
+
+    rig = rig_factory()
+    rig.agent.start()
+    for seq in range(5):
+        rig.publish(GW_DEVICES[6], reading(seq))
+    rig.agent.wait_for(lambda h: h["readings_out"] == 5, what="forwarded")
+    out = CliRunner().invoke(build_app(), ["gateway", "status", "--config", str(rig.agent.config_path)])
+    assert out.exit_code == 0, out.output
+    for label in (
+        "readings in",
+        "outbox depth",
+        "oldest unsent",
+        "certificate days left",
+        "broker connected",
+    ):
+        assert label in out.stdout
+    doc = orjson.loads(
+        CliRunner()
+        .invoke(build_app(), ["gateway", "status", "--json", "--config", str(rig.agent.config_path)])
+        .stdout
+    )
+    assert doc["readings_in"] == 5 and doc["healthy"] is True and doc["cert_days_left"] > 300
+    with urllib.request.urlopen(f"http://127.0.0.1:{rig.agent.http_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    assert "citygate_gateway_readings_out_total 5.0" in text
+    assert "citygate_gateway_outbox_depth 0.0" in text
+    assert "citygate_gateway_broker_connected 1.0" in text
