@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import os
 import ssl
 import statistics
@@ -223,6 +224,7 @@ def main() -> None:
             influx.create_database("direct")
             direct = bench_direct(influx, "direct", direct_lines(readings, inv), args.batch)
             print(f"direct /write:            {direct:>10,.0f} points/s")
+            summary: dict[str, object] = {"points": args.points, "batch": args.batch, "direct_rate": direct}
             for n in args.replicas:
                 db = f"svc{n}"
                 influx.create_database(db)
@@ -232,6 +234,8 @@ def main() -> None:
                     rate = bench_service(pki, ports, bodies, len(readings), args.conns)
                     results[n] = rate
                     print(f"service, {n} replica(s):     {rate:>10,.0f} points/s  ratio {rate / direct:.2f}")
+                    summary[f"service_rate_{n}"] = rate
+                    summary[f"ratio_{n}"] = rate / direct
                     if n == args.replicas[0]:
                         lat_readings = make_readings(500 * 100, now - 7_200_000_000_000)
                         lat = bench_latency(pki, ports[0], lat_readings, 500, 10.0, 10.0)
@@ -242,11 +246,14 @@ def main() -> None:
                             f"latency, 500-reading batches at 10/s: p50 {p50:.1f} ms  p99 {p99:.1f} ms "
                             f"(n={len(lat)})"
                         )
+                        summary["latency_p50_ms"] = p50
+                        summary["latency_p99_ms"] = p99
                 finally:
                     for p in procs:
                         p.terminate()
                     for p in procs:
                         p.wait(20)
+            print(json.dumps(summary))
         finally:
             influx.stop()
 

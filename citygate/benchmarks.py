@@ -1,0 +1,314 @@
+"""``citygate bench``: run the benchmark scenarios and write a JSON file, a markdown report and plots.
+
+Each scenario is a script in ``bench/`` (a source checkout) that measures the
+system and a baseline **in the same run on the same machine** and prints its
+numbers as a JSON object on its last line. The runner repeats each scenario,
+reports min/median/max of every headline number, puts each number beside its
+target (met or not), and describes the machine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from citygate.errors import ConfigError
+
+BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    key: str  # key in the script's JSON summary (dots for nesting)
+    label: str
+    unit: str
+    target: float | None = None
+    higher_is_better: bool = True
+
+    def met(self, value: float) -> bool | None:
+        if self.target is None:
+            return None
+        return value >= self.target if self.higher_is_better else value <= self.target
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    title: str
+    script: str
+    full_args: tuple[str, ...]
+    quick_args: tuple[str, ...]
+    metrics: tuple[Metric, ...]
+    baseline: str  # what the headline ratio is measured against, in words
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "validation",
+        "Payload validation (the gateway's and the cloud's per-reading check)",
+        "bench_validation.py",
+        ("--n", "200000", "--runs", "5"),
+        ("--n", "20000", "--runs", "2"),
+        (
+            Metric("validate_per_s", "validated readings/s", "1/s"),
+            Metric("orjson_loads_per_s", "orjson.loads payloads/s (baseline)", "1/s"),
+            Metric("ratio", "validate / orjson.loads", ""),
+        ),
+        "bare orjson.loads of the same payloads",
+    ),
+    Scenario(
+        "gateway-intake",
+        "Gateway intake ceiling (mTLS, QoS1, validated, fsync'd, PUBACK after commit)",
+        "bench_gateway_intake.py",
+        ("--devices", "20", "--per-device", "10000", "--repeats", "1"),
+        ("--devices", "5", "--per-device", "2000", "--repeats", "1"),
+        (
+            Metric("agent_rate.median", "agent readings/s", "1/s", 20_000),
+            Metric("mosquitto_sub_rate.median", "mosquitto_sub readings/s (baseline)", "1/s"),
+            Metric("ratio.median", "agent / mosquitto_sub", "", 0.4),
+            Metric("agent_rss_max_mb", "agent peak RSS", "MB", 80, higher_is_better=False),
+            Metric("bytes_written_per_reading", "disk bytes written per reading", "B"),
+        ),
+        "mosquitto_sub (C client) receiving the same stream from the same broker",
+    ),
+    Scenario(
+        "cloud-ingest",
+        "Cloud ingestion ceiling (POST /v1/ingest -> InfluxDB 1.x, synchronous writes)",
+        "bench_cloud.py",
+        ("--points", "200000"),
+        ("--points", "20000", "--replicas", "1"),
+        (
+            Metric("service_rate_1", "service, 1 replica, points/s", "1/s"),
+            Metric("ratio_1", "1 replica / direct /write", "", 0.7),
+            Metric("service_rate_2", "service, 2 replicas, points/s", "1/s"),
+            Metric("ratio_2", "2 replicas / direct /write", "", 0.7),
+            Metric("direct_rate", "direct /write points/s (baseline)", "1/s"),
+            Metric("latency_p50_ms", "POST /v1/ingest p50", "ms"),
+            Metric("latency_p99_ms", "POST /v1/ingest p99", "ms"),
+        ),
+        "the same line protocol posted straight to InfluxDB's /write in 5,000-point batches",
+    ),
+    Scenario(
+        "gateway-backlog",
+        "Gateway with a large backlog: memory and drain rate (test cloud over TLS)",
+        "bench_gateway_backlog.py",
+        ("--readings", "1000000"),
+        ("--readings", "50000"),
+        (
+            Metric(
+                "rss_mb_while_held.max", "agent RSS while the cloud is down", "MB", 80, higher_is_better=False
+            ),
+            Metric("rss_mb_while_draining.max", "agent RSS while draining", "MB", 80, higher_is_better=False),
+            Metric("drain_rate_per_s", "drain readings/s", "1/s"),
+            Metric("backlog_readings", "backlog readings", ""),
+        ),
+        "none (absolute numbers)",
+    ),
+)
+
+
+@dataclass
+class ScenarioRun:
+    scenario: Scenario
+    results: list[dict[str, object]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def values(self, key: str) -> list[float]:
+        out = []
+        for r in self.results:
+            v: object = r
+            for part in key.split("."):
+                v = v.get(part) if isinstance(v, dict) else None
+            if isinstance(v, int | float):
+                out.append(float(v))
+        return out
+
+
+def machine() -> dict[str, object]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+
+    def version(cmd: list[str]) -> str:
+        exe = shutil.which(cmd[0])
+        if not exe:
+            return "not installed"
+        try:
+            out = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return "unknown"
+        return (
+            (out.stdout or out.stderr).strip().splitlines()[0][:80]
+            if (out.stdout or out.stderr)
+            else "unknown"
+        )
+
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+        "memory_gb": round(mem_gb, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "mosquitto": version(["mosquitto", "-h"]),
+        "influxd": version(["influxd", "version"]),
+    }
+
+
+def run_scenarios(
+    names: Sequence[str], *, quick: bool, repeats: int, log: Callable[[str], None] = print
+) -> list[ScenarioRun]:
+    by_name = {s.name: s for s in SCENARIOS}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ConfigError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
+    if not BENCH_DIR.is_dir():
+        raise ConfigError(f"{BENCH_DIR} not found: citygate bench runs from a source checkout")
+    runs = []
+    for name in names or [s.name for s in SCENARIOS]:
+        sc = by_name[name]
+        run = ScenarioRun(sc)
+        t0 = time.perf_counter()
+        for i in range(repeats):
+            log(f"[{sc.name}] run {i + 1}/{repeats} ...")
+            args = sc.quick_args if quick else sc.full_args
+            proc = subprocess.run(
+                [sys.executable, str(BENCH_DIR / sc.script), *args],
+                capture_output=True,
+                text=True,
+                timeout=3600,
+                check=False,
+            )
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+            if proc.returncode != 0 or not lines:
+                run.errors.append(f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+                continue
+            run.results.append(orjson.loads(lines[-1]))
+        run.seconds = time.perf_counter() - t0
+        runs.append(run)
+    return runs
+
+
+def _fmt(v: float) -> str:
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def write_report(runs: list[ScenarioRun], out: Path, *, command: str, quick: bool) -> dict[str, Path]:
+    """JSON (everything), markdown (tables with targets), one PNG per scenario."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    doc: dict[str, object] = {
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(),
+        "command": command,
+        "quick": quick,
+        "machine": info,
+        "scenarios": {},
+    }
+    md = [
+        "# citygate benchmark report",
+        "",
+        f"Generated {doc['generated_at']} by `{command}`" + (" (quick mode)" if quick else ""),
+        "",
+        f"Machine: {info['cpus']} CPUs ({info['cpu_model']}), {info['memory_gb']} GB, Linux "
+        f"{info['kernel']}, Python {info['python']}; {info['mosquitto']}; InfluxDB {info['influxd']}.",
+        "Every ratio is against a baseline measured in the same run on the same machine; "
+        "machines here are shared and noisy, so read min/median/max.",
+        "",
+    ]
+    scenarios: dict[str, object] = {}
+    files = {}
+    for run in runs:
+        sc = run.scenario
+        rows = []
+        md += [
+            f"## {sc.title}",
+            "",
+            f"Baseline: {sc.baseline}. Script: `bench/{sc.script}`; "
+            f"{len(run.results)} run(s), {run.seconds:.0f} s.",
+            "",
+        ]
+        md += ["| metric | min | median | max | target | met |", "|---|---|---|---|---|---|"]
+        medians, labels, lo, hi = [], [], [], []
+        for m in sc.metrics:
+            vals = run.values(m.key)
+            if not vals:
+                continue
+            mn, med, mx = min(vals), statistics.median(vals), max(vals)
+            met = m.met(med)
+            target = "" if m.target is None else ("≥ " if m.higher_is_better else "≤ ") + _fmt(m.target)
+            md.append(
+                f"| {m.label} | {_fmt(mn)} | {_fmt(med)} | {_fmt(mx)} | {target} | "
+                f"{'' if met is None else ('yes' if met else '**no**')} |"
+            )
+            rows.append(
+                {
+                    "metric": m.key,
+                    "label": m.label,
+                    "unit": m.unit,
+                    "min": mn,
+                    "median": med,
+                    "max": mx,
+                    "target": m.target,
+                    "met": met,
+                }
+            )
+            if m.target is not None or "ratio" in m.key:
+                medians.append(med / m.target if m.target else med)
+                labels.append(m.label + (" (÷ target)" if m.target else ""))
+                lo.append((med - mn) / (m.target or 1))
+                hi.append((mx - med) / (m.target or 1))
+        for e in run.errors:
+            md += ["", f"Run failed: `{e[:300]}`"]
+        if medians:
+            fig, ax = plt.subplots(figsize=(7, 0.6 + 0.5 * len(medians)))
+            ax.barh(labels, medians, xerr=[lo, hi], color="#2a62c9")
+            ax.axvline(1.0, color="#b3261e", linestyle="--", linewidth=1)
+            ax.set_xlabel("median (1.0 = target where a target exists); bars: min-max")
+            ax.set_title(sc.name)
+            fig.tight_layout()
+            png = out / f"{sc.name}.png"
+            fig.savefig(png, dpi=90)
+            plt.close(fig)
+            files[sc.name] = png
+            md += ["", f"![{sc.name}]({png.name})"]
+        md.append("")
+        scenarios[sc.name] = {
+            "title": sc.title,
+            "baseline": sc.baseline,
+            "metrics": rows,
+            "raw": run.results,
+            "errors": run.errors,
+            "seconds": run.seconds,
+        }
+    doc["scenarios"] = scenarios
+    (out / "results.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    files["json"] = out / "results.json"
+    files["markdown"] = out / "report.md"
+    return files
