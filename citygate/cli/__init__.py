@@ -39,7 +39,7 @@ def cli_errors() -> Iterator[None]:
 
 
 def build_app() -> typer.Typer:
-    from citygate.cli import bench, cloud, gateway, pki, profiles
+    from citygate.cli import bench, cloud, demo, gateway, pki, profiles
 
     app = typer.Typer(
         name="citygate",
@@ -52,6 +52,7 @@ def build_app() -> typer.Typer:
     app.add_typer(gateway.app, name="gateway")
     app.add_typer(cloud.app, name="cloud")
     app.command("bench")(bench.bench)
+    app.command("demo")(demo.demo)
     return app
 
 

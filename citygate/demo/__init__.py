@@ -1,0 +1,1 @@
+"""``citygate demo``: the whole system on one machine, live, with an audit at the end."""

@@ -1,0 +1,203 @@
+"""``citygate demo``: bring the whole system up, show it live, stop it, audit it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from citygate.demo.live import render
+from citygate.demo.stack import DemoOptions, DemoStack, GatewayNode
+
+
+@dataclass
+class FleetProcess:
+    node: GatewayNode
+    ledger: Path
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+@dataclass
+class DemoResult:
+    audits: list[dict[str, object]] = field(default_factory=list)
+    drained: bool = False
+    directory: Path | None = None
+
+    @property
+    def lost(self) -> int:
+        return sum(int(v) for a in self.audits if isinstance(v := a.get("lost", 0), int | float))
+
+
+def start_fleet(stack: DemoStack, node: GatewayNode, devices: int, index: int) -> FleetProcess:
+    """One simulator process per gateway: its devices, its district, its own ledger."""
+    work = stack.dir / "fleets" / node.name
+    work.mkdir(parents=True, exist_ok=True)
+    ledger = work / "ledger.bin"
+    log = work / "sim.log"
+    argv = [
+        sys.executable,
+        "-m",
+        "citygate",
+        "sim",
+        "run",
+        "--devices",
+        str(devices),
+        "--gateway-broker",
+        f"127.0.0.1:{node.broker.device_port}",
+        "--pki-dir",
+        str(stack.dir / "pki"),
+        "--prefix",
+        f"{node.district}-",
+        "--district",
+        node.district,
+        "--interval",
+        str(stack.opts.interval_s),
+        "--seed",
+        str(stack.opts.seed + index),
+        "--ledger",
+        str(ledger),
+        "--json",
+    ]
+    with log.open("ab") as f:
+        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+    return FleetProcess(node, ledger, proc, log)
+
+
+def audit(stack: DemoStack, fleet: FleetProcess) -> dict[str, object]:
+    assert stack.influx is not None
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "citygate",
+            "sim",
+            "audit",
+            "--ledger",
+            str(fleet.ledger),
+            "--influx",
+            stack.influx.url,
+            "--db",
+            "citygate",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        return {"gateway": fleet.node.name, "error": (out.stderr or out.stdout)[-500:]}
+    doc: dict[str, object] = orjson.loads(lines[-1])
+    total = doc.get("total", doc)
+    result = dict(total) if isinstance(total, dict) else {}
+    result["gateway"] = fleet.node.name
+    return result
+
+
+def run_demo(
+    opts: DemoOptions, *, duration_s: float | None, outage_s: float | None, console: Console
+) -> DemoResult:
+    stack = DemoStack(opts)
+    result = DemoResult(directory=opts.directory)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    fleets: list[FleetProcess] = []
+    try:
+        console.print(f"[bold]citygate demo[/] in {opts.directory}")
+        with console.status("starting PKI, InfluxDB, cloud, gateways and brokers ..."):
+            stack.start_infrastructure()
+        per_gateway = max(1, opts.devices // max(1, len(stack.nodes)))
+        for i, node in enumerate(stack.nodes):
+            fleets.append(start_fleet(stack, node, per_gateway, i))
+        console.print(
+            f"dashboard: [bold]{stack.cloud_url}/dashboard[/] (the demo's server certificate "
+            f"comes from its own CA: {stack.dir / 'pki' / 'infra-ca' / 'ca.pem'})"
+        )
+        console.print(f"operator token: {stack.operator_token}  (also in {stack.dir / 'operator-token'})")
+        outage_at = None
+        if outage_s:
+            outage_at = 20.0 if duration_s is None else max(10.0, (duration_s - outage_s) / 3)
+        t0 = time.monotonic()
+        last: dict[str, tuple[float, int]] = {}
+        note = "devices connecting ..."
+        with Live(console=console, refresh_per_second=2, transient=False) as live:
+            while not stop.is_set():
+                elapsed = time.monotonic() - t0
+                if duration_s is not None and elapsed >= duration_s:
+                    break
+                target = stack.nodes[0]
+                if outage_at is not None and outage_s is not None:
+                    if outage_at <= elapsed < outage_at + outage_s and target.proxy.is_up:
+                        target.proxy.cut()
+                        note = f"OUTAGE: {target.name}'s link to the cloud is cut for {outage_s:.0f} s"
+                    elif elapsed >= outage_at + outage_s and not target.proxy.is_up:
+                        target.proxy.restore()
+                        note = f"{target.name}'s link is back: the backlog drains while live data flows"
+                rates = {}
+                for node in stack.nodes:
+                    h = node.health() or {}
+                    v = h.get("readings_out", 0)
+                    out = int(v) if isinstance(v, int | float) else 0
+                    t_prev, out_prev = last.get(node.name, (time.monotonic(), out))
+                    dt_s = time.monotonic() - t_prev
+                    rates[node.name] = (out - out_prev) / dt_s if dt_s > 0 else 0.0
+                    last[node.name] = (time.monotonic(), out)
+                dead = [f for f in fleets if f.proc.poll() is not None]
+                if dead:
+                    note = f"simulator for {dead[0].node.name} exited; see {dead[0].log}"
+                live.update(render(stack, elapsed, note, rates))
+                stop.wait(1.0)
+        for node in stack.nodes:
+            node.proxy.restore()
+        with console.status("stopping the devices (they flush their ledgers) ..."):
+            for f in fleets:
+                if f.proc.poll() is None:
+                    f.proc.send_signal(signal.SIGINT)
+            for f in fleets:
+                try:
+                    f.proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    f.proc.kill()
+        with console.status("waiting for the gateways to deliver everything ..."):
+            result.drained = stack.wait_drained(120)
+            time.sleep(1.0)
+        with console.status("auditing: ledger vs InfluxDB ..."):
+            result.audits = [audit(stack, f) for f in fleets]
+        _summary(console, result)
+        return result
+    finally:
+        for f in fleets:
+            if f.proc.poll() is None:
+                f.proc.kill()
+        stack.stop()
+        signal.signal(signal.SIGINT, previous)
+
+
+def _summary(console: Console, result: DemoResult) -> None:
+    t = Table(title="audit: every reading the devices produced vs what InfluxDB holds")
+    cols = ("gateway", "expected", "stored", "lost", "duplicated", "unexpected")
+    for c in cols:
+        t.add_column(c, justify="left" if c == "gateway" else "right")
+    for a in result.audits:
+        if "error" in a:
+            t.add_row(str(a["gateway"]), "audit failed: " + str(a["error"])[:60], "", "", "", "")
+            continue
+        t.add_row(*(f"{a.get(c, 0):,}" if c != "gateway" else str(a[c]) for c in cols))
+    console.print(t)
+    ok = result.drained and all("error" not in a for a in result.audits) and result.lost == 0
+    console.print(
+        "[bold green]lost = 0[/]" if ok else f"[bold red]lost = {result.lost}[/]",
+        f"(everything under {result.directory})",
+    )
