@@ -249,6 +249,9 @@ class Pki:
         with pki._locked() as index:
             pki._save_index(index)
             pki._write_crls(index, now)
+            if not pki.inventory_path.exists():
+                # An empty inventory from the start: the cloud refuses to run without the file.
+                Inventory().save(pki.inventory_path)
         return pki
 
     # -- index -----------------------------------------------------------------

@@ -183,20 +183,24 @@ def write_agent_config(
 @pytest.fixture
 def rig_factory(gw_pki: PkiBundle, tmp_path: Path) -> Iterator:
     made: list[GatewayRig] = []
+    cleanups: list = []  # registered as each part starts, so a failing setup leaks nothing
 
     def make(*, via_proxy: bool = False, **agent_options: object) -> GatewayRig:
         work = tmp_path / f"rig-{uuid.uuid4().hex[:6]}"
         work.mkdir()
         broker = LocalMosquitto(work / "mosquitto", gw_pki.pki)
         broker.start()
+        cleanups.append(broker.stop)
         server = gw_pki.pki.files(CertKind.SERVER, "localhost")
         cloud = FakeCloud(cert=server.cert, key=server.key, client_ca=gw_pki.infra_ca)
         cloud.start()
+        cleanups.append(cloud.stop)
         cloud_url = cloud.url
         proxy = None
         if via_proxy:  # the gateway's link to the cloud goes through a link cutter
             proxy = TcpProxy("127.0.0.1", cloud.port)
             proxy.start()
+            cleanups.append(proxy.stop)
             cloud_url = f"https://localhost:{proxy.port}"
         http_port = free_port()
         cfg = work / "gateway.toml"
@@ -211,14 +215,11 @@ def rig_factory(gw_pki: PkiBundle, tmp_path: Path) -> Iterator:
         )
         agent = AgentProcess(config_path=cfg, http_port=http_port, log_path=work / "agent.log")
         rig = GatewayRig(pki=gw_pki, broker=broker, cloud=cloud, agent=agent, workdir=work, proxy=proxy)
+        cleanups.append(agent.stop)
+        cleanups.append(rig.close_devices)
         made.append(rig)
         return rig
 
     yield make
-    for rig in made:
-        if rig.proxy:
-            rig.proxy.stop()
-        rig.close_devices()
-        rig.agent.stop()
-        rig.cloud.stop()
-        rig.broker.stop()
+    for cleanup in reversed(cleanups):
+        cleanup()
