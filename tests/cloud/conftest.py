@@ -186,6 +186,7 @@ def cloud_v1(
 # -- payload helpers ------------------------------------------------------------
 
 _COUNTER = iter(range(1, 10**9))
+_TS_BASE_MS = time.time_ns() // 1_000_000 - 60_000
 
 
 def aq_values(base: float = 10.0) -> dict[str, float]:
@@ -202,7 +203,9 @@ def aq_values(base: float = 10.0) -> dict[str, float]:
 
 def unique_ts_ns() -> int:
     """A fresh, recent device time in ns (whole ms), distinct across calls."""
-    return (time.time_ns() // 1_000_000 - 60_000 - next(_COUNTER) * 7) * 1_000_000
+    # A fixed base: a base that moves with the clock can meet an earlier value
+    # (t1 - 7 n1 == t2 - 7 n2) and two "distinct" readings then overwrite each other.
+    return (_TS_BASE_MS - next(_COUNTER) * 7) * 1_000_000
 
 
 def reading(

@@ -32,14 +32,18 @@ GW_DEVICES = tuple(f"gwt-{i:02d}" for i in range(8))
 
 @pytest.fixture(scope="session")
 def gw_pki(test_pki: PkiBundle) -> PkiBundle:
-    test_pki.pki.issue_devices(
-        [
-            DeviceRecord(
-                device_id=d, profile="water_level", profile_version=1, site="river", district="north"
-            )
-            for d in GW_DEVICES
-        ]
-    )
+    # Idempotent: other test folders re-export this fixture (one definition per folder).
+    have = {c.name for c in test_pki.pki.certificates() if c.kind is CertKind.DEVICE}
+    missing = [d for d in GW_DEVICES if d not in have]
+    if missing:
+        test_pki.pki.issue_devices(
+            [
+                DeviceRecord(
+                    device_id=d, profile="water_level", profile_version=1, site="river", district="north"
+                )
+                for d in missing
+            ]
+        )
     return test_pki
 
 
