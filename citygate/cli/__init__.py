@@ -39,7 +39,7 @@ def cli_errors() -> Iterator[None]:
 
 
 def build_app() -> typer.Typer:
-    from citygate.cli import bench, cloud, demo, gateway, pki, profiles
+    from citygate.cli import bench, cloud, demo, gateway, pki, profiles, sim
 
     app = typer.Typer(
         name="citygate",
@@ -53,6 +53,7 @@ def build_app() -> typer.Typer:
     app.add_typer(cloud.app, name="cloud")
     app.command("bench")(bench.bench)
     app.command("demo")(demo.demo)
+    app.add_typer(sim.app, name="sim")
     return app
 
 

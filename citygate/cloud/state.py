@@ -45,8 +45,23 @@ class InventoryHolder:
 
     @property
     def validator(self) -> Validator:
+        self._check(force=False)
+        return self._validator
+
+    def refresh(self) -> bool:
+        """Check the file now (a reading named a device this inventory does not know). True if reloaded.
+
+        A device registered a moment ago may reach a gateway, which reloads its
+        own copy, before this replica's periodic check: without this, its first
+        readings would be refused as unknown and dead-lettered for good.
+        """
+        before = self._validator
+        self._check(force=True)
+        return self._validator is not before
+
+    def _check(self, *, force: bool) -> None:
         now = time.monotonic()
-        if now - self._checked >= self._every_s:
+        if force or now - self._checked >= self._every_s:
             self._checked = now
             key = self._stat()
             if key != self._key:
@@ -60,7 +75,6 @@ class InventoryHolder:
                             self._validator = self._validator.with_inventory(inv)
                             log.info("inventory_reloaded", path=str(self._path), devices=len(inv))
                         self._key = key
-        return self._validator
 
 
 def make_sink(settings: CloudSettings, metrics: CloudMetrics) -> Sink:

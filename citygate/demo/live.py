@@ -33,29 +33,30 @@ def render(stack: DemoStack, elapsed_s: float, note: str, rates: dict[str, float
         if isinstance(g, dict)
     }
     t = Table(expand=True)
-    left = ("gateway", "link to cloud", "cloud sees")
-    for col in (
+    left = ("gateway", "link", "cloud")
+    columns = (
         "gateway",
         "broker",
-        "link to cloud",
-        "readings in",
+        "link",
+        "in",
         "forwarded",
-        "readings/s",
+        "per s",
         "backlog",
-        "oldest unsent",
+        "oldest",
         "rejected",
         "dropped",
-        "cloud sees",
-    ):
-        t.add_column(col, justify="left" if col in left else "right")
+        "cloud",
+    )
+    for col in columns:
+        t.add_column(col, justify="left" if col in left else "right", no_wrap=True)
     for node in stack.nodes:
         h = node.health() or {}
-        link = Text("up", style="green") if node.proxy.is_up else Text("CUT (outage)", style="bold red")
+        link = Text("up", style="green") if node.proxy.is_up else Text("CUT", style="bold red")
         status = cloud_status.get(node.name, "-")
         style = {"online": "green", "stale": "yellow", "offline": "red"}.get(status, "")
         t.add_row(
             node.name,
-            "connected" if h.get("broker_connected") else "-",
+            "ok" if h.get("broker_connected") else "-",
             link,
             f"{_int(h.get('readings_in')):,}",
             f"{_int(h.get('readings_out')):,}",

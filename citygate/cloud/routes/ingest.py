@@ -12,6 +12,7 @@ from citygate.cloud.ingest import BatchError, PreparedBatch, decode_body, parse_
 from citygate.cloud.routes.deps import Gateway, State, read_body
 from citygate.cloud.sink import ErrorKind, SinkUnavailable
 from citygate.cloud.state import CloudState
+from citygate.contract.validation import RejectReason
 from citygate.contract.wire import INGEST_PATH, IngestBatch, IngestResult, RejectedReading
 
 router = APIRouter(tags=["gateways"])
@@ -32,7 +33,12 @@ def _prepare(state: CloudState, body: bytes, encoding: str | None) -> PreparedBa
     s = state.settings
     data = decode_body(body, encoding, s.max_decompressed_bytes)
     batch_id, raw = parse_batch(data, s.max_batch_readings)
-    return prepare(batch_id, raw, state.inventory.validator, state.encoder, time.time_ns())
+    prepared = prepare(batch_id, raw, state.inventory.validator, state.encoder, time.time_ns())
+    unknown = (RejectReason.UNKNOWN_DEVICE.value, RejectReason.UNKNOWN_PROFILE.value)
+    if any(prepared.reasons.get(r) for r in unknown) and state.inventory.refresh():
+        batch_id, raw = parse_batch(data, s.max_batch_readings)  # prepare() consumed the parsed readings
+        prepared = prepare(batch_id, raw, state.inventory.validator, state.encoder, time.time_ns())
+    return prepared
 
 
 @router.post(
