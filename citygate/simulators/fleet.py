@@ -1,0 +1,632 @@
+"""The fleet runner: thousands of simulated devices in one asyncio process.
+
+Each device is one aiomqtt 2.x client (its own mTLS identity, client id = device
+id) and two coroutines: a producer that measures on schedule into the device's
+memory (:class:`~citygate.simulators.device.DeviceCore`) whether or not it is
+connected, and a connection loop that connects, resends what is held, reads the
+gateway's acks and reconnects with jittered exponential backoff.
+
+Choices made for scale (see docs/SIMULATOR.md for measurements):
+
+- connections ramp up over ``ramp_s`` with jitter, and at most
+  ``connect_concurrency`` TLS handshakes run at once; after a broker restart the
+  full-jitter backoff (uniform in [0, min(max, base * 2^n)]) spreads the reconnects;
+- an SSL context is built per connection attempt in a worker thread (loading a
+  key costs ~0.5 ms) and lives only as long as its connection, so memory grows
+  with connected devices, not with attempts;
+- aiomqtt's incoming queue is bounded (acks are cumulative: losing one costs nothing);
+- each device has at most ``inflight`` unanswered publishes, so a slow broker
+  slows the device (which keeps measuring into its bounded memory) instead of
+  growing queues without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiomqtt
+import orjson
+from aiomqtt.exceptions import MqttConnectError
+
+from citygate.contract.profiles import DeviceProfile
+from citygate.contract.topics import ack_topic, status_topic, telemetry_topic
+from citygate.contract.validation import ValidationLimits
+from citygate.simulators.device import DeviceCore, bad_payload, encode
+from citygate.simulators.faults import FAULT_CODES, REJECTED_PAYLOADS, DevicePlan, FaultKind
+from citygate.simulators.ledger import LedgerWriter, RecordKind
+from citygate.simulators.progress import FleetStats
+from citygate.simulators.signals import DeviceSignal, WeatherCache
+
+WRONG_TOPIC_SEQ_BASE = 1 << 40  # seqs of payloads sent on another device's topic
+
+
+@dataclass(frozen=True, slots=True)
+class SimDevice:
+    """One device of the fleet and its identity on disk."""
+
+    device_id: str
+    profile: DeviceProfile
+    cert: Path
+    key: Path
+    plan: DevicePlan = field(default_factory=DevicePlan)
+    refused: FaultKind | None = None  # a certificate fault: the broker must refuse it
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSettings:
+    host: str
+    port: int
+    ca: Path  # trusted for the broker's server certificate (the infrastructure CA)
+    interval_s: float | None = None  # per device; None: each profile's expected interval
+    rate: float | None = None  # total readings/s over the fleet (overrides interval_s)
+    duration_s: float | None = None
+    count: int | None = None  # readings per device
+    seed: int = 1
+    confirm: bool = True
+    resend_after_s: float = 10.0
+    memory: int = 1000
+    ramp_s: float | None = None  # None: devices / 250 s
+    connect_concurrency: int = 8
+    inflight: int = 16
+    keepalive: int = 60
+    publish_timeout_s: float = 15.0
+    connect_timeout_s: float = 10.0
+    drain_s: float = 10.0
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    utc_offset_h: float = 1.0
+    status: bool = True  # retained online/offline on devices/{id}/status
+    time_offset_s: float = 0.0  # shift of the devices' clocks for the signals (not the ts)
+
+    def interval_for(self, profile: DeviceProfile, devices: int) -> float:
+        if self.rate:
+            return devices / self.rate
+        return self.interval_s if self.interval_s else float(profile.expected_interval_s)
+
+
+class _ErrorCatcher(logging.Logger):
+    """The logger of one connection attempt: keeps paho's last error instead of printing it.
+
+    A refused client certificate shows up as a TLS alert on the first read after the
+    handshake; paho only logs it and aiomqtt would wait out its whole timeout for the
+    CONNACK. Catching the error lets the attempt fail at once, with the real reason.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("citygate.sim.mqtt", logging.ERROR)
+        self.last_error: str | None = None
+        self.failed: asyncio.Future[None] | None = None
+
+    def handle(self, record: logging.LogRecord) -> None:
+        self.last_error = record.getMessage()
+        if self.failed is not None and not self.failed.done():
+            self.failed.set_result(None)
+
+
+def classify(exc: BaseException) -> str:
+    """A short, countable kind for a connection error."""
+    if isinstance(exc, MqttConnectError):
+        return "connack_refused"
+    text = str(exc).lower()
+    for needle, kind in (
+        ("revoked", "tls_revoked"),
+        ("expired", "tls_expired"),
+        ("unknown ca", "tls_unknown_ca"),
+        ("certificate verify failed", "tls_server_unverified"),
+        ("ssl", "tls_error"),
+        ("refused", "tcp_refused"),
+        ("timed out", "timeout"),
+        ("reset", "reset"),
+    ):
+        if needle in text:
+            return kind
+    return "connect_error"
+
+
+class Fleet:
+    """Runs the devices; ``await run()`` returns when every device has finished."""
+
+    def __init__(
+        self,
+        settings: FleetSettings,
+        devices: Sequence[SimDevice],
+        *,
+        ledger: LedgerWriter | None = None,
+        stats: FleetStats | None = None,
+    ) -> None:
+        self.settings = settings
+        self.devices = list(devices)
+        self.ledger = ledger
+        self.stats = stats or FleetStats()
+        self.stats.devices = len(self.devices)
+        self.stats.refused_devices = sum(1 for d in self.devices if d.refused is not None)
+        for d in self.devices:
+            for kind, n in d.plan.planned().items():
+                self.stats.faults_planned[kind.value] += n
+            if d.refused is not None:
+                self.stats.faults_planned[d.refused.value] += 1
+        self.weather = WeatherCache(settings.seed, settings.utc_offset_h)
+        self.t0 = 0.0
+        self.ramp_s = 0.0
+        self.stopping = False
+        self._ca_pem = settings.ca.read_text()
+        self._runners: list[_DeviceRunner] = []
+        self._producers_left = 0
+
+    def stop(self) -> None:
+        """Stop producing now; the devices drain (up to ``drain_s``) and disconnect."""
+        self.stopping = True
+        for r in self._runners:
+            r.wake()
+
+    def ssl_context(self, device: SimDevice) -> ssl.SSLContext:
+        """A client context with the device's key; runs in a worker thread."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(cadata=self._ca_pem)
+        ctx.load_cert_chain(device.cert, device.key)
+        return ctx
+
+    def producer_done(self) -> None:
+        self._producers_left -= 1
+        if self._producers_left <= 0:
+            for r in self._runners:
+                if r.device.refused is not None:
+                    r.finish()
+
+    async def run(self) -> FleetStats:
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        n = len(self.devices)
+        ramp = s.ramp_s if s.ramp_s is not None else n / 250.0
+        self.ramp_s = ramp
+        self.connect_sem = asyncio.Semaphore(s.connect_concurrency)
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=s.connect_concurrency))
+        self.t0 = loop.time()
+        self.stats.started = time.monotonic()
+        producing = sum(1 for d in self.devices if d.refused is None)
+        self._producers_left = producing
+        for i, d in enumerate(self.devices):
+            rng = random.Random(f"{s.seed}:{d.device_id}")  # noqa: S311 - jitter, not crypto
+            start = self.t0 + ramp * (i + rng.random()) / max(1, n)
+            self._runners.append(_DeviceRunner(self, d, i, start, rng, max(1, producing)))
+        if not producing:
+            self.producer_done()
+        loop.set_exception_handler(self._loop_exception)
+        flusher = loop.create_task(self._housekeeping())
+        try:
+            await asyncio.gather(*(r.run() for r in self._runners))
+        finally:
+            flusher.cancel()
+            self.stats.finished_s = time.monotonic() - self.stats.started
+            if self.ledger is not None:
+                self.ledger.flush()
+        return self.stats
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.stats.sample_rss()
+            if self.ledger is not None:
+                self.ledger.flush()
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        """aiomqtt schedules add_writer/add_reader thread-safely; when the connection closed in
+        between, the callback meets a closed descriptor. Harmless: count it, do not print it."""
+        exc = context.get("exception")
+        if isinstance(exc, OSError | KeyError | ValueError):
+            self.stats.errors["closed_socket_callback"] += 1
+            return
+        loop.default_exception_handler(context)
+
+
+def _wake_future(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class _DeviceRunner:
+    """One device: its producer and its connection loop."""
+
+    def __init__(
+        self, fleet: Fleet, device: SimDevice, position: int, start_at: float, rng: random.Random, n: int
+    ) -> None:
+        s = fleet.settings
+        self.fleet = fleet
+        self.device = device
+        self.s = s
+        self.stats = fleet.stats
+        self.rng = rng
+        self.start_at = start_at
+        self.interval = s.interval_for(device.profile, n)
+        # In rate mode, spread first readings evenly over one interval so the fleet's rate is smooth.
+        self.phase = self.interval * ((position + 0.5) / n if s.rate else rng.random())
+        self.topic = telemetry_topic(device.device_id)
+        self.client: aiomqtt.Client | None = None
+        self.inflight = 0
+        self.oneshots: deque[tuple[str, bytes]] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._waiter: asyncio.Future[None] | None = None
+        self._produced_all = False
+        self._finished = False
+        self._finished_event = asyncio.Event()
+        self._offline_counted: set[int] = set()
+        self.ledger_idx = -1
+        resume_seq, resume_ts = 0, -1
+        ledger = fleet.ledger
+        if ledger is not None and device.refused is None:
+            p = device.profile
+            self.ledger_idx = ledger.device(device.device_id, p.measurement, p.name, p.version)
+            rp = ledger.resume.get(device.device_id)
+            if rp is not None:
+                resume_seq, resume_ts = rp.next_seq, rp.last_ts_ms
+        self.core = DeviceCore(
+            device.device_id,
+            memory=s.memory,
+            confirm=s.confirm,
+            resend_after_s=s.resend_after_s,
+            next_seq=resume_seq,
+            last_ts_ms=resume_ts,
+            track_recent=FaultKind.CLOCK_SKEW in device.plan.payload.values(),
+        )
+        self.signal = DeviceSignal(
+            device.device_id, device.profile, seed=s.seed, interval_s=self.interval, weather=fleet.weather
+        )
+        limits = ValidationLimits()
+        skew_s = device.plan.skew_ms / 1000.0
+        # A skewed clock within what the gateway accepts still gives expected readings.
+        self.skew_expected = -limits.max_past_s + 60 < skew_s < limits.max_future_s - 30
+
+    # -- waiting -------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        if self._waiter is not None:
+            _wake_future(self._waiter)
+
+    def finish(self) -> None:
+        self._finished = True
+        self._finished_event.set()
+        self.wake()
+
+    async def _sleep_until(self, when: float) -> None:
+        """Sleep until ``when`` (loop time) or until woken; no task is created."""
+        loop = asyncio.get_running_loop()
+        if when <= loop.time():
+            return
+        fut: asyncio.Future[None] = loop.create_future()
+        self._waiter = fut
+        handle = loop.call_at(when, _wake_future, fut) if math.isfinite(when) else None
+        try:
+            await fut
+        finally:
+            if handle is not None:
+                handle.cancel()
+            self._waiter = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, self.start_at - loop.time()))
+        if self.device.refused is not None:
+            await self._connections()
+            return
+        producer = loop.create_task(self._produce())
+        try:
+            await self._connections()
+        finally:
+            if not producer.done():
+                producer.cancel()
+            for t in list(self._tasks):
+                t.cancel()
+            self._record_held()
+
+    def _record_held(self) -> None:
+        held = self.core.held_readings()
+        self.stats.held_at_end += len(held)
+        ledger = self.fleet.ledger
+        if ledger is not None:
+            for k in held:
+                ledger.add(RecordKind.HELD, self.ledger_idx, k.seq, k.ts_ms)
+
+    # -- production ------------------------------------------------------------------------------
+
+    async def _produce(self) -> None:
+        loop = asyncio.get_running_loop()
+        s = self.s
+        fleet = self.fleet
+        end_t = math.inf if s.duration_s is None else fleet.t0 + s.duration_s
+        # Rate mode is a load test: the load starts once the connection ramp is over, so
+        # that TLS handshakes and the publishing load do not compete for the CPU.
+        first = fleet.t0 + fleet.ramp_s if s.rate else self.start_at
+        next_t = first + self.phase
+        bursts = deque(self.device.plan.bursts)
+        payload_faults = self.device.plan.payload
+        n = 0
+        try:
+            while not fleet.stopping and (s.count is None or n < s.count) and next_t < end_t:
+                now = loop.time()
+                burst_at = self.start_at + bursts[0][0] if bursts else math.inf
+                wake_at = min(next_t, burst_at)
+                if self.client is not None:
+                    wake_at = min(wake_at, self.core.next_resend_at())
+                if wake_at > now:
+                    await self._sleep_until(wake_at)
+                    now = loop.time()
+                if burst_at <= now and burst_at < end_t:
+                    _, size = bursts.popleft()
+                    self.stats.faults[FaultKind.BURST.value] += 1
+                    for _ in range(size):
+                        self._reading(None, -1)
+                if next_t <= now:
+                    self._reading(payload_faults.get(n), n)
+                    n += 1
+                    next_t += self.interval
+                self._flush()
+        finally:
+            self._produced_all = True
+            fleet.stats.production_s = max(
+                fleet.stats.production_s or 0.0, time.monotonic() - fleet.stats.started
+            )
+            fleet.producer_done()
+        # Drain: give the held readings their chance to be confirmed, then finish.
+        deadline = loop.time() + s.drain_s
+        while not self._drained() and loop.time() < deadline:
+            await self._sleep_until(min(deadline, self.core.next_resend_at(), loop.time() + 0.5))
+            self._flush()
+        self.finish()
+
+    def _drained(self) -> bool:
+        return self.core.held == 0 and not self.oneshots and self.inflight == 0
+
+    def _reading(self, kind: FaultKind | None, n: int) -> None:
+        """Make reading number ``n`` of this run, with its fault if one is planned."""
+        core = self.core
+        stats = self.stats
+        ledger = self.fleet.ledger
+        plan = self.device.plan
+        skew = plan.skew_ms if kind is FaultKind.CLOCK_SKEW else 0
+        ts = core.stamp(time.time_ns() // 1_000_000, skew)
+        values = self.signal.values(ts - skew)
+        if kind is not None:
+            stats.faults[kind.value] += 1
+        if kind in REJECTED_PAYLOADS:
+            assert kind is not None
+            seq = core.take_seq()
+            core.counters.faulty += 1
+            stats.faulty += 1
+            if ledger is not None:
+                ledger.add(RecordKind.FAULTY, self.ledger_idx, seq, ts, FAULT_CODES[kind])
+            self.oneshots.append((self.topic, bad_payload(kind, seq, ts, values, self.device.profile)))
+            return
+        kept, dropped = core.produce(ts, values)
+        stats.produced += 1
+        if ledger is not None:
+            if kind is FaultKind.CLOCK_SKEW and not self.skew_expected:
+                ledger.add(RecordKind.FAULTY, self.ledger_idx, kept.seq, ts, FAULT_CODES[kind])
+            else:
+                ledger.add(RecordKind.PRODUCED, self.ledger_idx, kept.seq, ts)
+            for d in dropped:
+                ledger.add(RecordKind.DROPPED, self.ledger_idx, d.seq, d.ts_ms)
+        stats.dropped += len(dropped)
+        if kind is FaultKind.DUPLICATE:
+            self.oneshots.append((self.topic, kept.payload))
+        elif kind is FaultKind.WRONG_TOPIC and plan.wrong_topic_target is not None:
+            seq = WRONG_TOPIC_SEQ_BASE + n
+            if ledger is not None:
+                ledger.add(RecordKind.WRONG_TOPIC, self.ledger_idx, seq, ts, FAULT_CODES[kind])
+            self.oneshots.append((telemetry_topic(plan.wrong_topic_target), encode(seq, ts, values)))
+
+    # -- sending ------------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Send what is due, within the in-flight window."""
+        client = self.client
+        if client is None:
+            return
+        room = self.s.inflight - self.inflight
+        while self.oneshots and room > 0:
+            topic, payload = self.oneshots.popleft()
+            self._spawn(client, topic, payload, None)
+            room -= 1
+        if room <= 0:
+            return
+        stats = self.stats
+        for k in self.core.take_due(asyncio.get_running_loop().time(), limit=room):
+            if k.sends == 1:
+                stats.sent += 1
+            else:
+                stats.resent += 1
+            self._spawn(client, self.topic, k.payload, k.seq)
+
+    def _spawn(self, client: aiomqtt.Client, topic: str, payload: bytes, seq: int | None) -> None:
+        self.inflight += 1
+        task = asyncio.get_running_loop().create_task(self._publish(client, topic, payload, seq))
+        self._tasks.add(task)
+        task.add_done_callback(self._published)
+
+    def _published(self, task: asyncio.Task[None]) -> None:
+        self.inflight -= 1
+        self._tasks.discard(task)
+        if self.client is not None and not task.cancelled():
+            self._flush()
+        if self._produced_all and self._drained():
+            self.wake()
+
+    async def _publish(self, client: aiomqtt.Client, topic: str, payload: bytes, seq: int | None) -> None:
+        t0 = time.perf_counter()
+        try:
+            await client.publish(topic, payload, qos=1, timeout=self.s.publish_timeout_s)
+        except aiomqtt.MqttError:
+            self.stats.errors["publish_failed"] += 1
+            if seq is not None:
+                self.core.on_send_failed(seq)
+            return
+        stats = self.stats
+        stats.on_puback(time.perf_counter() - t0)
+        if seq is None:
+            stats.oneshots += 1
+            return
+        before = self.core.counters.confirmed
+        self.core.on_puback(seq)
+        stats.confirmed += self.core.counters.confirmed - before
+
+    def _on_ack(self, payload: object) -> None:
+        stats = self.stats
+        try:
+            seq = orjson.loads(payload) if isinstance(payload, bytes | bytearray) else None
+            seq = seq.get("seq") if isinstance(seq, dict) else None
+        except orjson.JSONDecodeError:
+            seq = None
+        if type(seq) is not int:
+            stats.errors["bad_ack"] += 1
+            return
+        stats.acks_received += 1
+        stats.confirmed += self.core.on_ack(seq)
+        if self._produced_all and self._drained():
+            self.wake()
+
+    # -- connection -----------------------------------------------------------------------------------
+
+    async def _connections(self) -> None:
+        loop = asyncio.get_running_loop()
+        s = self.s
+        attempt = 0
+        first = True
+        while not self._finished:
+            off_end = self._offline_until(loop.time())
+            if off_end is not None:
+                await self._sleep_until(off_end)
+                continue
+            refused = self.device.refused
+            if refused is not None and first:
+                self.stats.faults[refused.value] += 1  # the attempt with the bad certificate
+            try:
+                client = await self._connect()
+            except (aiomqtt.MqttError, OSError) as e:
+                self.stats.connect_failures += 1
+                self.stats.errors[classify(e)] += 1
+                first = first and refused is None
+                attempt += 1
+                delay = self.rng.uniform(0.0, min(s.backoff_max_s, s.backoff_base_s * 2 ** min(attempt, 16)))
+                await self._sleep_until(loop.time() + delay)
+                continue
+            attempt = 0
+            if refused is not None:
+                self.stats.errors["bad_certificate_accepted"] += 1
+            self.stats.on_connect(first)
+            first = False
+            try:
+                await self._session(client)
+            finally:
+                self.stats.connected -= 1
+                self.client = None
+                for t in list(self._tasks):  # their PUBACKs will never come on a closed connection
+                    t.cancel()
+                self.core.on_disconnect()
+
+    def _offline_until(self, now: float) -> float | None:
+        """The end (loop time) of the offline period at ``now``, counting each period once."""
+        for i, (start, end) in enumerate(self.device.plan.offline):
+            if self.start_at + start <= now < self.start_at + end:
+                if i not in self._offline_counted:
+                    self._offline_counted.add(i)
+                    self.stats.faults[FaultKind.OFFLINE.value] += 1
+                return self.start_at + end
+        return None
+
+    def _next_offline_start(self, now: float) -> float | None:
+        starts = [self.start_at + a for a, _ in self.device.plan.offline if self.start_at + a > now]
+        return min(starts) if starts else None
+
+    async def _connect(self) -> aiomqtt.Client:
+        loop = asyncio.get_running_loop()
+        s = self.s
+        device_id = self.device.device_id
+        async with self.fleet.connect_sem:
+            ctx = await loop.run_in_executor(None, self.fleet.ssl_context, self.device)
+            will = aiomqtt.Will(status_topic(device_id), b"offline", qos=1, retain=True) if s.status else None
+            catcher = _ErrorCatcher()
+            catcher.failed = loop.create_future()
+            client = aiomqtt.Client(
+                s.host,
+                s.port,
+                identifier=device_id,
+                tls_context=ctx,
+                clean_session=True,
+                keepalive=s.keepalive,
+                will=will,
+                max_queued_incoming_messages=64,
+                max_inflight_messages=s.inflight,
+                logger=catcher,
+                timeout=s.connect_timeout_s,
+            )
+            client.pending_calls_threshold = s.inflight + 16
+            enter = loop.create_task(client.__aenter__())
+            waiters: set[asyncio.Future[object]] = {enter, catcher.failed}  # type: ignore[arg-type]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not enter.done():
+                    enter.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                        await enter
+            if enter.cancelled() or enter.exception() is not None:
+                exc = None if enter.cancelled() else enter.exception()
+                raise aiomqtt.MqttError(catcher.last_error or str(exc) or "connect failed")
+        return client
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        loop = asyncio.get_running_loop()
+        device_id = self.device.device_id
+        graceful = False
+        tasks: list[asyncio.Task[object]] = []
+        try:
+            if self.s.status:
+                await client.publish(status_topic(device_id), b"online", qos=1, retain=True)
+            if self.s.confirm and self.device.refused is None:
+                await client.subscribe(ack_topic(device_id), qos=1)
+            self.client = client
+            self._flush()
+            consumer = loop.create_task(self._consume(client))
+            tasks = [consumer, loop.create_task(self._finished_event.wait())]
+            off = self._next_offline_start(loop.time())
+            if off is not None:
+                tasks.append(loop.create_task(asyncio.sleep(off - loop.time())))
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            graceful = consumer not in done
+            if not graceful:
+                self.stats.errors["disconnected"] += 1
+        except aiomqtt.MqttError:
+            self.stats.errors["session_error"] += 1
+        finally:
+            self.client = None
+            for t in tasks:
+                t.cancel()
+            if graceful:
+                try:
+                    if self.s.status and self._finished:
+                        await client.publish(status_topic(device_id), b"offline", qos=1, retain=True)
+                    await client.__aexit__(None, None, None)
+                except aiomqtt.MqttError:
+                    self.stats.errors["disconnect_error"] += 1
+            else:
+                with contextlib.suppress(aiomqtt.MqttError):
+                    await client.__aexit__(None, None, None)
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        try:
+            async for msg in client.messages:
+                self._on_ack(msg.payload)
+        except aiomqtt.MqttError:
+            return
