@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import orjson
 import paho.mqtt.client as mqtt
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from citygate.contract.acks import encode_acks
 from citygate.contract.topics import TELEMETRY_FILTER, ack_topic
 
 log = structlog.get_logger("citygate.gateway.intake")
@@ -196,12 +196,13 @@ class MqttIntake:
             self._client.send_pubacks(mids)
         return len(mids)
 
-    def publish_acks(self, highest_seq: Mapping[str, int]) -> None:
-        """End-to-end confirmation: each device's highest committed sequence number."""
+    def publish_acks(self, handled: Mapping[str, list[int]]) -> None:
+        """End-to-end confirmation: the seqs each device may now let go of, as ranges."""
         if not self._connected:
-            return
-        for device_id, seq in highest_seq.items():
-            self._client.publish(ack_topic(device_id), orjson.dumps({"seq": seq}), qos=1)
+            return  # a device resends what stays unconfirmed; it is acked when committed again
+        for device_id, seqs in handled.items():
+            for payload in encode_acks(seqs):
+                self._client.publish(ack_topic(device_id), payload, qos=1)
 
     def stop(self) -> None:
         self._stopping = True

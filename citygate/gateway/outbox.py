@@ -114,7 +114,7 @@ class StoredReading:
 class CommitResult:
     stored: int
     refused: int  # refused by the overflow policy (not stored)
-    committed_seq: dict[str, int]  # device -> highest seq stored in this commit
+    committed: dict[str, list[int]]  # device -> the seqs stored in this commit (for e2e acks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,11 +265,11 @@ class Outbox:
             self._bump(counts)
             self._depth += len(accepted)
             self._bytes += sum(_row_size(r) for r in accepted)
-        committed: dict[str, int] = {}
+        committed: dict[str, list[int]] = {}
         for r in accepted:
-            if r.seq is not None and r.seq > committed.get(r.device_id, -1):
-                committed[r.device_id] = r.seq
-        return CommitResult(stored=len(accepted), refused=refused, committed_seq=committed)
+            if r.seq is not None:
+                committed.setdefault(r.device_id, []).append(r.seq)
+        return CommitResult(stored=len(accepted), refused=refused, committed=committed)
 
     def _add_deadletters(
         self, db: sqlite3.Connection, deadletters: Sequence[DeadLetter], counts: dict[str, int]

@@ -21,13 +21,26 @@ import structlog
 
 from citygate.contract.inventory import Inventory
 from citygate.contract.topics import device_from_telemetry_topic
-from citygate.contract.validation import Reading, Validator
+from citygate.contract.validation import Reading, Rejection, RejectReason, Validator
 from citygate.contract.wire import ts_to_wire
 from citygate.errors import InventoryError
 from citygate.gateway.intake import IncomingMessage, MqttIntake
 from citygate.gateway.outbox import DeadLetter, NewReading, Outbox
 
 log = structlog.get_logger("citygate.gateway.pipeline")
+
+
+_NOT_CONFIRMED = frozenset({RejectReason.UNKNOWN_DEVICE, RejectReason.UNKNOWN_PROFILE})
+
+
+def seq_of(payload: bytes) -> int | None:
+    """The seq of a rejected JSON-form payload, if it has a usable one (rejection path only)."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    seq = doc.get("seq") if isinstance(doc, dict) else None
+    return seq if type(seq) is int and seq >= 0 else None
 
 
 def wire_body(r: Reading) -> bytes:
@@ -39,18 +52,17 @@ def wire_body(r: Reading) -> bytes:
 
 @dataclass
 class PendingAcks:
-    """Highest committed seq per device, published every ack_interval_s (coalesced)."""
+    """Seqs handled per device since the last ack, published every ack_interval_s as ranges."""
 
     interval_s: float
-    _pending: dict[str, int] = field(default_factory=dict)
+    _pending: dict[str, list[int]] = field(default_factory=dict)
     _last_flush: float = 0.0
 
-    def add(self, committed: dict[str, int]) -> None:
-        for dev, seq in committed.items():
-            if seq > self._pending.get(dev, -1):
-                self._pending[dev] = seq
+    def add(self, handled: dict[str, list[int]]) -> None:
+        for dev, seqs in handled.items():
+            self._pending.setdefault(dev, []).extend(seqs)
 
-    def due(self, now: float) -> dict[str, int]:
+    def due(self, now: float) -> dict[str, list[int]]:
         """What to publish now (everything pending when ``now`` is infinite)."""
         if not self._pending or now - self._last_flush < self.interval_s:
             return {}
@@ -85,6 +97,7 @@ class Pipeline:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="citygate-pipeline", daemon=True)
         self._inventory_mtime = self._mtime()
+        self._last_forced_check = 0.0
         self.commits = 0
         self.last_error: str | None = None
 
@@ -101,6 +114,16 @@ class Pipeline:
             return self.inventory_path.stat().st_mtime
         except OSError:
             return 0.0
+
+    def _refresh_inventory(self) -> bool:
+        """Re-read the inventory now if it changed (at most every 0.2 s). True if reloaded."""
+        now = time.monotonic()
+        if now - self._last_forced_check < 0.2:
+            return False
+        self._last_forced_check = now
+        before = self.validator
+        self._maybe_reload_inventory()
+        return self.validator is not before
 
     def _maybe_reload_inventory(self) -> None:
         mtime = self._mtime()
@@ -143,6 +166,7 @@ class Pipeline:
         """Validate, commit, then ack: the order is the guarantee."""
         readings: list[NewReading] = []
         dead: list[DeadLetter] = []
+        handled: dict[str, list[int]] = {}  # rejected readings whose seq we confirm too
         validate = self.validator.validate
         device_of = device_from_telemetry_topic
         for m in batch:
@@ -153,16 +177,26 @@ class Pipeline:
                 )
                 continue
             result = validate(device_id, m.payload, m.received_ns)
+            if (
+                isinstance(result, Rejection)
+                and result.reason in _NOT_CONFIRMED
+                and self._refresh_inventory()
+            ):
+                validate = self.validator.validate  # a device registered a moment ago
+                result = validate(device_id, m.payload, m.received_ns)
             if isinstance(result, Reading):
                 readings.append(NewReading(device_id, result.seq, m.received_ns, wire_body(result)))
-            else:
-                dead.append(
-                    DeadLetter(m.received_ns, device_id, result.reason.value, result.detail, m.payload)
-                )
+                continue
+            dead.append(DeadLetter(m.received_ns, device_id, result.reason.value, result.detail, m.payload))
+            # An invalid reading is confirmed too (resending it cannot help); one from a
+            # device the inventory does not know (yet) is not, so the device keeps it.
+            if result.reason not in _NOT_CONFIRMED and (seq := seq_of(m.payload)) is not None:
+                handled.setdefault(device_id, []).append(seq)
         committed = self.outbox.commit(readings, dead)
         # Durable now: acknowledge to the broker, then confirm end to end.
         self.intake.ack(batch)
-        self.acks.add(committed.committed_seq)
+        self.acks.add(committed.committed)
+        self.acks.add(handled)
         self.commits += 1
         self.on_commit()
 

@@ -1,8 +1,8 @@
 """One simulated device's memory: keep, resend, bound. Plain code, no I/O.
 
 A real sensor with end-to-end confirmation (DESIGN.md guarantee 1) keeps each
-reading until the gateway confirms it on ``devices/{id}/ack`` ("highest
-committed seq": everything at or below it is let go), resends what is
+reading until the gateway confirms it on ``devices/{id}/ack`` (exact seq
+ranges, :mod:`citygate.contract.acks`), resends what is
 unconfirmed after a timeout and after every reconnect, and has a small memory:
 when it is full the oldest reading is dropped and counted. Without
 confirmation (``confirm=False``) the device behaves like a plain QoS1 client:
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -258,18 +258,21 @@ class DeviceCore:
             k.sent_at = None
             self._unsent.append(seq)
 
-    def on_ack(self, seq: int) -> int:
-        """The gateway committed everything up to ``seq``: let those readings go."""
+    def on_ack(self, ranges: Sequence[tuple[int, int]]) -> int:
+        """The gateway durably handled these seqs (inclusive ranges): let exactly those go."""
         if not self.confirm:
             return 0
         released = 0
         kept = self._kept
-        while kept:
-            first = next(iter(kept))
-            if first > seq:
-                break
-            del kept[first]
-            released += 1
+        for a, b in ranges:
+            if b - a + 1 <= len(kept):
+                for s in range(a, b + 1):
+                    if kept.pop(s, None) is not None:
+                        released += 1
+            else:
+                for s in [s for s in kept if a <= s <= b]:
+                    del kept[s]
+                    released += 1
         self.counters.confirmed += released
         return released
 

@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiomqtt
-import orjson
 from aiomqtt.exceptions import MqttConnectError
 
+from citygate.contract.acks import decode_ack
 from citygate.contract.profiles import DeviceProfile
 from citygate.contract.topics import ack_topic, status_topic, telemetry_topic
 from citygate.contract.validation import ValidationLimits
@@ -483,16 +483,12 @@ class _DeviceRunner:
 
     def _on_ack(self, payload: object) -> None:
         stats = self.stats
-        try:
-            seq = orjson.loads(payload) if isinstance(payload, bytes | bytearray) else None
-            seq = seq.get("seq") if isinstance(seq, dict) else None
-        except orjson.JSONDecodeError:
-            seq = None
-        if type(seq) is not int:
+        ranges = decode_ack(bytes(payload)) if isinstance(payload, bytes | bytearray) else None
+        if ranges is None:
             stats.errors["bad_ack"] += 1
             return
         stats.acks_received += 1
-        stats.confirmed += self.core.on_ack(seq)
+        stats.confirmed += self.core.on_ack(ranges)
         if self._produced_all and self._drained():
             self.wake()
 

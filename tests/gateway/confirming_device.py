@@ -1,6 +1,7 @@
 """A device that supports end-to-end confirmation (DESIGN.md, guarantee 1), for gateway tests.
 
-It keeps every reading until the gateway confirms its seq on devices/{id}/ack,
+It keeps every reading until the gateway confirms its seq on devices/{id}/ack
+(exact ranges, citygate.contract.acks),
 and resends what is unconfirmed after a timeout and after every reconnect.
 (The full simulator with a bounded memory and faults is citygate.simulators.)
 """
@@ -16,6 +17,7 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from citygate.contract.acks import decode_ack
 from citygate.contract.topics import ack_topic, telemetry_topic
 
 
@@ -58,10 +60,11 @@ class ConfirmingDevice:
             self._resend(force=True)
 
     def _on_message(self, client, userdata, msg):
-        seq = orjson.loads(msg.payload)["seq"]
+        ranges = decode_ack(msg.payload) or []
         with self.lock:
-            for s in [s for s in self.unconfirmed if s <= seq]:
-                del self.unconfirmed[s]
+            for a, b in ranges:
+                for s in [s for s in self.unconfirmed if a <= s <= b]:
+                    del self.unconfirmed[s]
 
     def publish(self, seq: int, ts_ms: int, level: float = 1.0) -> None:
         payload = orjson.dumps({"ts": ts_ms, "seq": seq, "readings": {"level": level}})

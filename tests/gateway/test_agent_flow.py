@@ -39,15 +39,25 @@ def test_steady_flow_arrives_exactly_once(rig_factory):
     assert {hb["_cn"] for hb in rig.cloud.heartbeats} == {"gw-test"}
 
 
-def test_end_to_end_ack_reports_highest_committed_seq(rig_factory):
+def test_end_to_end_acks_confirm_exactly_the_committed_seqs(rig_factory):
+    from citygate.contract.acks import decode_ack
+
     rig = rig_factory()
     rig.agent.start()
     dev = rig.device(GW_DEVICES[0])
-    for seq in range(10):
+    for seq in (*range(10), 15):  # 10..14 never arrive: they must not be confirmed
         rig.publish(GW_DEVICES[0], reading(seq))
-    assert dev.wait_for(
-        lambda m: any(orjson.loads(p).get("seq") == 9 for t, p in m if t.endswith("/ack")), timeout=15
-    )
+
+    def confirmed(msgs):
+        out = set()
+        for topic, payload in msgs:
+            if topic.endswith("/ack"):
+                for a, b in decode_ack(payload) or []:
+                    out.update(range(a, b + 1))
+        return out
+
+    assert dev.wait_for(lambda m: {*range(10), 15} <= confirmed(m), timeout=15)
+    assert not confirmed(dev.messages) & set(range(10, 15))
 
 
 def test_garbage_is_dead_lettered_and_good_readings_keep_flowing(rig_factory):

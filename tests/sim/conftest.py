@@ -16,6 +16,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from citygate.certs.pki import CaName, CertKind, Pki
+from citygate.contract.acks import encode_acks
 from citygate.contract.inventory import Inventory
 from citygate.contract.profiles import ProfileRegistry
 from citygate.contract.validation import Reading, Validator
@@ -44,20 +45,17 @@ def sim_broker(sim_pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 @dataclass
 class StandInGateway:
     """Subscribes to all telemetry on the gateway listener, records it, and (optionally)
-    publishes each device's highest seq seen on devices/{id}/ack, like the agent does after commit."""
+    confirms exactly the seqs it received on devices/{id}/ack (ranges, citygate.contract.acks),
+    like the agent does after commit."""
 
     port: int
     pki: Pki
     ack: bool = True
-    # "highest": the contract (highest seq committed); "contiguous": highest seq below which
-    # nothing is missing, which survives a broker crash (see docs/SIMULATOR.md)
-    ack_mode: str = "highest"
     messages: list[tuple[str, bytes]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self._pending: dict[str, int] = {}
-        self._seen: dict[str, set[int]] = {}
+        self._pending: dict[str, list[int]] = {}
         self._next: dict[str, int] = {}
         self._stop = threading.Event()
         files = self.pki.files(CertKind.GATEWAY, GATEWAY)
@@ -92,18 +90,7 @@ class StandInGateway:
                 return
             if not isinstance(seq, int):
                 return
-            if self.ack_mode == "contiguous":
-                seen = self._seen.setdefault(dev, set())
-                seen.add(seq)
-                nxt = self._next.get(dev, 0)
-                while nxt in seen:
-                    seen.discard(nxt)
-                    nxt += 1
-                self._next[dev] = nxt
-                if nxt > 0:
-                    self._pending[dev] = nxt - 1
-            elif seq > self._pending.get(dev, -1):
-                self._pending[dev] = seq
+            self._pending.setdefault(dev, []).append(seq)
 
     def _ack_loop(self) -> None:
         while not self._stop.wait(0.1):
@@ -111,8 +98,9 @@ class StandInGateway:
                 continue
             with self.lock:
                 pending, self._pending = self._pending, {}
-            for dev, seq in pending.items():
-                self.client.publish(f"devices/{dev}/ack", orjson.dumps({"seq": seq}), qos=1)
+            for dev, seqs in pending.items():
+                for payload in encode_acks(seqs):
+                    self.client.publish(f"devices/{dev}/ack", payload, qos=1)
 
     def by_device(self) -> dict[str, list[bytes]]:
         out: dict[str, list[bytes]] = {}
@@ -146,8 +134,8 @@ def gateway(sim_broker: LocalMosquitto, sim_pki: Pki) -> Iterator[StandInGateway
 
 
 @pytest.fixture
-def contiguous_gateway(sim_broker: LocalMosquitto, sim_pki: Pki) -> Iterator[StandInGateway]:
-    g = StandInGateway(sim_broker.gateway_port, sim_pki, ack_mode="contiguous")
+def restart_gateway(sim_broker: LocalMosquitto, sim_pki: Pki) -> Iterator[StandInGateway]:
+    g = StandInGateway(sim_broker.gateway_port, sim_pki)
     yield g
     g.close()
 

@@ -38,14 +38,14 @@ def test_resume_continues_seq_and_time() -> None:
     assert kept.ts_ms == 10_001
 
 
-def test_ack_releases_everything_up_to_seq() -> None:
+def test_ack_releases_exactly_the_acked_ranges() -> None:
     core = make(confirm=True)
     produce(core, 10)
     core.take_due(0.0)
-    assert core.on_ack(4) == 5
-    assert [k.seq for k in core.held_readings()] == [5, 6, 7, 8, 9]
-    assert core.on_ack(2) == 0  # an old ack changes nothing
-    assert core.on_ack(100) == 5
+    assert core.on_ack([(0, 2), (4, 4)]) == 4
+    assert [k.seq for k in core.held_readings()] == [3, 5, 6, 7, 8, 9]  # 3 was not confirmed
+    assert core.on_ack([(0, 2)]) == 0  # an old ack changes nothing
+    assert core.on_ack([(3, 3), (5, 100)]) == 6
     assert core.held == 0
     assert core.counters.confirmed == 10
 
@@ -64,7 +64,7 @@ def test_without_confirmation_puback_releases() -> None:
     assert [k.seq for k in core.take_due(0.0)] == [0, 1, 2]
     core.on_puback(1)
     assert [k.seq for k in core.held_readings()] == [0, 2]
-    assert core.on_ack(5) == 0  # acks mean nothing to such a device
+    assert core.on_ack([(0, 5)]) == 0  # acks mean nothing to such a device
     assert core.take_due(1000.0) == []  # no timeout resends either
 
 
@@ -84,7 +84,7 @@ def test_reconnect_resends_everything_held() -> None:
     core = make(confirm=True, resend_after_s=60.0)
     produce(core, 4)
     core.take_due(1.0)
-    core.on_ack(1)
+    core.on_ack([(0, 1)])
     core.on_disconnect()
     assert [k.seq for k in core.take_due(2.0)] == [2, 3]
 

@@ -122,14 +122,14 @@ def test_confirmed_run_then_audit_against_influxdb(
 
 
 def test_broker_crash_loses_nothing_with_confirmation(
-    sim_pki: Pki, sim_broker: LocalMosquitto, contiguous_gateway: StandInGateway, tmp_path: Path
+    sim_pki: Pki, sim_broker: LocalMosquitto, restart_gateway: StandInGateway, tmp_path: Path
 ) -> None:
     """kill -9 of the broker: what it had PUBACKed is gone, the devices still hold it and resend.
 
-    The stand-in gateway acks the highest *contiguous* seq: with the contract's "highest
-    committed seq", a later reading's ack releases earlier ones the crash lost (see the report).
+    The stand-in gateway confirms exactly the seqs it received (ranges): a cumulative
+    "highest committed seq" would let a later reading's ack release earlier ones the crash lost.
     """
-    gateway = contiguous_gateway
+    gateway = restart_gateway
     ledger = tmp_path / "ledger.bin"
 
     async def restart(fleet: Fleet) -> None:

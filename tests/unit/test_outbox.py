@@ -26,7 +26,7 @@ def test_commit_confirm_and_counters(tmp_path):
         now_ns=2_000,
         free_disk=10**12,
     )
-    assert res.stored == 10 and res.committed_seq == {"d1": 9}
+    assert res.stored == 10 and res.committed == {"d1": list(range(10))}
     rows = ob.oldest(4)
     assert [r.seq for r in rows] == [0, 1, 2, 3]
     assert ob.confirm([r.id for r in rows]) == 4
@@ -65,7 +65,7 @@ def test_refuse_new_policy_counts_exactly_and_does_not_confirm(tmp_path):
     ob.commit([_r(i) for i in range(8)], now_ns=2_000, free_disk=10**12)
     res = ob.commit([_r(i) for i in range(8, 13)], now_ns=2_000, free_disk=10**12)
     assert res.stored == 2 and res.refused == 3
-    assert res.committed_seq == {"d1": 9}  # 10..12 are not confirmed end to end
+    assert res.committed == {"d1": [8, 9]}  # 10..12 are not confirmed end to end
     st = ob.stats()
     assert st.depth == 10 and st.counters["dropped.outbox_full"] == 3
     assert [r.seq for r in ob.oldest(100)] == list(range(10))
