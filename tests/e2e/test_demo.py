@@ -1,0 +1,39 @@
+"""`citygate demo` as a user runs it: everything up, an outage, everything down, audit lost = 0."""
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.servers
+
+
+def test_demo_with_outage_loses_nothing(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "citygate",
+            "demo",
+            "--dir",
+            str(tmp_path / "demo"),
+            "--devices",
+            "24",
+            "--interval",
+            "0.5",
+            "--duration",
+            "24s",
+            "--outage",
+            "8s",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"COLUMNS": "140", "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "lost = 0" in out.stdout
+    assert "OUTAGE" in out.stdout or "link is back" in out.stdout
+    # Everything it wrote is under the directory it named.
+    assert (tmp_path / "demo" / "pki" / "inventory.json").exists()
+    assert (tmp_path / "demo" / "operator-token").stat().st_mode & 0o077 == 0
