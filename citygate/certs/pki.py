@@ -43,10 +43,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from citygate.certs.settings import PkiSettings
 from citygate.contract.ids import validate_hostname, validate_id
 from citygate.contract.inventory import DeviceRecord, Inventory
-from citygate.errors import AlreadyExistsError, NotFoundError, PkiError
+from citygate.errors import AlreadyExistsError, InvalidIdentifierError, NotFoundError, PkiError
 from citygate.fsutil import atomic_write
 
 INDEX_FORMAT = 1
+# The agent's MQTT client id is "citygate-gateway-<id>"; no device may be called that.
+RESERVED_DEVICE_PREFIX = "citygate-"
 _CLOCK_SKEW = dt.timedelta(minutes=5)  # not_before slack for devices with slightly late clocks
 
 
@@ -394,6 +396,11 @@ class Pki:
         if kind is not CertKind.SERVER:
             for name in names:
                 validate_id(name, kind=f"{kind.value} id")
+                if kind is CertKind.DEVICE and name.startswith(RESERVED_DEVICE_PREFIX):
+                    raise InvalidIdentifierError(
+                        f"device id {name!r} starts with {RESERVED_DEVICE_PREFIX!r}, which is reserved "
+                        "for the gateway agent's MQTT client id"
+                    )
         if len(set(names)) != len(names):
             raise PkiError("the same name appears twice in one request")
         ca = ca_for(kind)

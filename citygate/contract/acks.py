@@ -36,9 +36,7 @@ def to_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
 def encode_acks(seqs: Iterable[int]) -> list[bytes]:
     """One or more ack payloads covering ``seqs``."""
     ranges = to_ranges(seqs)
-    return [
-        orjson.dumps({"ranges": ranges[i : i + MAX_RANGES]}) for i in range(0, len(ranges), MAX_RANGES)
-    ]
+    return [orjson.dumps({"ranges": ranges[i : i + MAX_RANGES]}) for i in range(0, len(ranges), MAX_RANGES)]
 
 
 def decode_ack(payload: bytes) -> list[tuple[int, int]] | None:

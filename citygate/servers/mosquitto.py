@@ -93,6 +93,10 @@ def render_config(c: MosquittoConfig) -> str:
         ("devices", c.device_host, c.device_port, c.device_ca, c.device_crl, c.device_acl),
         ("gateways", c.gateway_host, c.gateway_port, c.infra_ca, c.infra_crl, c.gateway_acl),
     ):
+        # On the device listener the client id becomes the certificate's CN, whatever
+        # the device asked for: no device can take over another's session by its id.
+        # (Device ids may not start with "citygate-", the agent's client id prefix.)
+        pin_client_id = ["use_username_as_clientid true"] if name == "devices" else []
         lines += [
             "",
             f"# {name}",
@@ -100,6 +104,7 @@ def render_config(c: MosquittoConfig) -> str:
             "allow_anonymous false",
             "require_certificate true",
             "use_identity_as_username true",
+            *pin_client_id,
             f"cafile {ca}",
             f"crlfile {crl}",
             f"certfile {c.server_cert}",

@@ -159,3 +159,27 @@ def test_device_trusts_the_broker_only_through_the_infrastructure_ca(test_pki, b
         client_id="dev-a-wrong-trust",
     )
     assert not conn.connected
+
+
+def test_a_device_cannot_take_over_another_devices_session_by_client_id(test_pki, broker):
+    victim = _device(test_pki, broker, "dev-b", client_id="dev-b")
+    assert victim.connected, victim.reason
+    lost_connection = []
+    victim.client.on_disconnect = lambda *a: lost_connection.append(a)
+    attacker = _device(test_pki, broker, "dev-a", client_id="dev-b")  # dev-a's cert, dev-b's client id
+    try:
+        assert attacker.connected  # it may connect, but as itself: the broker pins the id to the CN
+        time.sleep(1.0)
+        assert not lost_connection, "the victim was kicked off by a client id takeover"
+        assert victim.client.is_connected()
+    finally:
+        attacker.close()
+        victim.close()
+
+
+def test_device_ids_with_the_agents_client_id_prefix_are_refused(test_pki):
+    from citygate.errors import InvalidIdentifierError
+    from tests.conftest import device_record
+
+    with pytest.raises(InvalidIdentifierError, match="reserved"):
+        test_pki.pki.issue_device(device_record("citygate-gateway-gw-test"))
