@@ -183,3 +183,24 @@ def test_device_ids_with_the_agents_client_id_prefix_are_refused(test_pki):
 
     with pytest.raises(InvalidIdentifierError, match="reserved"):
         test_pki.pki.issue_device(device_record("citygate-gateway-gw-test"))
+
+
+def test_revoked_while_connected_is_ended_by_the_broker_restart(test_pki, broker_factory):
+    """What deploy/systemd/citygate-crl-reload.path does: a new CRL restarts the broker."""
+    from tests.conftest import device_record
+
+    pki = test_pki.pki
+    pki.issue_devices([device_record("dev-live-revoked"), device_record("dev-live-ok")])
+    b = broker_factory(pki)
+    victim = _device(test_pki, b, "dev-live-revoked", client_id="dev-live-revoked")
+    other = _device(test_pki, b, "dev-live-ok", client_id="dev-live-ok")
+    assert victim.connected and other.connected
+    pki.revoke("dev-live-revoked")
+    b.restart()  # a clean stop: persistent sessions are saved
+    victim.close()
+    other.close()
+    again = _device(test_pki, b, "dev-live-revoked")
+    assert not again.connected, "the revoked device got back in"
+    ok = _device(test_pki, b, "dev-live-ok")
+    assert ok.connected, ok.reason
+    ok.close()
