@@ -160,6 +160,8 @@ def run_demo(
                     t_prev, out_prev = last.get(node.name, (time.monotonic(), out))
                     dt_s = time.monotonic() - t_prev
                     rates[node.name] = (out - out_prev) / dt_s if dt_s > 0 else 0.0
+                    if out and note.startswith("devices connecting"):
+                        note = f"{opts.devices} devices publishing every {opts.interval_s:g} s"
                     last[node.name] = (time.monotonic(), out)
                 dead = [f for f in fleets if f.proc.poll() is not None]
                 if dead:
