@@ -100,6 +100,21 @@ SCENARIOS: tuple[Scenario, ...] = (
         "the same line protocol posted straight to InfluxDB's /write in 5,000-point batches",
     ),
     Scenario(
+        "e2e-latency",
+        "End-to-end latency: device publish -> point visible in InfluxDB, under load",
+        "bench_e2e_latency.py",
+        ("--devices", "1000", "--rate", "2000", "--seconds", "30"),
+        ("--devices", "200", "--rate", "400", "--seconds", "10"),
+        (
+            Metric("p50_ms", "p50 under load", "ms"),
+            Metric("p95_ms", "p95 under load", "ms"),
+            Metric("p99_ms", "p99 under load", "ms", 1000, higher_is_better=False),
+            Metric("idle_p99_ms", "p99 without load (baseline)", "ms"),
+            Metric("achieved_rate", "background load, readings/s", "1/s"),
+        ),
+        "the same probe with no background load, in the same run",
+    ),
+    Scenario(
         "gateway-backlog",
         "Gateway with a large backlog: memory and drain rate (test cloud over TLS)",
         "bench_gateway_backlog.py",
