@@ -169,11 +169,13 @@ def main() -> None:
         "mean_ms": statistics.mean(loaded) * 1000 if loaded else None,
     }
     print(
-        f"no load:      p50 {summary['idle_p50_ms']:.0f} ms  p99 {summary['idle_p99_ms']:.0f} ms  (n={len(idle)})"
+        f"no load:      p50 {summary['idle_p50_ms']:.0f} ms  "
+        f"p99 {summary['idle_p99_ms']:.0f} ms  (n={len(idle)})"
     )
     print(
-        f"under load ({achieved:,.0f} readings/s from {args.devices} devices): p50 {summary['p50_ms']:.0f} ms  "
-        f"p95 {summary['p95_ms']:.0f} ms  p99 {summary['p99_ms']:.0f} ms  (n={len(loaded)}); target p99 < 1000 ms"
+        f"under load ({achieved:,.0f} readings/s from {args.devices} devices): "
+        f"p50 {summary['p50_ms']:.0f} ms  p95 {summary['p95_ms']:.0f} ms  p99 {summary['p99_ms']:.0f} ms  "
+        f"(n={len(loaded)}); target p99 < 1000 ms"
     )
     print(json.dumps(summary))
 
