@@ -115,6 +115,24 @@ SCENARIOS: tuple[Scenario, ...] = (
         "the same probe with no background load, in the same run",
     ),
     Scenario(
+        "fleet-scale",
+        "Fleet scale: connected mTLS devices on one gateway (connect time, CPU, memory)",
+        "bench_fleet_scale.py",
+        ("--sizes", "1000", "5000", "10000", "--seconds", "30"),
+        ("--sizes", "300", "--seconds", "10"),
+        tuple(
+            m
+            for n in ("300", "1000", "5000", "10000")
+            for m in (
+                Metric(f"connect_s_{n}", f"{n} devices: all connected after", "s"),
+                Metric(f"broker_cpu_{n}", f"{n} devices: broker CPU", "%"),
+                Metric(f"agent_cpu_{n}", f"{n} devices: agent CPU", "%"),
+                Metric(f"agent_rss_mb_{n}", f"{n} devices: agent RSS", "MB"),
+            )
+        ),
+        "the same processes idle before the fleet connects (in results.json)",
+    ),
+    Scenario(
         "gateway-backlog",
         "Gateway with a large backlog: memory and drain rate (test cloud over TLS)",
         "bench_gateway_backlog.py",
