@@ -77,8 +77,8 @@ def run_size(n: int, seconds: float, interval: float, work: Path) -> dict[str, o
             stderr=(work / f"sim-{n}.log").open("ab"),
         )
         sim_proc = psutil.Process(sim.pid)
-        # Connected when the broker has n more clients (its $SYS-free view: the agent's health is not it),
-        # so ask the simulator: its summary at exit has all_connected_after_s. Meanwhile wait for load.
+        # The connect time comes from the simulator's summary at exit (all_connected_after_s);
+        # here we wait for the ramp-up, then sample the steady phase.
         time.sleep(max(5.0, n / 250 + 5))
         procs["simulator"] = sim_proc
         steady = sample(procs, seconds)
