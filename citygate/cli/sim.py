@@ -85,6 +85,13 @@ def run(
     drain: Annotated[
         float, typer.Option("--drain", min=0.0, help="Seconds to wait for confirmations at the end.")
     ] = 10.0,
+    client: Annotated[
+        str,
+        typer.Option(
+            "--client",
+            help="MQTT client: lite (citygate's own, batched writes, fastest) or aiomqtt (paho).",
+        ),
+    ] = "lite",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="Live display (default: on a terminal).")
@@ -104,6 +111,8 @@ def run(
         host, port = _host_port(gateway_broker)
         if rate is not None and interval is not None:
             raise ConfigError("--rate and --interval exclude each other")
+        if client not in ("lite", "aiomqtt"):
+            raise ConfigError(f"--client must be lite or aiomqtt, got {client!r}")
         if duration is None and count is None:
             raise ConfigError("say how long: --duration SECONDS or --count READINGS")
         requests = [parse_fault(f) for f in fault or []]
@@ -140,6 +149,7 @@ def run(
             connect_concurrency=connect_concurrency,
             inflight=inflight,
             drain_s=drain,
+            client=client,
         )
         writer = LedgerWriter(ledger) if ledger is not None else None
         stats = FleetStats()

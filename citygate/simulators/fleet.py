@@ -1,7 +1,9 @@
 """The fleet runner: thousands of simulated devices in one asyncio process.
 
-Each device is one aiomqtt 2.x client (its own mTLS identity, client id = device
-id) and two coroutines: a producer that measures on schedule into the device's
+Each device is one MQTT client (its own mTLS identity, client id = device id):
+by default :class:`~citygate.simulators.mqtt_lite.LiteClient` (batched writes, a
+callback per PUBACK; ``FleetSettings(client="aiomqtt")`` for aiomqtt 2.x), and two
+coroutines: a producer that measures on schedule into the device's
 memory (:class:`~citygate.simulators.device.DeviceCore`) whether or not it is
 connected, and a connection loop that connects, resends what is held, reads the
 gateway's acks and reconnects with jittered exponential backoff.
@@ -45,10 +47,18 @@ from citygate.contract.validation import ValidationLimits
 from citygate.simulators.device import DeviceCore, bad_payload, encode
 from citygate.simulators.faults import FAULT_CODES, REJECTED_PAYLOADS, DevicePlan, FaultKind
 from citygate.simulators.ledger import LedgerWriter, RecordKind
+from citygate.simulators.mqtt_lite import (
+    ConnectRefusedError,
+    DisconnectedError,
+    LiteClient,
+    MqttLiteError,
+    Will,
+)
 from citygate.simulators.progress import FleetStats
 from citygate.simulators.signals import DeviceSignal, WeatherCache
 
 WRONG_TOPIC_SEQ_BASE = 1 << 40  # seqs of payloads sent on another device's topic
+CLIENTS = ("lite", "aiomqtt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +98,11 @@ class FleetSettings:
     utc_offset_h: float = 1.0
     status: bool = True  # retained online/offline on devices/{id}/status
     time_offset_s: float = 0.0  # shift of the devices' clocks for the signals (not the ts)
+    client: str = "lite"  # "lite" (citygate.simulators.mqtt_lite) or "aiomqtt"
+
+    def __post_init__(self) -> None:
+        if self.client not in CLIENTS:
+            raise ValueError(f"client must be one of {', '.join(CLIENTS)}, got {self.client!r}")
 
     def interval_for(self, profile: DeviceProfile, devices: int) -> float:
         if self.rate:
@@ -116,7 +131,7 @@ class _ErrorCatcher(logging.Logger):
 
 def classify(exc: BaseException) -> str:
     """A short, countable kind for a connection error."""
-    if isinstance(exc, MqttConnectError):
+    if isinstance(exc, MqttConnectError | ConnectRefusedError):
         return "connack_refused"
     text = str(exc).lower()
     for needle, kind in (
@@ -252,7 +267,8 @@ class _DeviceRunner:
         # In rate mode, spread first readings evenly over one interval so the fleet's rate is smooth.
         self.phase = self.interval * ((position + 0.5) / n if s.rate else rng.random())
         self.topic = telemetry_topic(device.device_id)
-        self.client: aiomqtt.Client | None = None
+        self.client: aiomqtt.Client | None = None  # connected, with aiomqtt
+        self.lite: LiteClient | None = None  # connected, with mqtt_lite
         self.inflight = 0
         self.oneshots: deque[tuple[str, bytes]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -358,7 +374,7 @@ class _DeviceRunner:
                 now = loop.time()
                 burst_at = self.start_at + bursts[0][0] if bursts else math.inf
                 wake_at = min(next_t, burst_at)
-                if self.client is not None:
+                if self.client is not None or self.lite is not None:
                     wake_at = min(wake_at, self.core.next_resend_at())
                 if wake_at > now:
                     await self._sleep_until(wake_at)
@@ -432,6 +448,10 @@ class _DeviceRunner:
     def _flush(self) -> None:
         """Send what is due, within the in-flight window."""
         client = self.client
+        lite = self.lite
+        if lite is not None:
+            self._flush_lite(lite)
+            return
         if client is None:
             return
         room = self.s.inflight - self.inflight
@@ -448,6 +468,51 @@ class _DeviceRunner:
             else:
                 stats.resent += 1
             self._spawn(client, self.topic, k.payload, k.seq)
+
+    def _flush_lite(self, lite: LiteClient) -> None:
+        """Like the aiomqtt path, with a callback per publish instead of a Task."""
+        room = self.s.inflight - self.inflight
+        done = self._lite_done
+        perf = time.perf_counter
+        while self.oneshots and room > 0:
+            topic, payload = self.oneshots.popleft()
+            self.inflight += 1
+            lite.publish_nowait(topic, payload, done, (None, perf()))
+            room -= 1
+        if room <= 0:
+            return
+        stats = self.stats
+        topic = self.topic
+        for k in self.core.take_due(asyncio.get_running_loop().time(), limit=room):
+            if k.sends == 1:
+                stats.sent += 1
+            else:
+                stats.resent += 1
+            self.inflight += 1
+            lite.publish_nowait(topic, k.payload, done, (k.seq, perf()))
+
+    def _lite_done(self, token: tuple[int | None, float], exc: BaseException | None) -> None:
+        """PUBACK (exc None) or failure of one publish made with mqtt_lite."""
+        seq, t0 = token
+        self.inflight -= 1
+        stats = self.stats
+        if exc is None:
+            stats.on_puback(time.perf_counter() - t0)
+            if seq is None:
+                stats.oneshots += 1
+            else:
+                before = self.core.counters.confirmed
+                self.core.on_puback(seq)
+                stats.confirmed += self.core.counters.confirmed - before
+        elif not isinstance(exc, DisconnectedError):  # like a cancelled aiomqtt publish: not counted
+            stats.errors["publish_failed"] += 1
+            if seq is not None:
+                self.core.on_send_failed(seq)
+        lite = self.lite
+        if lite is not None and lite.is_connected:
+            self._flush_lite(lite)
+        if self._produced_all and self._drained():
+            self.wake()
 
     def _spawn(self, client: aiomqtt.Client, topic: str, payload: bytes, seq: int | None) -> None:
         self.inflight += 1
@@ -508,8 +573,8 @@ class _DeviceRunner:
             if refused is not None and first:
                 self.stats.faults[refused.value] += 1  # the attempt with the bad certificate
             try:
-                client = await self._connect()
-            except (aiomqtt.MqttError, OSError) as e:
+                client = await (self._connect_lite() if s.client == "lite" else self._connect())
+            except (aiomqtt.MqttError, MqttLiteError, OSError) as e:
                 self.stats.connect_failures += 1
                 self.stats.errors[classify(e)] += 1
                 first = first and refused is None
@@ -523,10 +588,14 @@ class _DeviceRunner:
             self.stats.on_connect(first)
             first = False
             try:
-                await self._session(client)
+                if isinstance(client, LiteClient):
+                    await self._session_lite(client)
+                else:
+                    await self._session(client)
             finally:
                 self.stats.connected -= 1
                 self.client = None
+                self.lite = None
                 for t in list(self._tasks):  # their PUBACKs will never come on a closed connection
                     t.cancel()
                 self.core.on_disconnect()
@@ -581,6 +650,62 @@ class _DeviceRunner:
                 exc = None if enter.cancelled() else enter.exception()
                 raise aiomqtt.MqttError(catcher.last_error or str(exc) or "connect failed")
         return client
+
+    async def _connect_lite(self) -> LiteClient:
+        loop = asyncio.get_running_loop()
+        s = self.s
+        device_id = self.device.device_id
+        async with self.fleet.connect_sem:
+            ctx = await loop.run_in_executor(None, self.fleet.ssl_context, self.device)
+            will = Will(status_topic(device_id), b"offline", qos=1, retain=True) if s.status else None
+            client = LiteClient(
+                device_id,
+                keepalive=s.keepalive,
+                clean_session=True,
+                will=will,
+                on_message=self._on_message,
+                publish_timeout_s=s.publish_timeout_s,
+            )
+            await client.connect(s.host, s.port, ssl_context=ctx, timeout=s.connect_timeout_s)
+        return client
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        self._on_ack(payload)
+
+    async def _session_lite(self, client: LiteClient) -> None:
+        loop = asyncio.get_running_loop()
+        device_id = self.device.device_id
+        graceful = False
+        tasks: list[asyncio.Task[object]] = []
+        try:
+            if self.s.status:
+                await client.publish(status_topic(device_id), b"online", qos=1, retain=True)
+            if self.s.confirm and self.device.refused is None:
+                await client.subscribe(ack_topic(device_id), qos=1)
+            self.lite = client
+            self._flush()
+            closed: asyncio.Task[object] = loop.create_task(client.wait_closed())
+            tasks = [closed, loop.create_task(self._finished_event.wait())]
+            off = self._next_offline_start(loop.time())
+            if off is not None:
+                tasks.append(loop.create_task(asyncio.sleep(off - loop.time())))
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            graceful = closed not in done
+            if not graceful:
+                self.stats.errors["disconnected"] += 1
+        except MqttLiteError:
+            self.stats.errors["session_error"] += 1
+        finally:
+            self.lite = None
+            for t in tasks:
+                t.cancel()
+            if graceful:
+                try:
+                    if self.s.status and self._finished:
+                        await client.publish(status_topic(device_id), b"offline", qos=1, retain=True)
+                except MqttLiteError:
+                    self.stats.errors["disconnect_error"] += 1
+            await client.disconnect()
 
     async def _session(self, client: aiomqtt.Client) -> None:
         loop = asyncio.get_running_loop()

@@ -82,3 +82,5 @@ def test_usage_errors() -> None:
     assert r.exit_code == 2
     r = runner.invoke(app, ["run", "--gateway-broker", "127.0.0.1:1", "--count", "1", "--fault", "bogus"])
     assert r.exit_code == 2
+    r = runner.invoke(app, ["run", "--gateway-broker", "127.0.0.1:1", "--count", "1", "--client", "paho"])
+    assert r.exit_code == 2

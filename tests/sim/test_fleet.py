@@ -266,3 +266,23 @@ def test_scale_smoke_hundreds_of_devices_with_their_own_certificates(
     assert len(got) == n
     assert sum(len(v) for v in got.values()) == 3 * n
     assert stats.summary()["puback_latency_ms"]["p99"] is not None
+
+
+@pytest.mark.parametrize("client", ["lite", "aiomqtt"])
+def test_both_clients_confirm_everything(
+    sim_pki: Pki, sim_broker: LocalMosquitto, gateway: StandInGateway, client: str
+) -> None:
+    stats = run_fleet(
+        sim_pki, sim_broker, f"cl{client}", 8, interval_s=0.05, count=20, confirm=True, client=client
+    )
+    assert stats.produced == 8 * 20
+    assert stats.confirmed == stats.produced
+    assert stats.pubacks >= stats.produced
+    assert stats.held_at_end == 0
+    assert stats.errors == {}
+    assert stats.summary()["puback_latency_ms"]["p50"] is not None
+
+
+def test_unknown_client_is_refused() -> None:
+    with pytest.raises(ValueError, match="client"):
+        FleetSettings(host="h", port=1, ca=Path("ca.pem"), client="paho")
