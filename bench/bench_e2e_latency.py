@@ -133,6 +133,8 @@ def main() -> None:
                     str(args.rate),
                     "--duration",
                     str(args.seconds + 120),
+                    "--client",
+                    "lite",
                     "--no-progress",
                     "--json",
                     "--ledger",

@@ -68,6 +68,8 @@ def run_size(n: int, seconds: float, interval: float, work: Path) -> dict[str, o
                 str(interval),
                 "--duration",
                 str(seconds + n / 100 + 30),
+                "--client",
+                "lite",
                 "--no-progress",
                 "--json",
                 "--ledger",

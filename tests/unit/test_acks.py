@@ -23,6 +23,14 @@ def test_round_trip_covers_exactly_the_seqs(seqs):
 
 
 def test_garbage_is_not_an_ack():
-    for bad in (b"", b"{", b'{"seq": 3}', b'{"ranges": [[3]]}', b'{"ranges": [[5, 2]]}',
-                b'{"ranges": [["a", 2]]}', b'{"ranges": [[1.0, 2]]}', b"[]"):
+    for bad in (
+        b"",
+        b"{",
+        b'{"seq": 3}',
+        b'{"ranges": [[3]]}',
+        b'{"ranges": [[5, 2]]}',
+        b'{"ranges": [["a", 2]]}',
+        b'{"ranges": [[1.0, 2]]}',
+        b"[]",
+    ):
         assert decode_ack(bad) is None
