@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from citygate.certs.pki import CaName, CertKind, Pki
 from citygate.certs.settings import PkiSettings
+from citygate.config import toml_section
 from citygate.contract.inventory import DeviceRecord
 from citygate.gateway.outbox import NewReading, Outbox, OutboxLimits
 from citygate.servers.mosquitto import LocalMosquitto
@@ -88,24 +89,23 @@ def main() -> None:
         http_port = free_port()
         cfg = work / "gateway.toml"
         cfg.write_text(
-            "\n".join(
-                [
-                    "[gateway]",
-                    f'cert_file = "{gw.cert}"',
-                    f'key_file = "{gw.key}"',
-                    f'ca_file = "{pki.ca_cert_path(CaName.INFRA)}"',
-                    f"broker_port = {broker.gateway_port}",
-                    f'inventory = "{pki.inventory_path}"',
-                    f'state_dir = "{state}"',
-                    f'cloud_url = "{cloud.url}"',
-                    f"http_port = {http_port}",
-                    "outbox_max_bytes = 4294967296",
-                    "outbox_min_free_disk_bytes = 0",
-                    "backoff_max_s = 1.0",
-                    "heartbeat_interval_s = 5.0",
-                ]
+            toml_section(
+                "gateway",
+                {
+                    "cert_file": str(gw.cert),
+                    "key_file": str(gw.key),
+                    "ca_file": str(pki.ca_cert_path(CaName.INFRA)),
+                    "broker_port": broker.gateway_port,
+                    "inventory": str(pki.inventory_path),
+                    "state_dir": str(state),
+                    "cloud_url": cloud.url,
+                    "http_port": http_port,
+                    "outbox_max_bytes": 4294967296,
+                    "outbox_min_free_disk_bytes": 0,
+                    "backoff_max_s": 1.0,
+                    "heartbeat_interval_s": 5.0,
+                },
             )
-            + "\n"
         )
         agent = subprocess.Popen(
             [

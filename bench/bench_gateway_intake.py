@@ -30,6 +30,7 @@ import psutil
 
 from citygate.certs.pki import CaName, CertKind, Pki
 from citygate.certs.settings import PkiSettings
+from citygate.config import toml_section
 from citygate.contract.inventory import DeviceRecord
 from citygate.servers.mosquitto import LocalMosquitto
 from citygate.servers.process import free_port
@@ -127,22 +128,21 @@ def run_agent(pki, broker, devices, files, total, work: Path) -> dict:
     state = work / f"state-{time.monotonic_ns()}"
     cfg = work / "gateway.toml"
     cfg.write_text(
-        "\n".join(
-            [
-                "[gateway]",
-                f'cert_file = "{gw.cert}"',
-                f'key_file = "{gw.key}"',
-                f'ca_file = "{pki.ca_cert_path(CaName.INFRA)}"',
-                f"broker_port = {broker.gateway_port}",
-                f'inventory = "{pki.inventory_path}"',
-                f'state_dir = "{state}"',
-                'cloud_url = "https://127.0.0.1:9"',
-                f"http_port = {http_port}",
-                "backoff_max_s = 60.0",
-                "outbox_min_free_disk_bytes = 0",
-            ]
+        toml_section(
+            "gateway",
+            {
+                "cert_file": str(gw.cert),
+                "key_file": str(gw.key),
+                "ca_file": str(pki.ca_cert_path(CaName.INFRA)),
+                "broker_port": broker.gateway_port,
+                "inventory": str(pki.inventory_path),
+                "state_dir": str(state),
+                "cloud_url": "https://127.0.0.1:9",  # unreachable on purpose: intake only
+                "http_port": http_port,
+                "backoff_max_s": 60.0,
+                "outbox_min_free_disk_bytes": 0,
+            },
         )
-        + "\n"
     )
     agent = subprocess.Popen(
         [sys.executable, "-m", "citygate", "gateway", "run", "--config", str(cfg), "--log-level", "warning"],

@@ -93,7 +93,35 @@ def make_http_client(
     )
 
 
-class InfluxV1Sink:
+class HttpInfluxSink:
+    """What both sinks share: batch narrowing over ``_raw``, InfluxQL reads, ``/ping``.
+
+    Subclasses set ``_url``, ``_http`` (the httpx client for /query and /ping) and
+    ``_ql``, and implement ``_raw`` (write one body: None, a Refused, or raise).
+    """
+
+    _url: str
+    _http: httpx.AsyncClient
+    _ql: InfluxQLClient
+
+    async def _raw(self, body: bytes) -> Refused | None:
+        raise NotImplementedError
+
+    async def write_lines(self, lines: Sequence[str]) -> WriteReport:
+        return await write_narrowing(self._raw, lines)
+
+    async def query(self, q: str, *, epoch: str | None = None) -> list[dict[str, Any]]:
+        return await self._ql.query(q, epoch=epoch)
+
+    async def ping(self) -> bool:
+        try:
+            resp = await self._http.get(f"{self._url}/ping")
+        except httpx.TransportError:
+            return False
+        return resp.status_code in (200, 204)
+
+
+class InfluxV1Sink(HttpInfluxSink):
     """``/write?db=&rp=&precision=ns`` with optional basic auth."""
 
     def __init__(
@@ -112,8 +140,8 @@ class InfluxV1Sink:
         if rp:
             self._params["rp"] = rp
         auth = httpx.BasicAuth(user, password) if user is not None and password is not None else None
-        self._client = make_http_client(timeout_s, auth)
-        self._ql = InfluxQLClient(self._client, self._url, db, rp)
+        self._http = make_http_client(timeout_s, auth)
+        self._ql = InfluxQLClient(self._http, self._url, db, rp)
         self._on_request = on_request
 
     @property
@@ -123,7 +151,7 @@ class InfluxV1Sink:
     async def _raw(self, body: bytes) -> Refused | None:
         t0 = time.perf_counter()
         try:
-            resp = await self._client.post(f"{self._url}/write", params=self._params, content=body)
+            resp = await self._http.post(f"{self._url}/write", params=self._params, content=body)
         except httpx.TransportError as e:
             raise transport_error(e) from e
         finally:
@@ -136,18 +164,5 @@ class InfluxV1Sink:
             return Refused(kind, _error_text(resp))
         raise SinkUnavailable(kind, f"write answered HTTP {resp.status_code}: {_error_text(resp)}")
 
-    async def write_lines(self, lines: Sequence[str]) -> WriteReport:
-        return await write_narrowing(self._raw, lines)
-
-    async def query(self, q: str, *, epoch: str | None = None) -> list[dict[str, Any]]:
-        return await self._ql.query(q, epoch=epoch)
-
-    async def ping(self) -> bool:
-        try:
-            resp = await self._client.get(f"{self._url}/ping")
-        except httpx.TransportError:
-            return False
-        return resp.status_code in (200, 204)
-
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._http.aclose()

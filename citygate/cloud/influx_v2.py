@@ -14,29 +14,26 @@ InfluxQL (set ``influxql_enabled = false``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, cast
+from collections.abc import Callable
+from typing import cast
 
 import anyio.to_thread
-import httpx
 import urllib3.exceptions
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
-from citygate.cloud.influx_v1 import InfluxQLClient, make_http_client
+from citygate.cloud.influx_v1 import HttpInfluxSink, InfluxQLClient, make_http_client
 from citygate.cloud.sink import (
     ErrorKind,
     Refused,
     SinkUnavailable,
-    WriteReport,
     classify_status,
-    write_narrowing,
 )
 
 
-class InfluxV2Sink:
+class InfluxV2Sink(HttpInfluxSink):
     def __init__(
         self,
         url: str,
@@ -91,19 +88,6 @@ class InfluxV2Sink:
 
     async def _raw(self, body: bytes) -> Refused | None:
         return await anyio.to_thread.run_sync(self._blocking_write, body)
-
-    async def write_lines(self, lines: Sequence[str]) -> WriteReport:
-        return await write_narrowing(self._raw, lines)
-
-    async def query(self, q: str, *, epoch: str | None = None) -> list[dict[str, Any]]:
-        return await self._ql.query(q, epoch=epoch)
-
-    async def ping(self) -> bool:
-        try:
-            resp = await self._http.get(f"{self._url}/ping")
-        except httpx.TransportError:
-            return False
-        return resp.status_code in (200, 204)
 
     async def aclose(self) -> None:
         await self._http.aclose()

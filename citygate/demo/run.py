@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -77,39 +76,26 @@ def start_fleet(
     return FleetProcess(node, ledger, proc, log)
 
 
+def audit_ledger(influx_url: str, ledger: Path, db: str = "citygate") -> dict[str, object]:
+    """The simulator's audit of one ledger against InfluxDB: the totals (expected, stored, lost, ...)."""
+    from dataclasses import asdict
+
+    from citygate.errors import CitygateError
+    from citygate.simulators.audit import InfluxV1Source
+    from citygate.simulators.audit import audit as run_audit
+
+    source = InfluxV1Source(influx_url, db)
+    try:
+        return dict(asdict(run_audit(ledger, source).total))
+    except CitygateError as e:
+        return {"error": str(e)}
+    finally:
+        source.close()
+
+
 def audit(stack: DemoStack, fleet: FleetProcess) -> dict[str, object]:
     assert stack.influx is not None
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "citygate",
-            "sim",
-            "audit",
-            "--ledger",
-            str(fleet.ledger),
-            "--influx",
-            stack.influx.url,
-            "--db",
-            "citygate",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    start = out.stdout.find("{")
-    try:
-        doc: dict[str, object] = orjson.loads(out.stdout[start:]) if start >= 0 else {}
-    except orjson.JSONDecodeError:
-        doc = {}
-    if out.returncode not in (0, 1) or not doc:  # 1: the audit found a difference
-        return {"gateway": fleet.node.name, "error": (out.stderr or out.stdout)[-500:]}
-    total = doc.get("total", doc)
-    result = dict(total) if isinstance(total, dict) else {}
-    result["gateway"] = fleet.node.name
-    return result
+    return audit_ledger(stack.influx.url, fleet.ledger) | {"gateway": fleet.node.name}
 
 
 def run_demo(

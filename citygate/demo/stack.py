@@ -20,25 +20,13 @@ import orjson
 
 from citygate.certs.pki import CaName, CertKind, Pki
 from citygate.certs.settings import PkiSettings
+from citygate.config import toml_section
 from citygate.servers.influxdb import LocalInfluxDB
 from citygate.servers.mosquitto import LocalMosquitto
 from citygate.servers.process import ManagedProcess, free_port, port_open
 from citygate.servers.tcp_proxy import TcpProxy
 
 DISTRICTS = ("centre", "north", "harbour", "east", "west", "south")
-
-
-def _toml(section: str, values: dict[str, object]) -> str:
-    lines = [f"[{section}]"]
-    for k, v in values.items():
-        if isinstance(v, dict):
-            continue
-        lines.append(f"{k} = {orjson.dumps(v).decode()}")
-    for k, v in values.items():
-        if isinstance(v, dict):
-            lines.append(f"\n[{section}.{k}]")
-            lines += [f"{kk} = {orjson.dumps(vv).decode()}" for kk, vv in v.items()]
-    return "\n".join(lines) + "\n"
 
 
 def _json(url: str, token: str | None = None, timeout: float = 3.0) -> dict[str, object] | None:
@@ -125,7 +113,7 @@ class DemoStack:
         token_file.chmod(0o600)
         cfg = self.dir / "cloud.toml"
         cfg.write_text(
-            _toml(
+            toml_section(
                 "cloud",
                 {
                     "host": "127.0.0.1",
@@ -170,7 +158,7 @@ class DemoStack:
         http_port = free_port()
         cfg = work / "gateway.toml"
         cfg.write_text(
-            _toml(
+            toml_section(
                 "gateway",
                 {
                     "cert_file": str(files.cert),

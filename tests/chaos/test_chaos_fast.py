@@ -16,36 +16,12 @@ import subprocess
 import sys
 import time
 
-import orjson
 import pytest
 
+from citygate.demo.run import audit_ledger
 from citygate.demo.stack import DemoOptions, DemoStack
 
 pytestmark = pytest.mark.servers
-
-
-def _audit(stack: DemoStack, ledger) -> dict:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "citygate",
-            "sim",
-            "audit",
-            "--ledger",
-            str(ledger),
-            "--influx",
-            stack.influx.url,
-            "--db",
-            "citygate",
-            "--json",
-            "--total-only",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return orjson.loads(out.stdout[out.stdout.find("{") :])
 
 
 def test_agent_kills_broker_kill_and_link_cut_lose_nothing(tmp_path):
@@ -105,8 +81,7 @@ def test_agent_kills_broker_kill_and_link_cut_lose_nothing(tmp_path):
         sim.wait(120)
         assert stack.wait_drained(120), "the gateway did not deliver everything"
         time.sleep(1)
-        report = _audit(stack, ledger)
-        total = report["total"]
+        total = audit_ledger(stack.influx.url, ledger)
         print(f"faults: {', '.join(faults)}; audit: {total}")
         assert total["expected"] > 1000
         assert total["lost"] == 0, total

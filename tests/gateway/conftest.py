@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from citygate.certs.pki import CaName, CertKind
+from citygate.config import toml_section
 from citygate.contract.inventory import DeviceRecord
 from citygate.contract.topics import ack_topic, telemetry_topic
 from citygate.servers.mosquitto import LocalMosquitto
@@ -180,8 +181,7 @@ def write_agent_config(
         "backoff_max_s": 1.0,
         "outbox_min_free_disk_bytes": 0,
     } | extra
-    lines = ["[gateway]"] + [f"{k} = {orjson.dumps(v).decode()}" for k, v in values.items()]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(toml_section("gateway", values))
 
 
 @pytest.fixture
