@@ -28,6 +28,10 @@ from citygate.contract.validation import Reading, Rejection, Validator
 from citygate.contract.wire import RejectedReading
 
 _BATCH_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# Parsing allocates a Python object of ~30-70 bytes per JSON value: 30 MiB of "[]," would
+# become a gigabyte. Every value but the first follows a ',' or a ':', so counting those
+# bounds the values before parsing. A wire reading with F fields has 2F + 6 of them.
+VALUES_PER_READING = 128
 _BATCH_KEYS = frozenset({"batch_id", "readings"})
 
 
@@ -72,6 +76,14 @@ def decode_body(body: bytes, content_encoding: str | None, max_decompressed: int
 
 def parse_batch(data: bytes, max_readings: int) -> tuple[str, list[Any]]:
     """(batch_id, raw readings) of an IngestBatch document, or BatchError."""
+    max_values = VALUES_PER_READING * max_readings + 64
+    if data.count(b",") + data.count(b":") > max_values:
+        raise BatchError(
+            413,
+            "too_many_values",
+            f"body has more JSON values than {max_readings} readings can hold ({max_values}); "
+            "send fewer readings per batch",
+        )
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as e:

@@ -12,7 +12,7 @@ import uvicorn
 
 from citygate.cloud.app import create_app
 from citygate.cloud.settings import CloudSettings
-from citygate.cloud.tls import TlsH11Protocol
+from citygate.cloud.tls import tls_h11_protocol
 from citygate.logs import configure_logging
 
 
@@ -28,7 +28,7 @@ def uvicorn_config(settings: CloudSettings, *, log_config: bool = False) -> uvic
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        http=TlsH11Protocol,
+        http=tls_h11_protocol(settings.header_timeout_s),
         ssl_certfile=str(settings.tls_cert),
         ssl_keyfile=str(settings.tls_key),
         ssl_ca_certs=str(settings.client_ca),
@@ -40,6 +40,9 @@ def uvicorn_config(settings: CloudSettings, *, log_config: bool = False) -> uvic
         log_config=None,
         access_log=False,
         timeout_keep_alive=30,
+        # Slow or idle clients: request headers within header_timeout_s (see tls.py), and
+        # beyond max_connections open connections new requests are answered 503.
+        limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=30,
         h11_max_incomplete_event_size=64 * 1024,
     )

@@ -40,6 +40,13 @@ class CloudSettings(CitygateSettings):
     # come with a token only (and a load balancer may probe /healthz). Gateway
     # routes always require a gateway certificate either way.
     client_cert_mode: Literal["required", "optional"] = "required"
+    # A client must send a request's headers within this many seconds of connecting (or of
+    # the request's first byte on a kept-alive connection), else it is disconnected: a
+    # slowloris client cannot hold connections. The TLS handshake itself is bounded by
+    # asyncio (60 s).
+    header_timeout_s: Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)] = 10.0
+    # Open connections beyond which new requests are answered 503 (uvicorn limit_concurrency).
+    max_connections: Annotated[int, Field(ge=16, le=100_000)] = 1000
 
     # -- contract ---------------------------------------------------------------
     inventory: Path
