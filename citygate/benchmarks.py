@@ -148,6 +148,26 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
         "none (absolute numbers)",
     ),
+    Scenario(
+        "peer-thingsboard",
+        "Peer: ThingsBoard IoT Gateway (MQTT connector, SQLite storage) on the gateway-intake stream "
+        "(citygate's agent: >= 20,000/s and >= 0.4 of mosquitto_sub)",
+        "bench_peer_thingsboard.py",
+        ("--devices", "20", "--per-device", "10000", "--repeats", "1"),
+        ("--devices", "5", "--per-device", "2000", "--repeats", "1"),
+        (
+            Metric("tb_rate.median", "ThingsBoard gateway readings/s (end to end)", "1/s"),
+            Metric("mosquitto_sub_rate.median", "mosquitto_sub readings/s (baseline)", "1/s"),
+            Metric("ratio.median", "ThingsBoard gateway / mosquitto_sub", ""),
+            Metric("tb_rss_max_mb", "ThingsBoard gateway peak RSS", "MB", higher_is_better=False),
+            Metric("tb_cpu_s_per_1k_readings", "ThingsBoard gateway CPU per 1k readings", "s"),
+            Metric("readings_lost", "readings lost", "", higher_is_better=False),
+            Metric("duplicates", "readings forwarded twice", "", higher_is_better=False),
+        ),
+        "mosquitto_sub (C client) receiving the same stream from the same broker; the ThingsBoard "
+        "gateway's rate is end to end (devices -> its SQLite storage -> a local Mosquitto standing in "
+        "for the ThingsBoard server), to set beside gateway-intake's agent / mosquitto_sub",
+    ),
 )
 
 
