@@ -93,6 +93,10 @@ def run(
         ),
     ] = "aiomqtt",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+    stats_file: Annotated[
+        Path | None,
+        typer.Option("--stats-file", help="Rewrite the live summary (JSON) there every second, for tools."),
+    ] = None,
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="Live display (default: on a terminal).")
     ] = None,
@@ -156,7 +160,7 @@ def run(
         fleet = Fleet(fleet_settings, fleet_devices, ledger=writer, stats=stats)
         show = progress if progress is not None else (sys.stderr.isatty() and not as_json)
         try:
-            asyncio.run(_run(fleet, LiveView(stats, err_console) if show else None))
+            asyncio.run(_run(fleet, LiveView(stats, err_console) if show else None, stats, stats_file))
         finally:
             if writer is not None:
                 writer.close()
@@ -167,11 +171,20 @@ def run(
             console.print(summary_table(summary))
 
 
-async def _run(fleet: object, view: object) -> None:
+async def _run(fleet: object, view: object, stats: object, stats_file: Path | None) -> None:
+    from citygate.fsutil import atomic_write
     from citygate.simulators.fleet import Fleet
-    from citygate.simulators.progress import LiveView
+    from citygate.simulators.progress import FleetStats, LiveView
 
-    assert isinstance(fleet, Fleet)
+    assert isinstance(fleet, Fleet) and isinstance(stats, FleetStats)
+
+    async def publish_stats() -> None:
+        assert stats_file is not None
+        while True:
+            atomic_write(stats_file, orjson.dumps(stats.summary()), mode=0o644)
+            await asyncio.sleep(1.0)
+
+    publisher = asyncio.get_running_loop().create_task(publish_stats()) if stats_file else None
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGINT, fleet.stop)
@@ -182,7 +195,12 @@ async def _run(fleet: object, view: object) -> None:
             while not task.done():
                 await asyncio.wait({task}, timeout=0.5)
                 view.tick()
-    await task
+    try:
+        await task
+    finally:
+        if publisher is not None and stats_file is not None:
+            publisher.cancel()
+            atomic_write(stats_file, orjson.dumps(stats.summary()), mode=0o644)
 
 
 @app.command()

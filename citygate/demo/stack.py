@@ -8,6 +8,7 @@ link, not a flag.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 import time
@@ -68,6 +69,10 @@ class DemoOptions:
     devices: int = 300
     interval_s: float = 5.0
     seed: int = 1
+    # Chaos runs and benchmarks: settings merged into every gateway's [gateway] table, and
+    # extra environment for the agent processes (e.g. libfaketime for a jumping clock).
+    gateway_settings: dict[str, object] = field(default_factory=dict)
+    agent_env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -172,13 +177,15 @@ class DemoStack:
                     "heartbeat_interval_s": 5.0,
                     "backoff_max_s": 5.0,
                     "outbox_min_free_disk_bytes": 64 * 1024 * 1024,
-                },
+                }
+                | self.opts.gateway_settings,
             )
         )
         agent = ManagedProcess(
             f"gateway {name}",
             [sys.executable, "-m", "citygate", "gateway", "run", "--config", str(cfg)],
             log_path=work / "agent.log",
+            env=(os.environ | self.opts.agent_env) if self.opts.agent_env else None,
         )
         node = GatewayNode(name, district, broker, proxy, agent, http_port, cfg)
         agent.start(lambda: node.health() is not None, timeout=60)

@@ -319,6 +319,7 @@ class _DeviceRunner:
         """Sleep until ``when`` (loop time) or until woken; no task is created."""
         loop = asyncio.get_running_loop()
         if when <= loop.time():
+            await asyncio.sleep(0)  # still yield: a loop around a past time must not starve the others
             return
         fut: asyncio.Future[None] = loop.create_future()
         self._waiter = fut
@@ -375,11 +376,17 @@ class _DeviceRunner:
                 now = loop.time()
                 burst_at = self.start_at + bursts[0][0] if bursts else math.inf
                 wake_at = min(next_t, burst_at)
-                if self.client is not None or self.lite is not None:
+                # A resend is a reason to wake only if it can go out now: with the in-flight window
+                # full (a connection that died under load, not yet noticed) waking for it would spin
+                # without ever yielding, and the dead connection would never be noticed.
+                connected = self.client is not None or self.lite is not None
+                if connected and self.inflight < s.inflight:
                     wake_at = min(wake_at, self.core.next_resend_at())
                 if wake_at > now:
                     await self._sleep_until(wake_at)
                     now = loop.time()
+                else:
+                    await asyncio.sleep(0)  # never a loop turn without a yield
                 if burst_at <= now and burst_at < end_t:
                     _, size = bursts.popleft()
                     self.stats.faults[FaultKind.BURST.value] += 1
@@ -396,10 +403,14 @@ class _DeviceRunner:
                 fleet.stats.production_s or 0.0, time.monotonic() - fleet.stats.started
             )
             fleet.producer_done()
-        # Drain: give the held readings their chance to be confirmed, then finish.
+        # Drain: give the held readings their chance to be confirmed, then finish. Resends are
+        # only due on a connection (readings a device never sent are "due" since it started).
         deadline = loop.time() + s.drain_s
         while not self._drained() and loop.time() < deadline:
-            await self._sleep_until(min(deadline, self.core.next_resend_at(), loop.time() + 0.5))
+            wake_at = min(deadline, loop.time() + 0.5)
+            if self.client is not None or self.lite is not None:
+                wake_at = min(wake_at, self.core.next_resend_at())
+            await self._sleep_until(wake_at)
             self._flush()
         self.finish()
 
@@ -472,13 +483,15 @@ class _DeviceRunner:
 
     def _flush_lite(self, lite: LiteClient) -> None:
         """Like the aiomqtt path, with a callback per publish instead of a Task."""
+        if not lite.is_connected:  # lost, and the session loop has not noticed yet
+            return
         room = self.s.inflight - self.inflight
         done = self._lite_done
         perf = time.perf_counter
         while self.oneshots and room > 0:
             topic, payload = self.oneshots.popleft()
-            self.inflight += 1
             lite.publish_nowait(topic, payload, done, (None, perf()))
+            self.inflight += 1
             room -= 1
         if room <= 0:
             return
@@ -489,8 +502,8 @@ class _DeviceRunner:
                 stats.sent += 1
             else:
                 stats.resent += 1
-            self.inflight += 1
             lite.publish_nowait(topic, k.payload, done, (k.seq, perf()))
+            self.inflight += 1
 
     def _lite_done(self, token: tuple[int | None, float], exc: BaseException | None) -> None:
         """PUBACK (exc None) or failure of one publish made with mqtt_lite."""

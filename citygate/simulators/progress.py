@@ -149,6 +149,7 @@ class FleetStats:
         return {
             "devices": self.devices,
             "refused_devices": self.refused_devices,
+            "connected": self.connected,
             "connected_peak": self.connected_peak,
             "ever_connected": self.ever_connected,
             "all_connected_after_s": _round(self.all_connected_after_s),
