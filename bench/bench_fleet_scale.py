@@ -40,6 +40,15 @@ def sample(procs: dict[str, psutil.Process], seconds: float) -> dict[str, dict[s
     }
 
 
+def connected(sim: psutil.Process, port: int) -> int:
+    """The simulator's established connections to the broker's device listener."""
+    try:
+        conns = sim.net_connections(kind="tcp")
+    except psutil.Error:
+        return 0
+    return sum(1 for c in conns if c.status == psutil.CONN_ESTABLISHED and c.raddr and c.raddr.port == port)
+
+
 def run_size(n: int, seconds: float, interval: float, work: Path) -> dict[str, object]:
     stack = DemoStack(DemoOptions(directory=work / f"fleet-{n}", gateways=1))
     sim = None
@@ -66,8 +75,9 @@ def run_size(n: int, seconds: float, interval: float, work: Path) -> dict[str, o
                 str(stack.dir / "pki"),
                 "--interval",
                 str(interval),
+                # Stopped by SIGINT below; an upper bound beyond issuing, ramp-up and sampling.
                 "--duration",
-                str(seconds + n / 100 + 30),
+                str(seconds + n / 20 + 300),
                 "--client",
                 "lite",
                 "--no-progress",
@@ -80,8 +90,15 @@ def run_size(n: int, seconds: float, interval: float, work: Path) -> dict[str, o
         )
         sim_proc = psutil.Process(sim.pid)
         # The connect time comes from the simulator's summary at exit (all_connected_after_s);
-        # here we wait for the ramp-up, then sample the steady phase.
+        # here we wait for the ramp-up (after the simulator issued the missing certificates:
+        # ~30 s for 10,000), until every device is connected or a generous bound, then sample
+        # the steady phase.
         time.sleep(max(5.0, n / 250 + 5))
+        deadline = time.monotonic() + 60 + n / 25
+        while connected(sim_proc, node.broker.device_port) < n and time.monotonic() < deadline:
+            if sim.poll() is not None:
+                break
+            time.sleep(2.0)
         procs["simulator"] = sim_proc
         steady = sample(procs, seconds)
         sim.send_signal(signal.SIGINT)

@@ -51,6 +51,7 @@ class Scenario:
     quick_args: tuple[str, ...]
     metrics: tuple[Metric, ...]
     baseline: str  # what the headline ratio is measured against, in words
+    max_repeats: int | None = None  # full mode: at most this many runs (long scenarios); quick: as asked
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -168,6 +169,59 @@ SCENARIOS: tuple[Scenario, ...] = (
         "gateway's rate is end to end (devices -> its SQLite storage -> a local Mosquitto standing in "
         "for the ThingsBoard server), to set beside gateway-intake's agent / mosquitto_sub",
     ),
+    Scenario(
+        "outage-recovery",
+        "Outage recovery: the gateway's cloud link cut while devices keep publishing, then restored "
+        "(real cloud and InfluxDB; drain time and rate, fresh-data latency, ledger audit)",
+        "bench_outage_recovery.py",
+        ("--devices", "1000", "--rate", "2000", "--outage", "600", "--warmup", "20"),
+        ("--devices", "500", "--rate", "2000", "--outage", "30", "--warmup", "10"),
+        (
+            Metric("drain_s", "backlog drained (back to live depth) after", "s", higher_is_better=False),
+            Metric("drain_rate_per_s", "readings/s delivered during the drain", "1/s"),
+            Metric("drain_rate_x_live", "drain rate / live rate", ""),
+            Metric("live_rate_per_s", "live rate before the outage, readings/s (baseline)", "1/s"),
+            Metric("drain_latency_p99_ms", "fresh-data p99 during the drain", "ms", higher_is_better=False),
+            Metric("live_latency_p99_ms", "fresh-data p99 before the outage", "ms", higher_is_better=False),
+            Metric("backlog_readings", "backlog when the link came back", ""),
+            Metric("agent_rss_peak_mb", "agent peak RSS (outage and drain)", "MB", higher_is_better=False),
+            Metric("lost", "readings lost (ledger audit)", "", 0, higher_is_better=False),
+            Metric("duplicated", "readings stored twice (ledger audit)", "", higher_is_better=False),
+        ),
+        "the live rate and fresh-data latency of the same system just before the outage, in the same run",
+        max_repeats=1,
+    ),
+    Scenario(
+        "footprint",
+        "Footprint at 1,000 and 10,000 readings/s: agent, broker, cloud (CPU, RSS, disk bytes per "
+        "reading); with a 1M-reading backlog: see gateway-backlog",
+        "bench_footprint.py",
+        ("--rates", "1000", "10000", "--seconds", "30", "--devices", "1000"),
+        ("--rates", "1000", "10000", "--seconds", "10", "--devices", "500"),
+        (
+            Metric("agent_rss_mb_idle", "agent RSS, idle (baseline)", "MB", higher_is_better=False),
+            *(
+                m
+                for r in ("1000", "10000")
+                for m in (
+                    Metric(f"achieved_rate_{r}", f"target {int(r):,}/s: achieved readings/s", "1/s"),
+                    Metric(f"agent_rss_mb_{r}", f"{int(r):,}/s: agent RSS", "MB", higher_is_better=False),
+                    Metric(f"agent_cpu_{r}", f"{int(r):,}/s: agent CPU", "%", higher_is_better=False),
+                    Metric(f"broker_cpu_{r}", f"{int(r):,}/s: broker CPU", "%", higher_is_better=False),
+                    Metric(f"cloud_rss_mb_{r}", f"{int(r):,}/s: cloud RSS", "MB", higher_is_better=False),
+                    Metric(f"cloud_cpu_{r}", f"{int(r):,}/s: cloud CPU", "%", higher_is_better=False),
+                    Metric(
+                        f"disk_bytes_per_reading_{r}",
+                        f"{int(r):,}/s: agent disk bytes written per reading",
+                        "B",
+                        higher_is_better=False,
+                    ),
+                )
+            ),
+        ),
+        "the same processes idle before the load, in the same run (CPU 100 % = one core; the "
+        "simulator shares the machine: read the achieved rate)",
+    ),
 )
 
 
@@ -239,8 +293,9 @@ def run_scenarios(
         sc = by_name[name]
         run = ScenarioRun(sc)
         t0 = time.perf_counter()
-        for i in range(repeats):
-            log(f"[{sc.name}] run {i + 1}/{repeats} ...")
+        n = repeats if quick or sc.max_repeats is None else min(repeats, sc.max_repeats)
+        for i in range(n):
+            log(f"[{sc.name}] run {i + 1}/{n} ...")
             args = sc.quick_args if quick else sc.full_args
             proc = subprocess.run(
                 [sys.executable, str(BENCH_DIR / sc.script), *args],

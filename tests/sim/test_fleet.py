@@ -286,3 +286,45 @@ def test_both_clients_confirm_everything(
 def test_unknown_client_is_refused() -> None:
     with pytest.raises(ValueError, match="client"):
         FleetSettings(host="h", port=1, ca=Path("ca.pem"), client="paho")
+
+
+def test_stop_while_devices_cannot_connect_does_not_starve_the_loop(sim_pki: Pki) -> None:
+    """Devices holding readings they never sent (no broker) drain in parallel, not one after the other.
+
+    Their unsent readings are "due" since they started: a drain loop that slept until that past
+    time spun without yielding, blocking the event loop for ``drain_s`` per device (a 10,000
+    device fleet stopped during its ramp-up never exited).
+    """
+    from citygate.servers.process import free_port
+
+    records = provision.ensure_devices(sim_pki, "nobroker", 4, provision.parse_mix(None, REGISTRY), REGISTRY)
+    devices = provision.build_fleet(sim_pki, records, REGISTRY, resolve([], [], seed=3), {})
+    fs = FleetSettings(
+        host="127.0.0.1",
+        port=free_port(),  # nothing listens there
+        ca=sim_pki.ca_cert_path(CaName.INFRA),
+        interval_s=0.05,
+        ramp_s=0.0,
+        drain_s=1.0,
+        client="lite",
+    )
+    fleet = Fleet(fs, devices)
+    gaps: list[float] = []
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(fleet.run())
+        await asyncio.sleep(0.5)
+        fleet.stop()
+        t0 = last = loop.time()
+        while not task.done():
+            await asyncio.sleep(0.05)
+            gaps.append(loop.time() - last)
+            last = loop.time()
+        await task
+        return loop.time() - t0
+
+    stopped_in = asyncio.run(main())
+    assert fleet.stats.produced > 0 and fleet.stats.held_at_end == fleet.stats.produced
+    assert stopped_in < 5.0
+    assert max(gaps) < 0.5

@@ -23,3 +23,19 @@ def test_tiny_bench_run_writes_json_markdown_and_plot(tmp_path):
 def test_every_scenario_has_a_baseline_or_says_so():
     for s in SCENARIOS:
         assert s.baseline and s.metrics and s.quick_args
+
+
+def test_max_repeats_caps_full_runs_only(monkeypatch):
+    import dataclasses
+
+    import citygate.benchmarks as b
+
+    once = dataclasses.replace(
+        next(s for s in SCENARIOS if s.name == "validation"),
+        full_args=("--n", "2000", "--runs", "1"),
+        quick_args=("--n", "2000", "--runs", "1"),
+        max_repeats=1,
+    )
+    monkeypatch.setattr(b, "SCENARIOS", (once,))
+    assert len(run_scenarios(["validation"], quick=False, repeats=3, log=lambda m: None)[0].results) == 1
+    assert len(run_scenarios(["validation"], quick=True, repeats=2, log=lambda m: None)[0].results) == 2
