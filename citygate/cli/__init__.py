@@ -39,7 +39,7 @@ def cli_errors() -> Iterator[None]:
 
 
 def build_app() -> typer.Typer:
-    from citygate.cli import bench, cloud, demo, gateway, pki, profiles, sim
+    from citygate.cli import bench, chaos, cloud, demo, gateway, pki, profiles, sim
 
     app = typer.Typer(
         name="citygate",
@@ -52,6 +52,7 @@ def build_app() -> typer.Typer:
     app.add_typer(gateway.app, name="gateway")
     app.add_typer(cloud.app, name="cloud")
     app.command("bench")(bench.bench)
+    app.command("chaos")(chaos.chaos)
     app.command("demo")(demo.demo)
     app.add_typer(sim.app, name="sim")
     return app

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import structlog
 
 from citygate.gateway.cloud_client import CloudClient, PostOutcome
-from citygate.gateway.outbox import DeadLetter, Outbox, StoredReading
+from citygate.gateway.outbox import DeadLetter, Outbox, OutboxWriteError, StoredReading
 
 log = structlog.get_logger("citygate.gateway.forwarder")
 
@@ -162,7 +162,13 @@ class Forwarder:
         outcome = self.client.post_batch(batch_id, [r.body for r in batch])
         self.last_status = outcome.status
         if outcome.ok and outcome.result is not None:
-            self._confirmed(batch, outcome)
+            try:
+                self._confirmed(batch, outcome)
+            except OutboxWriteError as e:
+                # Delivered but not recorded (disk full?): it goes again later; the database keeps
+                # one point per (series, time), so a second delivery is not a duplicate.
+                log.error("could not record a delivered batch; it will be sent again", error=str(e))
+                return self.backoff.next_delay(None)
             return 0.0
         self.batches_failed += 1
         self.last_error = outcome.error
@@ -182,14 +188,14 @@ class Forwarder:
             self._split = max(1, len(batch) // 2)
             return 0.0
         r = batch[0]
-        self.outbox.confirm(
-            [r.id],
-            [
-                DeadLetter(
-                    time.time_ns(), r.device_id, f"cloud_{status}", (outcome.error or "")[:1000], r.body
-                )
-            ],
+        letter = DeadLetter(
+            time.time_ns(), r.device_id, f"cloud_{status}", (outcome.error or "")[:1000], r.body
         )
+        try:
+            self.outbox.confirm([r.id], [letter])
+        except OutboxWriteError as e:
+            log.error("could not dead-letter a refused reading; will retry", error=str(e))
+            return self.backoff.next_delay(None)
         log.warning("cloud refused a reading; dead-lettered", device_id=r.device_id, status=status)
         return 0.0
 

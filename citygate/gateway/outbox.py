@@ -27,6 +27,8 @@ from typing import NamedTuple
 
 import structlog
 
+from citygate.errors import CitygateError
+
 log = structlog.get_logger("citygate.gateway.outbox")
 
 SCHEMA_VERSION = 1
@@ -130,6 +132,14 @@ class OutboxCorruptError(Exception):
     """Raised internally when the database fails its integrity check."""
 
 
+class OutboxWriteError(CitygateError):
+    """A write transaction could not commit (disk full, I/O error): nothing of it was stored.
+
+    The caller still holds what it tried to store and may retry; the outbox is
+    unchanged (rolled back) and stays usable.
+    """
+
+
 def _row_size(r: NewReading) -> int:
     # Payload plus a fixed allowance for the row, id and index overhead.
     return len(r.body) + len(r.device_id) + 40
@@ -213,13 +223,25 @@ class Outbox:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; on any failure (COMMIT included) rolled back, in memory too."""
+        depth, size = self._depth, self._bytes
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("COMMIT")
+        except BaseException as e:
+            self._depth, self._bytes = depth, size
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            if isinstance(e, sqlite3.OperationalError):
+                raise OutboxWriteError(f"outbox write failed: {e}") from e
             raise
-        self._db.execute("COMMIT")
+
+    def _reclaim_wal(self) -> None:
+        """Give the write-ahead log's disk space back (checkpoint, truncate): near the disk floor
+        the WAL is the space that can be reclaimed without dropping anything."""
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def _bump(self, counts: dict[str, int]) -> None:
         self._db.executemany(
@@ -239,10 +261,13 @@ class Outbox:
         """Store a group of readings and dead letters in one durable transaction."""
         now_ns = now_ns if now_ns is not None else time.time_ns()
         counts: dict[str, int] = {}
+        need = sum(_row_size(r) for r in readings)
+        if free_disk is None and disk_free(self.path.parent) - self.limits.min_free_disk_bytes < need:
+            with self._lock:
+                self._reclaim_wal()
         with self._lock, self._tx() as db:
             counts.update(self._expire(db, now_ns))
             room = self._room(db, free_disk)
-            need = sum(_row_size(r) for r in readings)
             accepted: Sequence[NewReading] = readings
             if need > room:
                 if self.limits.policy is OverflowPolicy.DROP_OLDEST:

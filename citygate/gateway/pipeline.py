@@ -25,7 +25,7 @@ from citygate.contract.validation import Reading, Rejection, RejectReason, Valid
 from citygate.contract.wire import ts_to_wire
 from citygate.errors import InventoryError
 from citygate.gateway.intake import IncomingMessage, MqttIntake
-from citygate.gateway.outbox import DeadLetter, NewReading, Outbox
+from citygate.gateway.outbox import CommitResult, DeadLetter, NewReading, Outbox, OutboxWriteError
 
 log = structlog.get_logger("citygate.gateway.pipeline")
 
@@ -99,6 +99,7 @@ class Pipeline:
         self._inventory_mtime = self._mtime()
         self._last_forced_check = 0.0
         self.commits = 0
+        self.commit_failures = 0
         self.last_error: str | None = None
 
     def start(self) -> None:
@@ -192,7 +193,7 @@ class Pipeline:
             # device the inventory does not know (yet) is not, so the device keeps it.
             if result.reason not in _NOT_CONFIRMED and (seq := seq_of(m.payload)) is not None:
                 handled.setdefault(device_id, []).append(seq)
-        committed = self.outbox.commit(readings, dead)
+        committed = self._commit(readings, dead)
         # Durable now: acknowledge to the broker, then confirm end to end.
         self.intake.ack(batch)
         self.acks.add(committed.committed)
@@ -200,12 +201,30 @@ class Pipeline:
         self.commits += 1
         self.on_commit()
 
+    def _commit(self, readings: list[NewReading], dead: list[DeadLetter]) -> CommitResult:
+        """Commit, retrying while the outbox cannot write (disk full): nothing is acked before
+        it is durable, so the devices' messages wait in the broker meanwhile."""
+        delay = 0.2
+        while True:
+            try:
+                return self.outbox.commit(readings, dead)
+            except OutboxWriteError as e:
+                self.commit_failures += 1
+                log.error("outbox commit failed; holding the batch and retrying", error=str(e), retry_s=delay)
+                if self._stop.wait(delay):
+                    raise  # stopping: not acked, so the broker delivers it again after the restart
+                delay = min(delay * 2, 5.0)
+
     def _run(self) -> None:
         last_inventory_check = time.monotonic()
         while True:
             batch = self._gather()
             if batch:
-                self.process(batch)
+                try:
+                    self.process(batch)
+                except OutboxWriteError:
+                    log.error("stopped with a batch not committed (outbox cannot write); not acked")
+                    return
             now = time.monotonic()
             due = self.acks.due(now)
             if due:
