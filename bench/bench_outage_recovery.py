@@ -186,6 +186,8 @@ def main() -> None:
             while time.monotonic() - t_cut < args.outage:
                 time.sleep(0.5)
             in_r, out_r, backlog = counters(node)
+            h = node.health() or {}
+            backlog_mb = float(h.get("outbox_bytes", 0)) / 1e6  # type: ignore[arg-type]
             outage_in_rate = (in_r - in1) / (time.monotonic() - t_cut)
 
             sampler.phase = "drain"
@@ -235,6 +237,7 @@ def main() -> None:
         "drained_depth": drained_depth,
         "backlog_readings": backlog,
         "backlog_peak_readings": peak_depth,
+        "backlog_outbox_mb": round(backlog_mb, 1),
         "drained": drained,
         "drain_s": round(drain_s, 1),
         "drain_rate_per_s": round(drain_rate, 1),
@@ -262,7 +265,7 @@ def main() -> None:
         f"probe p50 {summary['live_latency_p50_ms']:.0f} ms p99 {summary['live_latency_p99_ms']:.0f} ms"
     )
     print(
-        f"outage {args.outage:.0f} s: backlog {backlog:,} readings; "
+        f"outage {args.outage:.0f} s: backlog {backlog:,} readings ({backlog_mb:.0f} MB in the outbox); "
         f"agent RSS peak {sampler.peak.get('outage', 0.0):.1f} MB"
     )
     print(
