@@ -224,8 +224,15 @@ class ChaosContext:
         self.fleets.append(fleet)
         self.act(f"{devices:,} simulated devices ({client}) publishing {rate:,.0f} readings/s")
         if wait_connected:
+
+            def connected() -> bool:
+                if fleet.proc.poll() is not None:
+                    tail = fleet.log.read_text(errors="replace").strip().splitlines()[-3:]
+                    raise RuntimeError(f"the simulator exited ({fleet.proc.returncode}): {' | '.join(tail)}")
+                return int(fleet.stats().get("connected", 0)) >= devices
+
             self.wait_for(
-                lambda: fleet.stats().get("connected", 0) >= devices,
+                connected,
                 timeout=max(60.0, devices / 20),
                 what=f"{devices} devices connected",
             )

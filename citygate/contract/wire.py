@@ -103,3 +103,5 @@ class GatewayHealth(BaseModel):
     cpu_percent: Annotated[float, Field(ge=0, allow_inf_nan=False)]
     broker_connected: bool
     cert_days_left: Annotated[float, Field(allow_inf_nan=False)]
+    # The gateway's clock minus the cloud's (from HTTP Date), None before the first answer.
+    clock_offset_s: Annotated[float | None, Field(allow_inf_nan=False)] = None

@@ -20,6 +20,7 @@ from citygate.contract.profiles import ProfileRegistry
 from citygate.contract.validation import ValidationLimits, Validator
 from citygate.contract.wire import GatewayHealth
 from citygate.errors import ConfigError
+from citygate.gateway.clock import TrustedClock
 from citygate.gateway.cloud_client import CloudClient
 from citygate.gateway.forwarder import Forwarder, ForwarderConfig
 from citygate.gateway.health import HealthCollector, HealthSources
@@ -52,6 +53,7 @@ class GatewayAgent:
         self.settings = settings
         self.gateway_id = gateway_id_from_cert(settings)
         self.started = time.monotonic()
+        self.clock = TrustedClock()
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox, self.recovered_from = Outbox.open_or_recover(
             settings.outbox_path, settings.outbox_limits()
@@ -69,6 +71,7 @@ class GatewayAgent:
             tls=BrokerTls(settings.ca_file, settings.cert_file, settings.key_file),
             keepalive=settings.mqtt_keepalive_s,
             queue_max=settings.intake_queue_max,
+            clock=self.clock.now_ns,
         )
         self.forwarder = Forwarder(
             self.outbox,
@@ -81,6 +84,7 @@ class GatewayAgent:
                 backoff_max_s=settings.backoff_max_s,
                 drain_max_rate=settings.drain_max_rate,
             ),
+            clock=self.clock.now_ns,
         )
         self.pipeline = Pipeline(
             intake=self.intake,
@@ -91,6 +95,7 @@ class GatewayAgent:
             commit_max_delay_s=settings.commit_max_delay_s,
             ack_interval_s=settings.ack_interval_s,
             on_commit=self.forwarder.notify,
+            clock=self.clock.now_ns,
         )
         self.health = HealthCollector(
             HealthSources(
@@ -98,6 +103,7 @@ class GatewayAgent:
                 settings=settings,
                 broker_connected=lambda: self.intake.connected,
                 started_monotonic=self.started,
+                clock=self.clock,
             )
         )
         self.http = LocalHttp(settings.http_host, settings.http_port, self.health.snapshot, self.healthy)
@@ -116,6 +122,7 @@ class GatewayAgent:
             cert_file=s.cert_file,
             key_file=s.key_file,
             timeout_s=s.request_timeout_s,
+            clock=self.clock,
         )
 
     def healthy(self) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import orjson
 import structlog
 
 from citygate.contract.wire import HEARTBEAT_PATH, INGEST_PATH, GatewayHealth, IngestResult
+from citygate.gateway.clock import TrustedClock
 
 log = structlog.get_logger("citygate.gateway.cloud_client")
 
@@ -45,7 +47,14 @@ def _retry_after(value: str | None) -> float | None:
 
 class CloudClient:
     def __init__(
-        self, *, base_url: str, ca_file: Path, cert_file: Path, key_file: Path, timeout_s: float
+        self,
+        *,
+        base_url: str,
+        ca_file: Path,
+        cert_file: Path,
+        key_file: Path,
+        timeout_s: float,
+        clock: TrustedClock | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.ca_file = ca_file
@@ -54,6 +63,7 @@ class CloudClient:
         self.timeout_s = timeout_s
         self._stamp: tuple[float, float, float] | None = None
         self._client: httpx.Client | None = None
+        self.clock = clock  # learns the cloud's time from each answer's Date header
 
     def _files_stamp(self) -> tuple[float, float, float]:
         return (self.cert_file.stat().st_mtime, self.key_file.stat().st_mtime, self.ca_file.stat().st_mtime)
@@ -80,7 +90,11 @@ class CloudClient:
         if gzip_body:
             body = gzip.compress(body, compresslevel=5)
             headers["Content-Encoding"] = "gzip"
-        return self._http().post(path, content=body, headers=headers)
+        sent = time.monotonic_ns()
+        resp = self._http().post(path, content=body, headers=headers)
+        if self.clock is not None:
+            self.clock.observe(resp.headers.get("date"), sent, time.monotonic_ns())
+        return resp
 
     def post_batch(self, batch_id: str, bodies: list[bytes]) -> PostOutcome:
         """POST /v1/ingest with readings already in wire JSON form (no re-encoding)."""

@@ -67,8 +67,15 @@ class Backoff:
 
 
 class Forwarder:
-    def __init__(self, outbox: Outbox, client: CloudClient, config: ForwarderConfig) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        client: CloudClient,
+        config: ForwarderConfig,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
         self.outbox = outbox
+        self._clock = clock  # the time received_ns was stamped with
         self.client = client
         self.config = config
         self.backoff = Backoff(config.backoff_initial_s, config.backoff_max_s)
@@ -105,7 +112,7 @@ class Forwarder:
     def _next_batch(self) -> list[StoredReading]:
         cfg = self.config
         limit = self._split
-        now_ns = time.time_ns()
+        now_ns = self._clock()
         first_live = self.outbox.first_id_received_after(now_ns - int(cfg.live_window_s * 1e9))
         live = self.outbox.oldest(limit, after_id=first_live - 1) if first_live is not None else []
         room = limit - len(live)
@@ -132,7 +139,7 @@ class Forwarder:
         if len(batch) >= self._split or self._stop.is_set():
             return True
         oldest = min(r.received_ns for r in batch)
-        return time.time_ns() - oldest >= int(self.config.batch_max_delay_s * 1e9)
+        return self._clock() - oldest >= int(self.config.batch_max_delay_s * 1e9)
 
     # -- the loop -----------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import psutil
 from citygate import __version__
 from citygate.certs.pki import days_left
 from citygate.contract.wire import GatewayHealth
+from citygate.gateway.clock import TrustedClock
 from citygate.gateway.outbox import Outbox, disk_free
 from citygate.gateway.settings import GatewaySettings
 
@@ -24,6 +25,7 @@ class HealthSources:
     settings: GatewaySettings
     broker_connected: Callable[[], bool]
     started_monotonic: float
+    clock: TrustedClock | None = None
 
 
 class HealthCollector:
@@ -36,7 +38,7 @@ class HealthCollector:
         s = self.sources
         stats = s.outbox.stats()
         counters = stats.counters
-        now_ns = time.time_ns()
+        now_ns = s.clock.now_ns() if s.clock is not None else time.time_ns()
         last_fwd = s.outbox.last_forward_ns()
         try:
             cert_days = days_left(s.settings.cert_file)
@@ -60,4 +62,5 @@ class HealthCollector:
             cpu_percent=self._proc.cpu_percent(None),
             broker_connected=s.broker_connected(),
             cert_days_left=cert_days,
+            clock_offset_s=s.clock.offset_s() if s.clock is not None else None,
         )

@@ -20,7 +20,7 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -87,11 +87,13 @@ class MqttIntake:
         tls: BrokerTls,
         keepalive: int = 30,
         queue_max: int = 20_000,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.host = host
         self.port = port
         self.client_id = client_id
         self.keepalive = keepalive
+        self._clock = clock
         # Bounded: when the pipeline falls behind, paho's thread blocks here and
         # the broker holds the rest (it sends at most max_inflight unacked).
         self.messages: queue.Queue[IncomingMessage] = queue.Queue(maxsize=queue_max)
@@ -161,7 +163,7 @@ class MqttIntake:
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         item = IncomingMessage(
-            msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, time.time_ns()
+            msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, self._clock()
         )
         while True:
             try:

@@ -85,6 +85,7 @@ class Pipeline:
         commit_max_delay_s: float,
         ack_interval_s: float,
         on_commit: Callable[[], None] = lambda: None,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.intake = intake
         self.outbox = outbox
@@ -94,6 +95,7 @@ class Pipeline:
         self.max_delay = commit_max_delay_s
         self.acks = PendingAcks(ack_interval_s)
         self.on_commit = on_commit
+        self._clock = clock
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="citygate-pipeline", daemon=True)
         self._inventory_mtime = self._mtime()
@@ -207,7 +209,7 @@ class Pipeline:
         delay = 0.2
         while True:
             try:
-                return self.outbox.commit(readings, dead)
+                return self.outbox.commit(readings, dead, now_ns=self._clock())
             except OutboxWriteError as e:
                 self.commit_failures += 1
                 log.error("outbox commit failed; holding the batch and retrying", error=str(e), retry_s=delay)
