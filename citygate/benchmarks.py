@@ -132,6 +132,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             )
         ),
         "the same processes idle before the fleet connects (in results.json)",
+        max_repeats=1,  # three fleet sizes, 10,000 mTLS devices: minutes per run
     ),
     Scenario(
         "gateway-backlog",

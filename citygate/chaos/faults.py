@@ -61,7 +61,7 @@ def _integrity(db: Path) -> str:
 def _power_loss(ctx: ChaosContext) -> None:
     node = ctx.start_system()
     db = node.config_path.parent / "state" / "outbox.db"
-    _default_fleet(ctx)
+    _default_fleet(ctx, client="aiomqtt")  # the simulator's default client; the others use lite
     losses = ctx.count(3, 20)
     verdicts = []
     for _ in range(losses):
@@ -315,8 +315,8 @@ def _clock_trouble(ctx: ChaosContext) -> None:
         ],
     )
     ctx.act(f"{skewed} devices with clocks 1 h ahead and {skewed} 40 days behind, {per_device} readings each")
-    steps = ctx.count(1, 5)
-    hold = ctx.size(4.0, 30.0)
+    steps = ctx.count(1, 3)
+    hold = ctx.size(4.0, 15.0)
     for _ in range(steps):
         for jump in ("+1h", "-20m", "+3d", "+0"):
             control.write_text(f"{jump}\n")
