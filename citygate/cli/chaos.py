@@ -25,7 +25,8 @@ def chaos(
     ] = False,
     runs: Annotated[int, typer.Option("--runs", min=1, help="Runs of each scenario.")] = 1,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write results.json there (default: print only).")
+        Path | None,
+        typer.Option("--out", help="Write results.json and report.md there (default: print only)."),
     ] = None,
     work: Annotated[
         Path | None, typer.Option("--work", help="Working directory (default: a temporary one, removed).")
@@ -40,6 +41,7 @@ def chaos(
     """
     from citygate.chaos import scenarios as all_scenarios
     from citygate.chaos.harness import run_scenario
+    from citygate.chaos.report import markdown
 
     with cli_errors():
         known = all_scenarios()
@@ -81,5 +83,8 @@ def chaos(
                 "results": [r.to_json() for r in results],
             }
             (out / "results.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+            (out / "report.md").write_text(
+                markdown(results, command=str(doc["command"]), generated_at=str(doc["generated_at"]))
+            )
         if failed:
             raise typer.Exit(1)
