@@ -156,6 +156,7 @@ def run_agent(pki, broker, devices, files, total, work: Path) -> dict:
         except OSError:
             pass
         time.sleep(0.1)
+    rss_idle = proc.memory_info().rss
     io0 = proc.io_counters().write_bytes
     cpu0 = sum(proc.cpu_times()[:2])
     t0 = time.perf_counter()
@@ -177,6 +178,7 @@ def run_agent(pki, broker, devices, files, total, work: Path) -> dict:
     return {
         "rate": total / elapsed,
         "rss_max_mb": rss_max / 1e6,
+        "rss_idle_mb": rss_idle / 1e6,
         "bytes_written_per_reading": io / total,
         "agent_cpu_s_per_1k": cpu / total * 1000,
     }
@@ -220,6 +222,7 @@ def main() -> None:
         "agent_rate": {"min": min(rates), "median": statistics.median(rates), "max": max(rates)},
         "ratio": {"min": min(ratios), "median": statistics.median(ratios), "max": max(ratios)},
         "agent_rss_max_mb": max(a["rss_max_mb"] for a in agent_runs),
+        "agent_rss_idle_mb": max(a["rss_idle_mb"] for a in agent_runs),
         "bytes_written_per_reading": statistics.median(a["bytes_written_per_reading"] for a in agent_runs),
         "agent_cpu_s_per_1k_readings": statistics.median(a["agent_cpu_s_per_1k"] for a in agent_runs),
     }

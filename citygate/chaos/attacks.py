@@ -713,7 +713,10 @@ def _fuzz(ctx: ChaosContext) -> None:
         ctx.figure("agent_rss_before_mb", round(rss.now_mb("agent"), 1))
         ctx.figure("cloud_rss_before_mb", round(rss.now_mb("cloud"), 1))
         # At the gateway: a device with a valid certificate, on its own topic.
-        huge = [20_000, MB, 4 * MB] + ([16 * MB, 64 * MB] if ctx.long else [])
+        # Over the agent's max_payload_bytes but under the broker's max_packet_size: the agent
+        # must reject them; bigger ones the broker must refuse before anyone holds them in memory.
+        huge = [20_000, 256 * 1024, MB - 1024]
+        oversized = [4 * MB] + ([16 * MB, 64 * MB] if ctx.long else [])
         garbage = _mqtt_garbage(ctx.rng, ctx.count(300, 5000), huge)
         accepted_locally = [k for k, p in garbage if isinstance(validator.validate(fuzz_id, p), Reading)]
         ctx.check(
@@ -737,7 +740,7 @@ def _fuzz(ctx: ChaosContext) -> None:
             []
             if attacker.client is None
             else [
-                attacker.client.publish(telemetry_topic(fuzz_id), b"[" + b"0," * (2 * MB) + b"0]", qos=1)
+                attacker.client.publish(telemetry_topic(fuzz_id), b"[" + b"0," * (256 * 1024) + b"0]", qos=1)
                 for _ in range(burst)
             ]
         )
@@ -746,7 +749,7 @@ def _fuzz(ctx: ChaosContext) -> None:
             delivered += info.is_published()
         ctx.act(
             f"device {fuzz_id}: {len(garbage) + burst:,} bad payloads on its own topic in "
-            f"{time.monotonic() - t0:.1f} s (largest {max(huge) // MB} MiB; a burst of {burst} x 4 MiB), "
+            f"{time.monotonic() - t0:.1f} s (largest {max(huge) // 1024} KiB; a burst of {burst} x 512 KiB), "
             f"{delivered:,} acknowledged by the broker"
         )
         try:
@@ -766,6 +769,34 @@ def _fuzz(ctx: ChaosContext) -> None:
             f"{delivered:,} delivered, {counted:,} rejected: {reasons}",
         )
         attacker.close()
+
+        # Packets over the broker's max_packet_size: the connection is closed, nothing delivered.
+        refused_big = 0
+        rejected_before = _rejected_total(ctx)
+        for size in oversized:
+            big = MqttPeer.connect(
+                node.broker.device_port,
+                ca=_infra_ca(ctx),
+                cert=pki.files(CertKind.DEVICE, fuzz_id),
+                client_id=fuzz_id,
+            )
+            acked = big.publish(
+                telemetry_topic(fuzz_id), b'{"ts":1,"seq":1,"readings":{"laeq":' + b"1" * size + b"}}", 20
+            )
+            deadline = time.monotonic() + 20
+            while not big.disconnects and time.monotonic() < deadline:
+                time.sleep(0.1)
+            refused_big += int(not acked and bool(big.disconnects))
+            big.close()
+        ctx.act(
+            f"device {fuzz_id}: {len(oversized)} packets over max_packet_size ({oversized[-1] // MB} MiB max)"
+        )
+        ctx.check(
+            "broker: oversized packets refused (connection closed), never delivered",
+            refused_big == len(oversized) and _rejected_total(ctx) == rejected_before,
+            f"{refused_big}/{len(oversized)} refused; "
+            f"agent rejected {_rejected_total(ctx) - rejected_before}",
+        )
 
         # At the cloud: garbage as an authenticated gateway.
         statuses: dict[int | str, int] = {}

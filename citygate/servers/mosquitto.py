@@ -60,6 +60,9 @@ class MosquittoConfig:
     max_queued_messages: int = 200_000
     max_queued_bytes: int = 0
     max_inflight_messages: int = 1000
+    # A little above the largest payload the agent accepts (max_payload_bytes <= 1 MiB): a bigger
+    # packet closes the sender's connection before the broker or the agent hold it in memory.
+    max_packet_size: int = 1_114_112
     autosave_interval: int = 60
     run_as_root: bool = False
 
@@ -74,6 +77,7 @@ def render_config(c: MosquittoConfig) -> str:
         f"max_queued_messages {c.max_queued_messages}",
         f"max_queued_bytes {c.max_queued_bytes}",
         f"max_inflight_messages {c.max_inflight_messages}",
+        f"max_packet_size {c.max_packet_size}",
         "set_tcp_nodelay true",
         "log_timestamp_format %Y-%m-%dT%H:%M:%S",
         "log_type error",
