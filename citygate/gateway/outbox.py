@@ -19,7 +19,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -257,10 +257,11 @@ class Outbox:
         *,
         now_ns: int | None = None,
         free_disk: int | None = None,
+        counters: Mapping[str, int] | None = None,
     ) -> CommitResult:
-        """Store a group of readings and dead letters in one durable transaction."""
+        """Store a group of readings and dead letters in one durable transaction (with ``counters``)."""
         now_ns = now_ns if now_ns is not None else time.time_ns()
-        counts: dict[str, int] = {}
+        counts: dict[str, int] = dict(counters or {})
         need = sum(_row_size(r) for r in readings)
         if free_disk is None and disk_free(self.path.parent) - self.limits.min_free_disk_bytes < need:
             with self._lock:

@@ -24,6 +24,7 @@ from citygate.contract.topics import device_from_telemetry_topic
 from citygate.contract.validation import Reading, Rejection, RejectReason, Validator
 from citygate.contract.wire import ts_to_wire
 from citygate.errors import InventoryError
+from citygate.gateway.dedup import RecentSeqs
 from citygate.gateway.intake import IncomingMessage, MqttIntake
 from citygate.gateway.outbox import CommitResult, DeadLetter, NewReading, Outbox, OutboxWriteError
 
@@ -94,6 +95,7 @@ class Pipeline:
         self.max_readings = commit_max_readings
         self.max_delay = commit_max_delay_s
         self.acks = PendingAcks(ack_interval_s)
+        self.recent = RecentSeqs()
         self.on_commit = on_commit
         self._clock = clock
         self._stop = threading.Event()
@@ -169,7 +171,8 @@ class Pipeline:
         """Validate, commit, then ack: the order is the guarantee."""
         readings: list[NewReading] = []
         dead: list[DeadLetter] = []
-        handled: dict[str, list[int]] = {}  # rejected readings whose seq we confirm too
+        handled: dict[str, list[int]] = {}  # rejected readings and resends whose seq we confirm too
+        resends = 0
         validate = self.validator.validate
         device_of = device_from_telemetry_topic
         for m in batch:
@@ -188,6 +191,12 @@ class Pipeline:
                 validate = self.validator.validate  # a device registered a moment ago
                 result = validate(device_id, m.payload, m.received_ns)
             if isinstance(result, Reading):
+                if result.seq is not None and (device_id, result.seq) in self.recent:
+                    # A resend of a reading already held (its confirmation was late): confirm it
+                    # again instead of storing and forwarding it twice.
+                    handled.setdefault(device_id, []).append(result.seq)
+                    resends += 1
+                    continue
                 readings.append(NewReading(device_id, result.seq, m.received_ns, wire_body(result)))
                 continue
             dead.append(DeadLetter(m.received_ns, device_id, result.reason.value, result.detail, m.payload))
@@ -195,7 +204,9 @@ class Pipeline:
             # device the inventory does not know (yet) is not, so the device keeps it.
             if result.reason not in _NOT_CONFIRMED and (seq := seq_of(m.payload)) is not None:
                 handled.setdefault(device_id, []).append(seq)
-        committed = self._commit(readings, dead)
+        committed = self._commit(readings, dead, {"resends_not_stored": resends} if resends else None)
+        for device_id, seqs in committed.committed.items():
+            self.recent.add(device_id, seqs)
         # Durable now: acknowledge to the broker, then confirm end to end.
         self.intake.ack(batch)
         self.acks.add(committed.committed)
@@ -203,13 +214,15 @@ class Pipeline:
         self.commits += 1
         self.on_commit()
 
-    def _commit(self, readings: list[NewReading], dead: list[DeadLetter]) -> CommitResult:
+    def _commit(
+        self, readings: list[NewReading], dead: list[DeadLetter], counters: dict[str, int] | None
+    ) -> CommitResult:
         """Commit, retrying while the outbox cannot write (disk full): nothing is acked before
         it is durable, so the devices' messages wait in the broker meanwhile."""
         delay = 0.2
         while True:
             try:
-                return self.outbox.commit(readings, dead, now_ns=self._clock())
+                return self.outbox.commit(readings, dead, now_ns=self._clock(), counters=counters)
             except OutboxWriteError as e:
                 self.commit_failures += 1
                 log.error("outbox commit failed; holding the batch and retrying", error=str(e), retry_s=delay)
