@@ -153,6 +153,7 @@ class Forwarder:
             if not self._ready(batch):
                 self._stop.wait(0.02)
                 continue
+            self.outbox.lease(r.id for r in batch)
             delay = self.send(batch)
             if delay > 0:
                 log.info(

@@ -168,6 +168,9 @@ class Outbox:
         ).fetchone()
         self._depth: int = depth
         self._bytes: int = size
+        # Rows of the batch on its way to the cloud: the overflow and age policies never drop
+        # them (a reading counted as dropped must really be gone, not delivered a moment later).
+        self._leased: frozenset[int] = frozenset()
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -333,35 +336,31 @@ class Outbox:
         room = min(room, free_disk - self.limits.min_free_disk_bytes)
         return max(room, 0)
 
-    def _delete_through(self, db: sqlite3.Connection, last_id: int) -> tuple[int, int]:
-        """Delete every row with id <= last_id; return (rows, bytes)."""
-        n, size = db.execute(
-            "SELECT count(*), coalesce(sum(length(body) + length(device_id) + 40), 0) "
-            "FROM readings WHERE id <= ?",
-            (last_id,),
-        ).fetchone()
-        db.execute("DELETE FROM readings WHERE id <= ?", (last_id,))
-        self._depth -= n
-        self._bytes -= size
-        return int(n), int(size)
-
     def _drop_oldest(self, db: sqlite3.Connection, nbytes: int) -> int:
         dropped = 0
         freed = 0
+        after = 0
+        leased = self._leased
         while freed < nbytes:
             rows = db.execute(
-                "SELECT id, length(body) + length(device_id) + 40 FROM readings ORDER BY id LIMIT 1000"
+                "SELECT id, length(body) + length(device_id) + 40 FROM readings WHERE id > ? "
+                "ORDER BY id LIMIT 1000",
+                (after,),
             ).fetchall()
             if not rows:
                 break
-            last = rows[-1][0]
+            victims = []
             for rid, size in rows:
+                after = rid
+                if rid in leased:
+                    continue
+                victims.append(rid)
                 freed += size
                 if freed >= nbytes:
-                    last = rid
                     break
-            n, _ = self._delete_through(db, last)
-            dropped += n
+            if victims:
+                n, _ = self._delete_ids(db, victims)
+                dropped += n
         return dropped
 
     def _expire(self, db: sqlite3.Connection, now_ns: int) -> dict[str, int]:
@@ -372,14 +371,20 @@ class Outbox:
         if oldest is None or oldest[0] >= cutoff:
             return {}
         expired = 0
+        after = 0
+        leased = self._leased
         while True:
-            rows = db.execute("SELECT id, received_ns FROM readings ORDER BY id LIMIT 1000").fetchall()
-            old = [rid for rid, received in rows if received < cutoff]
-            if not old:
+            rows = db.execute(
+                "SELECT id, received_ns FROM readings WHERE id > ? ORDER BY id LIMIT 1000", (after,)
+            ).fetchall()
+            if not rows:
                 break
-            n, _ = self._delete_through(db, old[-1]) if len(old) == len(rows) else self._delete_ids(db, old)
-            expired += n
-            if len(old) < len(rows):
+            after = rows[-1][0]
+            old = [rid for rid, received in rows if received < cutoff and rid not in leased]
+            if old:
+                n, _ = self._delete_ids(db, old)
+                expired += n
+            if any(received >= cutoff for _, received in rows):
                 break
         return {"dropped.max_age": expired} if expired else {}
 
@@ -440,10 +445,17 @@ class Outbox:
                     lo = mid + 1
             return first_at_or_after(lo)[0]
 
+    def lease(self, ids: Iterable[int]) -> None:
+        """These rows are the batch on its way to the cloud: no policy drops them until
+        :meth:`confirm` (or the next lease)."""
+        with self._lock:
+            self._leased = frozenset(ids)
+
     def confirm(self, ids: Iterable[int], deadletters: Sequence[DeadLetter] = ()) -> int:
         """The cloud confirmed a batch: delete its rows; dead-letter those it rejected."""
         counts: dict[str, int] = {}
         with self._lock, self._tx() as db:
+            self._leased = frozenset()
             deleted, _ = self._delete_ids(db, list(ids))
             if deadletters:
                 self._add_deadletters(db, deadletters, counts)

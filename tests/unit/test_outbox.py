@@ -56,6 +56,24 @@ def test_drop_oldest_policy_counts_exactly(tmp_path):
     assert [r.seq for r in ob.oldest(100)] == list(range(3, 13))
 
 
+def test_drop_oldest_spares_the_batch_on_its_way_to_the_cloud(tmp_path):
+    # A reading counted as dropped must be gone: the batch in flight (leased) is not dropped,
+    # or it would be counted as dropped and then delivered (the long disk-full chaos run).
+    size = _row(_r(0))
+    ob = Outbox(
+        tmp_path / "o.db",
+        OutboxLimits(max_bytes=size * 10, min_free_disk_bytes=0, policy=OverflowPolicy.DROP_OLDEST),
+    )
+    ob.commit([_r(i) for i in range(10)], now_ns=2_000, free_disk=10**12)
+    in_flight = ob.oldest(4)
+    ob.lease(r.id for r in in_flight)
+    ob.commit([_r(i) for i in range(10, 13)], now_ns=2_000, free_disk=10**12)
+    assert [r.seq for r in ob.oldest(100)] == [0, 1, 2, 3, 7, 8, 9, 10, 11, 12]
+    assert ob.stats().counters["dropped.overflow_oldest"] == 3
+    assert ob.confirm(r.id for r in in_flight) == 4
+    assert ob.stats().counters["readings_out"] == 4
+
+
 def test_refuse_new_policy_counts_exactly_and_does_not_confirm(tmp_path):
     size = _row(_r(0))
     ob = Outbox(
