@@ -19,7 +19,6 @@ import signal
 import ssl
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -117,29 +116,13 @@ def main() -> None:
             idle = probe(stack, min(10.0, args.seconds))
             node = stack.nodes[0]
             sim = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "citygate",
-                    "sim",
-                    "run",
-                    "--devices",
-                    str(args.devices),
-                    "--gateway-broker",
-                    f"127.0.0.1:{node.broker.device_port}",
-                    "--pki-dir",
-                    str(stack.dir / "pki"),
-                    "--rate",
-                    str(args.rate),
-                    "--duration",
-                    str(args.seconds + 120),
-                    "--client",
-                    "lite",
-                    "--no-progress",
-                    "--json",
-                    "--ledger",
-                    str(stack.dir / "load.ledger"),
-                ],
+                stack.sim_command(
+                    node,
+                    devices=args.devices,
+                    rate=args.rate,
+                    duration_s=args.seconds + 120,
+                    ledger=stack.dir / "load.ledger",
+                ),
                 stdout=subprocess.DEVNULL,
                 stderr=(stack.dir / "sim.log").open("ab"),
             )

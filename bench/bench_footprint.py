@@ -25,7 +25,6 @@ import argparse
 import json
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -84,30 +83,9 @@ def run_rate(
     node = stack.nodes[0]
     sim_json = stack.dir / f"sim-{rate:g}.json"
     sim = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "citygate",
-            "sim",
-            "run",
-            "--devices",
-            str(args.devices),
-            "--gateway-broker",
-            f"127.0.0.1:{node.broker.device_port}",
-            "--pki-dir",
-            str(stack.dir / "pki"),
-            "--rate",
-            str(rate),
-            # Stopped by SIGINT below; the simulator wants an upper bound.
-            "--duration",
-            str(args.seconds + 600),
-            "--client",
-            "lite",
-            "--no-progress",
-            "--json",
-            "--ledger",
-            str(ledger),
-        ],
+        stack.sim_command(
+            node, devices=args.devices, rate=rate, duration_s=args.seconds + 600, ledger=ledger
+        ),
         stdout=sim_json.open("wb"),
         stderr=(stack.dir / "sim.log").open("ab"),
     )

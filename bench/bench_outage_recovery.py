@@ -135,30 +135,9 @@ def main() -> None:
             sampler = RssSampler(node.agent.pid)
             sampler.start()
             sim = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "citygate",
-                    "sim",
-                    "run",
-                    "--devices",
-                    str(args.devices),
-                    "--gateway-broker",
-                    f"127.0.0.1:{node.broker.device_port}",
-                    "--pki-dir",
-                    str(stack.dir / "pki"),
-                    "--rate",
-                    str(args.rate),
-                    # Stopped by SIGINT below; the simulator wants an upper bound.
-                    "--duration",
-                    "86400",
-                    "--client",
-                    "lite",
-                    "--no-progress",
-                    "--json",
-                    "--ledger",
-                    str(ledger),
-                ],
+                stack.sim_command(
+                    node, devices=args.devices, rate=args.rate, duration_s=86400, ledger=ledger
+                ),
                 stdout=(stack.dir / "sim.json").open("wb"),
                 stderr=(stack.dir / "sim.log").open("ab"),
             )

@@ -315,8 +315,11 @@ def _clock_trouble(ctx: ChaosContext) -> None:
         ],
     )
     ctx.act(f"{skewed} devices with clocks 1 h ahead and {skewed} 40 days behind, {per_device} readings each")
-    steps = ctx.count(1, 3)
-    hold = ctx.size(4.0, 15.0)
+    # Short steps in the long run too: libfaketime makes Python's sleeps fail (EINVAL from
+    # clock_nanosleep) around a change of its offset file; longer or more steps killed paho's
+    # network thread in a sleep. A tool limit, see docs/RELIABILITY.md.
+    steps = 1
+    hold = 4.0
     for _ in range(steps):
         for jump in ("+1h", "-20m", "+3d", "+0"):
             control.write_text(f"{jump}\n")
@@ -324,7 +327,10 @@ def _clock_trouble(ctx: ChaosContext) -> None:
     ctx.act(
         f"the gateway's wall clock jumped +1 h, -20 min, +3 days and back, {steps} time(s), {hold:.0f} s each"
     )
-    ctx.check("agent survived the clock jumps", node.agent.running)
+    ctx.check(
+        "agent survived the clock jumps, still connected to the broker",
+        node.agent.running and bool(ctx.health().get("broker_connected")),
+    )
     ctx.stop_fleets()
     rejected = dict(ctx.health().get("rejected") or {})
     ahead, behind = int(rejected.get("timestamp_in_future", 0)), int(rejected.get("timestamp_too_old", 0))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
-import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -186,38 +185,25 @@ class ChaosContext:
         work = self.dir / name
         work.mkdir(parents=True, exist_ok=True)
         ledger, stats_file, log_path = work / "ledger.bin", work / "stats.json", work / "sim.log"
-        argv = [
-            sys.executable,
-            "-m",
-            "citygate",
-            "sim",
-            "run",
-            "--devices",
-            str(devices),
-            "--gateway-broker",
-            f"127.0.0.1:{self.node.broker.device_port}",
-            "--pki-dir",
-            str(self.stack.dir / "pki"),
-            "--prefix",
-            prefix,
-            "--rate",
-            str(rate),
-            "--duration",
-            str(duration_s),
-            "--client",
-            client,
-            "--resend-after",
-            "3",
-            "--drain",
-            "120",
-            "--no-progress",
-            "--json",
-            "--ledger",
-            str(ledger),
-            "--stats-file",
-            str(stats_file),
-            *extra,
-        ]
+        argv = self.stack.sim_command(
+            self.node,
+            devices=devices,
+            rate=rate,
+            duration_s=duration_s,
+            ledger=ledger,
+            client=client,
+            extra=[
+                "--prefix",
+                prefix,
+                "--resend-after",
+                "3",
+                "--drain",
+                "120",
+                "--stats-file",
+                str(stats_file),
+                *extra,
+            ],
+        )
         with log_path.open("ab") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         fleet = Fleet(name, ledger, stats_file, proc, log_path)

@@ -192,6 +192,46 @@ class DemoStack:
         self.started.append(agent)
         self.nodes.append(node)
 
+    # -- devices ----------------------------------------------------------------
+
+    def sim_command(
+        self,
+        node: GatewayNode,
+        *,
+        devices: int,
+        rate: float,
+        duration_s: float,
+        ledger: Path,
+        client: str = "lite",
+        extra: tuple[str, ...] | list[str] = (),
+    ) -> list[str]:
+        """``citygate sim run`` against ``node``'s broker at a total rate, with a ledger and a JSON
+        summary on stdout; the caller stops it with SIGINT (``duration_s`` is an upper bound)."""
+        return [
+            sys.executable,
+            "-m",
+            "citygate",
+            "sim",
+            "run",
+            "--devices",
+            str(devices),
+            "--gateway-broker",
+            f"127.0.0.1:{node.broker.device_port}",
+            "--pki-dir",
+            str(self.dir / "pki"),
+            "--rate",
+            str(rate),
+            "--duration",
+            str(duration_s),
+            "--client",
+            client,
+            "--no-progress",
+            "--json",
+            "--ledger",
+            str(ledger),
+            *extra,
+        ]
+
     # -- observe ----------------------------------------------------------------
 
     def fleet(self) -> dict[str, object] | None:

@@ -126,7 +126,7 @@ class GatewayAgent:
         )
 
     def healthy(self) -> bool:
-        return self.pipeline._thread.is_alive() and self.forwarder._thread.is_alive()
+        return self.pipeline._thread.is_alive() and self.forwarder._thread.is_alive() and self.intake.alive
 
     def snapshot(self) -> GatewayHealth:
         return self.health.snapshot()

@@ -99,6 +99,7 @@ class MqttIntake:
         self.messages: queue.Queue[IncomingMessage] = queue.Queue(maxsize=queue_max)
         self._lock = threading.Lock()
         self._generation = 0
+        self._thread: threading.Thread | None = None
         self._connected = False
         self._subscribed = threading.Event()
         self._stopping = False
@@ -179,11 +180,22 @@ class MqttIntake:
     def connected(self) -> bool:
         return self._connected
 
+    @property
+    def alive(self) -> bool:
+        """The network thread runs (if it died, nothing comes in: the agent is not healthy)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
-        # connect_async + loop_start: the first connection and every reconnect
-        # happen in paho's thread; start() never blocks on the broker.
+        # connect_async + paho's loop in a thread of ours (so that its death is visible): the
+        # first connection and every reconnect happen there; start() never blocks on the broker.
         self._client.connect_async(self.host, self.port, keepalive=self.keepalive)
-        self._client.loop_start()
+        self._thread = threading.Thread(
+            target=self._client.loop_forever,
+            kwargs={"retry_first_connection": True},
+            name="citygate-mqtt",
+            daemon=True,
+        )
+        self._thread.start()
 
     def wait_connected(self, timeout: float) -> bool:
         return self._subscribed.wait(timeout)
@@ -208,5 +220,6 @@ class MqttIntake:
 
     def stop(self) -> None:
         self._stopping = True
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._client.disconnect()  # loop_forever returns once the DISCONNECT is out
+        if self._thread is not None:
+            self._thread.join(10.0)
