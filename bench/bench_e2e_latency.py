@@ -93,8 +93,12 @@ def probe(stack: DemoStack, seconds: float, device: str = "probe-0001") -> list[
     return sorted(seen[ts] - sent[ts] for ts in seen)
 
 
-def pct(xs: list[float], p: float) -> float:
-    return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000 if xs else float("nan")
+def fmt(ms: object) -> str:
+    return f"{ms:.0f}" if isinstance(ms, float) else "-"
+
+
+def pct(xs: list[float], p: float) -> float | None:
+    return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000 if xs else None
 
 
 def main() -> None:
@@ -154,12 +158,12 @@ def main() -> None:
         "mean_ms": statistics.mean(loaded) * 1000 if loaded else None,
     }
     print(
-        f"no load:      p50 {summary['idle_p50_ms']:.0f} ms  "
-        f"p99 {summary['idle_p99_ms']:.0f} ms  (n={len(idle)})"
+        f"no load:      p50 {fmt(summary['idle_p50_ms'])} ms  "
+        f"p99 {fmt(summary['idle_p99_ms'])} ms  (n={len(idle)})"
     )
     print(
         f"under load ({achieved:,.0f} readings/s from {args.devices} devices): "
-        f"p50 {summary['p50_ms']:.0f} ms  p95 {summary['p95_ms']:.0f} ms  p99 {summary['p99_ms']:.0f} ms  "
+        f"p50 {fmt(summary['p50_ms'])} ms  p95 {fmt(summary['p95_ms'])} ms  p99 {fmt(summary['p99_ms'])} ms  "
         f"(n={len(loaded)}); target p99 < 1000 ms"
     )
     print(json.dumps(summary))

@@ -43,7 +43,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_e2e_latency import pct, probe
+from bench_e2e_latency import fmt, pct, probe
 
 from citygate.contract.inventory import DeviceRecord
 from citygate.demo.run import audit_ledger
@@ -241,7 +241,7 @@ def main() -> None:
     }
     print(
         f"live: {live_rate:,.0f} readings/s delivered ({live_in_rate:,.0f}/s in), {args.devices} devices; "
-        f"probe p50 {summary['live_latency_p50_ms']:.0f} ms p99 {summary['live_latency_p99_ms']:.0f} ms"
+        f"probe p50 {fmt(summary['live_latency_p50_ms'])} ms p99 {fmt(summary['live_latency_p99_ms'])} ms"
     )
     print(
         f"outage {args.outage:.0f} s: backlog {backlog:,} readings ({backlog_mb:.0f} MB in the outbox); "
@@ -254,8 +254,8 @@ def main() -> None:
         f"agent RSS peak {sampler.peak.get('drain', 0.0):.1f} MB"
     )
     print(
-        f"fresh data during the {drain_s:.0f} s drain: probe p50 {summary['drain_latency_p50_ms']:.0f} ms "
-        f"p99 {summary['drain_latency_p99_ms']:.0f} ms max {summary['drain_latency_max_ms'] or 0:.0f} ms "
+        f"fresh data during the {drain_s:.0f} s drain: probe p50 {fmt(summary['drain_latency_p50_ms'])} ms "
+        f"p99 {fmt(summary['drain_latency_p99_ms'])} ms max {summary['drain_latency_max_ms'] or 0:.0f} ms "
         f"(n={len(drain_lat)}; 2 s probe chunks from the restore until drained)"
     )
     print(

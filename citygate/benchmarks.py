@@ -309,7 +309,10 @@ def run_scenarios(
             if proc.returncode != 0 or not lines:
                 run.errors.append(f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}")
                 continue
-            run.results.append(orjson.loads(lines[-1]))
+            try:
+                run.results.append(orjson.loads(lines[-1]))
+            except orjson.JSONDecodeError as e:  # e.g. NaN from an empty sample: an error, not a crash
+                run.errors.append(f"unreadable summary ({e}): {lines[-1][:300]}")
         run.seconds = time.perf_counter() - t0
         runs.append(run)
     return runs
