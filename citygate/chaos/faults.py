@@ -256,7 +256,9 @@ def _disk_full(ctx: ChaosContext) -> None:
     ctx.figure("dropped_counted", counted)
     ctx.act(f"the agent counted drops: {dropped}")
     ctx.check("outbox drained after recovery", drained)
-    ctx.audit_fleets(expect_lost=counted)
+    # Slack: one batch. A batch the cloud stored but whose answer the cut swallowed stays in the
+    # outbox, unconfirmed; the policy may drop it later and count it, though it was delivered.
+    ctx.audit_fleets(expect_lost=counted, lost_slack=2000)
 
 
 # -- 7 --------------------------------------------------------------------------------
@@ -301,12 +303,15 @@ def _clock_trouble(ctx: ChaosContext) -> None:
             "DONT_FAKE_MONOTONIC": "1",
         }
     )
-    devices = ctx.count(100, 1000)
+    # The same size in the long run: under libfaketime, a change of the offset file upsets
+    # Python's timed waits (EINVAL, or waits stretched by the jump) in proportion to the load and
+    # the time spent at an offset; see docs/RELIABILITY.md ("Limits").
+    devices = 100
     skewed = max(1, round(0.1 * devices))  # what share=0.1 picks
     per_device = 3
     ctx.start_fleet(
         devices,
-        ctx.size(400.0, 3000.0),
+        400.0,
         extra=[
             "--fault",
             f"clock_skew:share=0.1,count={per_device},skew=3600",
