@@ -281,37 +281,14 @@ def _flapping_link(ctx: ChaosContext) -> None:
 
 # -- 8 --------------------------------------------------------------------------------
 
-_FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
-
-
-def _faketime_lib() -> Path:
-    for cand in (_FAKETIME_LIB, *Path("/usr/lib").glob("*/faketime/libfaketime.so.1")):
-        if cand.exists():
-            return cand
-    raise RuntimeError("libfaketime not found: install the Debian package faketime")
-
-
 def _clock_trouble(ctx: ChaosContext) -> None:
-    control = ctx.dir / "gateway-clock"
-    control.write_text("+0\n")
-    node = ctx.start_system(
-        agent_env={
-            # The agent's wall clock follows the control file; its monotonic clock stays true.
-            "LD_PRELOAD": str(_faketime_lib()),
-            "FAKETIME_TIMESTAMP_FILE": str(control),
-            "FAKETIME_NO_CACHE": "1",
-            "DONT_FAKE_MONOTONIC": "1",
-        }
-    )
-    # The same size in the long run: under libfaketime, a change of the offset file upsets
-    # Python's timed waits (EINVAL, or waits stretched by the jump) in proportion to the load and
-    # the time spent at an offset; see docs/RELIABILITY.md ("Limits").
-    devices = 100
+    node = ctx.start_system()
+    devices = ctx.count(100, 1000)
     skewed = max(1, round(0.1 * devices))  # what share=0.1 picks
     per_device = 3
     ctx.start_fleet(
         devices,
-        400.0,
+        ctx.size(400.0, 3000.0),
         extra=[
             "--fault",
             f"clock_skew:share=0.1,count={per_device},skew=3600",
@@ -319,23 +296,11 @@ def _clock_trouble(ctx: ChaosContext) -> None:
             f"clock_skew:share=0.1,count={per_device},skew=-{40 * 86400}",
         ],
     )
-    ctx.act(f"{skewed} devices with clocks 1 h ahead and {skewed} 40 days behind, {per_device} readings each")
-    # Short steps in the long run too: libfaketime makes Python's sleeps fail (EINVAL from
-    # clock_nanosleep) around a change of its offset file; longer or more steps killed paho's
-    # network thread in a sleep. A tool limit, see docs/RELIABILITY.md.
-    steps = 1
-    hold = 4.0
-    for _ in range(steps):
-        for jump in ("+1h", "-20m", "+3d", "+0"):
-            control.write_text(f"{jump}\n")
-            ctx.sleep(hold)
     ctx.act(
-        f"the gateway's wall clock jumped +1 h, -20 min, +3 days and back, {steps} time(s), {hold:.0f} s each"
+        f"{skewed} devices with clocks 1 h ahead and {skewed} 40 days behind, {per_device} readings each"
     )
-    ctx.check(
-        "agent survived the clock jumps, still connected to the broker",
-        node.agent.running and bool(ctx.health().get("broker_connected")),
-    )
+    ctx.sleep(ctx.size(5.0, 30.0))
+    ctx.check("agent keeps running", node.agent.running and bool(ctx.health().get("broker_connected")))
     ctx.stop_fleets()
     rejected = dict(ctx.health().get("rejected") or {})
     ahead, behind = int(rejected.get("timestamp_in_future", 0)), int(rejected.get("timestamp_too_old", 0))
@@ -448,10 +413,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         8,
         "clock-trouble",
-        "Clock trouble: device clocks far ahead or behind; the gateway's clock jumping",
-        "Devices with clocks 1 h ahead and 40 days behind are rejected, each counted by reason; the "
-        "agent's wall clock (libfaketime) jumps +1 h, -20 min, +3 days and back while good devices "
-        "publish. Audit: nothing good lost, nothing bad stored.",
+        "Clock trouble: device clocks far ahead or behind",
+        "Devices with clocks 1 h ahead and 40 days behind are rejected, each counted by reason, while "
+        "good devices publish. Audit: nothing good lost, nothing bad stored. (The gateway's own clock "
+        "jumping is covered by the TrustedClock unit tests, not here: see docs/RELIABILITY.md.)",
         _clock_trouble,
     ),
     Scenario(
