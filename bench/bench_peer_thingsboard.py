@@ -486,7 +486,11 @@ def main() -> None:
             pki.issue_devices(
                 [DeviceRecord(device_id=d, profile="water_level", profile_version=1) for d in devices]
             )
-            broker = LocalMosquitto(work / "mosquitto", pki, max_queued_messages=10_000_000)
+            # No max_packet_size here: with it, Mosquitto 2.0.11 disconnects ThingsBoard's MQTT v5
+            # connector ("Protocol error") every few minutes (seen 2026-11-29; cause not established).
+            broker = LocalMosquitto(
+                work / "mosquitto", pki, max_queued_messages=10_000_000, max_packet_size=0
+            )
             platform = Platform(work / "platform")
             broker.start()
             platform.start()

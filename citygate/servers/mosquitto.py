@@ -37,6 +37,11 @@ pattern write devices/+/ack
 """
 
 
+# A little above the largest payload the agent accepts (max_payload_bytes <= 1 MiB): a bigger
+# packet closes the sender's connection before the broker or the agent hold it in memory.
+MAX_PACKET_SIZE = 1_114_112
+
+
 @dataclass(frozen=True, slots=True)
 class MosquittoConfig:
     """Everything the broker config needs; rendered by :func:`render_config`."""
@@ -60,9 +65,7 @@ class MosquittoConfig:
     max_queued_messages: int = 200_000
     max_queued_bytes: int = 0
     max_inflight_messages: int = 1000
-    # A little above the largest payload the agent accepts (max_payload_bytes <= 1 MiB): a bigger
-    # packet closes the sender's connection before the broker or the agent hold it in memory.
-    max_packet_size: int = 1_114_112
+    max_packet_size: int = MAX_PACKET_SIZE  # 0: no limit (the line is left out)
     autosave_interval: int = 60
     run_as_root: bool = False
 
@@ -77,7 +80,7 @@ def render_config(c: MosquittoConfig) -> str:
         f"max_queued_messages {c.max_queued_messages}",
         f"max_queued_bytes {c.max_queued_bytes}",
         f"max_inflight_messages {c.max_inflight_messages}",
-        f"max_packet_size {c.max_packet_size}",
+        *([f"max_packet_size {c.max_packet_size}"] if c.max_packet_size else []),
         "set_tcp_nodelay true",
         "log_timestamp_format %Y-%m-%dT%H:%M:%S",
         "log_type error",
@@ -139,6 +142,7 @@ class LocalMosquitto:
         server_name: str = "localhost",
         max_queued_messages: int = 200_000,
         autosave_interval: int = 60,
+        max_packet_size: int = MAX_PACKET_SIZE,
     ) -> None:
         self.workdir = workdir
         self.pki = pki
@@ -166,6 +170,7 @@ class LocalMosquitto:
             log_file=workdir / "mosquitto.log",
             max_queued_messages=max_queued_messages,
             autosave_interval=autosave_interval,
+            max_packet_size=max_packet_size,
             run_as_root=os.geteuid() == 0,
         )
         self.config_path = workdir / "mosquitto.conf"
