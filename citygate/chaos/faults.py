@@ -281,6 +281,7 @@ def _flapping_link(ctx: ChaosContext) -> None:
 
 # -- 8 --------------------------------------------------------------------------------
 
+
 def _clock_trouble(ctx: ChaosContext) -> None:
     node = ctx.start_system()
     devices = ctx.count(100, 1000)
@@ -296,9 +297,7 @@ def _clock_trouble(ctx: ChaosContext) -> None:
             f"clock_skew:share=0.1,count={per_device},skew=-{40 * 86400}",
         ],
     )
-    ctx.act(
-        f"{skewed} devices with clocks 1 h ahead and {skewed} 40 days behind, {per_device} readings each"
-    )
+    ctx.act(f"{skewed} devices with clocks 1 h ahead and {skewed} 40 days behind, {per_device} readings each")
     ctx.sleep(ctx.size(5.0, 30.0))
     ctx.check("agent keeps running", node.agent.running and bool(ctx.health().get("broker_connected")))
     ctx.stop_fleets()
