@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,7 +50,7 @@ def _health(backlog: int) -> str:
 
 
 @pytest.fixture
-def browser(tmp_path):
+def browser(tmp_path: Path) -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -74,7 +76,7 @@ def browser(tmp_path):
     driver.quit()
 
 
-def _wait(pred, timeout=20.0, what="condition"):
+def _wait(pred: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():
@@ -83,7 +85,10 @@ def _wait(pred, timeout=20.0, what="condition"):
     raise AssertionError(f"timed out: {what}")
 
 
-def test_dashboard_shows_the_fleet_and_a_gateway_going_offline(cloud_factory, influxdb, browser):
+def test_dashboard_shows_the_fleet_and_a_gateway_going_offline(
+    cloud_factory: Any, influxdb: Any, browser: Any
+) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     db = "dash"
@@ -95,10 +100,6 @@ def test_dashboard_shows_the_fleet_and_a_gateway_going_offline(cloud_factory, in
         heartbeat_stale_s=2.0,
         heartbeat_offline_s=3.0,
     )
-    from citygate.dashboard import router as _r
-
-    if not any(getattr(rt, "path", "") == "/dashboard" for rt in cloud.app.routes):
-        cloud.app.include_router(_r)  # TEMP until the app includes it
     a, b = cloud.gateway(), cloud.gateway(OTHER_GATEWAY)
     for client, gw, backlog in ((a, "gw-test", 0), (b, OTHER_GATEWAY, 1234)):
         r = client.post(
@@ -112,15 +113,29 @@ def test_dashboard_shows_the_fleet_and_a_gateway_going_offline(cloud_factory, in
     browser.find_element(By.ID, "token").send_keys(OPERATOR_TOKEN)
     browser.find_element(By.CSS_SELECTOR, "#login-form button").click()
 
+    # The page rebuilds the table on every poll, so an element found a moment ago can be gone:
+    # read each value in one script call instead of holding element references.
+    def row_selector(gw: str) -> str:
+        return f'#gateways tr[data-gateway="{gw}"]'
+
     def status_of(gw: str) -> str | None:
-        rows = browser.find_elements(By.CSS_SELECTOR, f'#gateways tr[data-gateway="{gw}"]')
-        return rows[0].get_attribute("data-status") if rows else None
+        status: str | None = browser.execute_script(
+            "const r = document.querySelector(arguments[0]); return r ? r.dataset.status : null;",
+            row_selector(gw),
+        )
+        return status
+
+    def text_of(selector: str) -> str:
+        text: str = browser.execute_script(
+            "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", selector
+        )
+        return text
 
     _wait(
         lambda: status_of("gw-test") == "online" and status_of(OTHER_GATEWAY) == "online",
         what="both gateways online",
     )
-    assert "1,234" in browser.find_element(By.ID, "gateways").text  # the backlog is shown
+    assert "1,234" in text_of("#gateways")  # the backlog is shown
     # Keep gw-test alive; gw-cloud-b stops sending heartbeats and goes offline.
     deadline = time.monotonic() + 20
     while status_of(OTHER_GATEWAY) != "offline":
@@ -130,8 +145,16 @@ def test_dashboard_shows_the_fleet_and_a_gateway_going_offline(cloud_factory, in
         )
         time.sleep(0.5)
     assert status_of("gw-test") == "online"
-    assert "1 offline" in browser.find_element(By.ID, "summary").text
-    browser.find_element(By.CSS_SELECTOR, f'#gateways tr[data-gateway="{OTHER_GATEWAY}"]').click()
+    assert "1 offline" in text_of("#summary")
+
+    def open_detail() -> bool:
+        try:
+            browser.find_element(By.CSS_SELECTOR, row_selector(OTHER_GATEWAY)).click()
+        except StaleElementReferenceException:
+            return False  # replaced between find and click: try again on the next row
+        return True
+
+    _wait(open_detail, what="click on the offline gateway's row")
     _wait(lambda: browser.find_element(By.ID, "detail").is_displayed(), what="detail view")
     SCREENSHOT.parent.mkdir(exist_ok=True)
     browser.save_screenshot(str(SCREENSHOT))
