@@ -173,6 +173,7 @@ class Pipeline:
         dead: list[DeadLetter] = []
         handled: dict[str, list[int]] = {}  # rejected readings and resends whose seq we confirm too
         resends = 0
+        ts_of: dict[tuple[str, int], int] = {}  # (device, seq) -> ts_ns of the readings to store
         validate = self.validator.validate
         device_of = device_from_telemetry_topic
         for m in batch:
@@ -191,13 +192,15 @@ class Pipeline:
                 validate = self.validator.validate  # a device registered a moment ago
                 result = validate(device_id, m.payload, m.received_ns)
             if isinstance(result, Reading):
-                if result.seq is not None and (device_id, result.seq) in self.recent:
+                if result.seq is not None and (device_id, result.seq, result.ts_ns) in self.recent:
                     # A resend of a reading already held (its confirmation was late): confirm it
                     # again instead of storing and forwarding it twice.
                     handled.setdefault(device_id, []).append(result.seq)
                     resends += 1
                     continue
                 readings.append(NewReading(device_id, result.seq, m.received_ns, wire_body(result)))
+                if result.seq is not None:
+                    ts_of[device_id, result.seq] = result.ts_ns
                 continue
             dead.append(DeadLetter(m.received_ns, device_id, result.reason.value, result.detail, m.payload))
             # An invalid reading is confirmed too (resending it cannot help); one from a
@@ -206,7 +209,7 @@ class Pipeline:
                 handled.setdefault(device_id, []).append(seq)
         committed = self._commit(readings, dead, {"resends_not_stored": resends} if resends else None)
         for device_id, seqs in committed.committed.items():
-            self.recent.add(device_id, seqs)
+            self.recent.add(device_id, [(seq, ts_of[device_id, seq]) for seq in seqs])
         # Durable now: acknowledge to the broker, then confirm end to end.
         self.intake.ack(batch)
         self.acks.add(committed.committed)

@@ -166,3 +166,24 @@ def test_status_command_and_metrics_endpoint(rig_factory):
     assert "citygate_gateway_readings_out_total 5.0" in text
     assert "citygate_gateway_outbox_depth 0.0" in text
     assert "citygate_gateway_broker_connected 1.0" in text
+
+
+def test_a_resend_is_not_stored_again_but_a_rebooted_device_counting_from_0_is(rig_factory):
+    rig = rig_factory()
+    rig.agent.start()
+    d = GW_DEVICES[0]
+    boot1 = int(time.time() * 1000) - 60_000
+    boot2 = boot1 + 30_000  # the same device after a reboot: seq from 0 again, later timestamps
+    for seq in range(20):
+        rig.publish(d, reading(seq, ts_ms=boot1 + seq))
+    rig.agent.wait_for(lambda h: h["readings_out"] >= 20, what="first boot's readings forwarded")
+    for seq in range(20):
+        rig.publish(d, reading(seq, ts_ms=boot2 + seq))
+    rig.agent.wait_for(lambda h: h["readings_out"] >= 40, what="second boot's readings forwarded")
+    for seq in range(5, 10):  # late resends of readings the gateway already holds
+        rig.publish(d, reading(seq, ts_ms=boot2 + seq))
+    rig.publish(d, reading(20, ts_ms=boot2 + 20))  # after the resends, in order on one connection
+    h = rig.agent.wait_for(lambda h: h["readings_out"] >= 41 and h["outbox_depth"] == 0, what="sentinel")
+    assert rig.cloud.count() == 41  # both boots' readings, each once
+    assert rig.cloud.duplicates() == 0  # the resends were not forwarded again
+    assert h["readings_out"] == 41
