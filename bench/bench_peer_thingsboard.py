@@ -486,8 +486,8 @@ def main() -> None:
             pki.issue_devices(
                 [DeviceRecord(device_id=d, profile="water_level", profile_version=1) for d in devices]
             )
-            # No max_packet_size here: with it, Mosquitto 2.0.11 disconnects ThingsBoard's MQTT v5
-            # connector ("Protocol error") every few minutes (seen 2026-11-29; cause not established).
+            # No max_packet_size: the peer's broker stays at Mosquitto's defaults. (Under a large
+            # queue ThingsBoard's connector is dropped for "multiple CONNECT messages" either way.)
             broker = LocalMosquitto(
                 work / "mosquitto", pki, max_queued_messages=10_000_000, max_packet_size=0
             )
