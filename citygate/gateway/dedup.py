@@ -51,15 +51,14 @@ class RecentSeqs:
                 self._ranges.popitem(last=False)
         else:
             self._ranges.move_to_end(device_id)
+        los, his, ts_los, ts_his = r.lo, r.hi, r.ts_lo, r.ts_hi
         for seq, ts in readings:
-            los, his, ts_los, ts_his = r.lo, r.hi, r.ts_lo, r.ts_hi
             i = bisect.bisect_right(los, seq) - 1
             if i >= 0 and seq <= his[i] and not ts_los[i] <= ts <= ts_his[i]:
                 # A seq held with other timestamps: the device counts again from an earlier
                 # number (a reboot). Forget its old readings; that can only let a resend of
                 # them be stored twice, which the database absorbs.
-                r = self._ranges[device_id] = _Ranges()
-                los, his, ts_los, ts_his = r.lo, r.hi, r.ts_lo, r.ts_hi
+                r.clear()
                 i = -1
             if i >= 0 and seq <= his[i] + 1:  # inside range i, or just after it
                 ts_los[i] = min(ts_los[i], ts)
@@ -81,8 +80,9 @@ class RecentSeqs:
             his.insert(i + 1, seq)
             ts_los.insert(i + 1, ts)
             ts_his.insert(i + 1, ts)
-        while len(r.lo) > self.max_ranges:  # forget the oldest readings first
-            r.drop_first()
+        while len(los) > self.max_ranges:  # forget the oldest readings first
+            for part in (los, his, ts_los, ts_his):
+                part.pop(0)
 
     def ranges(self, device_id: str) -> list[tuple[int, int]]:
         r = self._ranges.get(device_id)
@@ -98,6 +98,6 @@ class _Ranges:
         self.ts_lo: list[int] = []
         self.ts_hi: list[int] = []
 
-    def drop_first(self) -> None:
+    def clear(self) -> None:
         for part in (self.lo, self.hi, self.ts_lo, self.ts_hi):
-            part.pop(0)
+            part.clear()
