@@ -74,6 +74,16 @@ class _AckBatchingClient(mqtt.Client):
             data = b"".join(struct.pack("!BBH", _PUBACK, 2, mid) for mid in mids)
             self._packet_queue(_PUBACK, data, 0, 1)
 
+    @property
+    def network_thread_alive(self) -> bool:
+        """paho's ``loop_start()`` thread runs (paho keeps it in ``_thread`` while it does)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    @property
+    def network_thread(self) -> threading.Thread | None:
+        return self._thread
+
 
 class MqttIntake:
     """A paho client in its own network thread, feeding a bounded queue."""
@@ -99,7 +109,6 @@ class MqttIntake:
         self.messages: queue.Queue[IncomingMessage] = queue.Queue(maxsize=queue_max)
         self._lock = threading.Lock()
         self._generation = 0
-        self._thread: threading.Thread | None = None
         self._connected = False
         self._subscribed = threading.Event()
         self._stopping = False
@@ -183,19 +192,17 @@ class MqttIntake:
     @property
     def alive(self) -> bool:
         """The network thread runs (if it died, nothing comes in: the agent is not healthy)."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._client.network_thread_alive
 
     def start(self) -> None:
-        # connect_async + paho's loop in a thread of ours (so that its death is visible): the
-        # first connection and every reconnect happen there; start() never blocks on the broker.
+        # connect_async + loop_start: the first connection and every reconnect happen in
+        # paho's thread; start() never blocks on the broker. loop_start, not loop_forever in a
+        # thread of ours: only then does paho know it is threaded, and leave all socket writes
+        # to its own thread. Otherwise ack() from the pipeline thread writes to the socket
+        # itself, and a write that fails runs on_disconnect there, inside ack()'s lock: the
+        # agent hung for good after a broker kill.
         self._client.connect_async(self.host, self.port, keepalive=self.keepalive)
-        self._thread = threading.Thread(
-            target=self._client.loop_forever,
-            kwargs={"retry_first_connection": True},
-            name="citygate-mqtt",
-            daemon=True,
-        )
-        self._thread.start()
+        self._client.loop_start()
 
     def wait_connected(self, timeout: float) -> bool:
         return self._subscribed.wait(timeout)
@@ -220,6 +227,7 @@ class MqttIntake:
 
     def stop(self) -> None:
         self._stopping = True
-        self._client.disconnect()  # loop_forever returns once the DISCONNECT is out
-        if self._thread is not None:
-            self._thread.join(10.0)
+        thread = self._client.network_thread
+        self._client.disconnect()  # paho's loop returns once the DISCONNECT is out
+        if thread is not None:
+            thread.join(10.0)  # bounded, unlike loop_stop()
