@@ -148,33 +148,44 @@ def run_agent(pki, broker, devices, files, total, work: Path) -> dict:
         [sys.executable, "-m", "citygate", "gateway", "run", "--config", str(cfg), "--log-level", "warning"],
         stderr=(work / "agent.log").open("ab"),
     )
-    proc = psutil.Process(agent.pid)
-    while True:
-        try:
-            if health(http_port)["broker_connected"]:
+    try:
+        proc = psutil.Process(agent.pid)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if health(http_port)["broker_connected"]:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or agent.poll() is not None:
+                raise RuntimeError(f"the agent did not connect to the broker; see {work / 'agent.log'}")
+            time.sleep(0.1)
+        rss_idle = proc.memory_info().rss
+        io0 = proc.io_counters().write_bytes
+        cpu0 = sum(proc.cpu_times()[:2])
+        t0 = time.perf_counter()
+        pubs = start_publishers(pki, broker, devices, files)
+        rss_max = 0
+        deadline = time.monotonic() + 600
+        while True:
+            h = health(http_port)
+            rss_max = max(rss_max, proc.memory_info().rss)
+            if h["readings_in"] >= total:
                 break
-        except OSError:
-            pass
-        time.sleep(0.1)
-    rss_idle = proc.memory_info().rss
-    io0 = proc.io_counters().write_bytes
-    cpu0 = sum(proc.cpu_times()[:2])
-    t0 = time.perf_counter()
-    pubs = start_publishers(pki, broker, devices, files)
-    rss_max = 0
-    while True:
-        h = health(http_port)
-        rss_max = max(rss_max, proc.memory_info().rss)
-        if h["readings_in"] >= total:
-            break
-        time.sleep(0.2)
-    elapsed = time.perf_counter() - t0
-    cpu = sum(proc.cpu_times()[:2]) - cpu0
-    io = proc.io_counters().write_bytes - io0
-    for p in pubs:
-        p.wait(60)
-    agent.terminate()
-    agent.wait(30)
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the agent committed {h['readings_in']:,} of {total:,} readings in 600 s; "
+                    f"health: {h}"
+                )
+            time.sleep(0.2)
+        elapsed = time.perf_counter() - t0
+        cpu = sum(proc.cpu_times()[:2]) - cpu0
+        io = proc.io_counters().write_bytes - io0
+        for p in pubs:
+            p.wait(60)
+    finally:
+        agent.terminate()
+        agent.wait(30)
     return {
         "rate": total / elapsed,
         "rss_max_mb": rss_max / 1e6,
@@ -204,11 +215,13 @@ def main() -> None:
         broker.start()
         base, agent_runs = [], []
         try:
-            for r in range(args.repeats):
+            for _ in range(args.repeats):
                 files = {}
                 for d in devices:
                     files[d] = work / f"{d}.jsonl"
-                    files[d].write_bytes(make_payloads(args.per_device, int(time.time() * 1000) + r * 10**6))
+                    # Stamped now: every repeat's readings must be within the profile's
+                    # max_future_s of the gateway's clock (an offset of r * 1,000 s was not).
+                    files[d].write_bytes(make_payloads(args.per_device, int(time.time() * 1000)))
                 base.append(run_baseline(pki, broker, devices, files, total))
                 agent_runs.append(run_agent(pki, broker, devices, files, total, work))
         finally:
