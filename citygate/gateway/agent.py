@@ -8,6 +8,7 @@ its batch in flight, the outbox closes. Restart resumes from the outbox.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 
@@ -25,6 +26,7 @@ from citygate.gateway.cloud_client import CloudClient
 from citygate.gateway.forwarder import Forwarder, ForwarderConfig
 from citygate.gateway.health import HealthCollector, HealthSources
 from citygate.gateway.intake import BrokerTls, MqttIntake
+from citygate.gateway.liveness import Deadline
 from citygate.gateway.local_http import LocalHttp
 from citygate.gateway.outbox import Outbox
 from citygate.gateway.pipeline import Pipeline
@@ -112,7 +114,9 @@ class GatewayAgent:
         self._heartbeat_thread = threading.Thread(
             target=self._heartbeats, name="citygate-heartbeat", daemon=True
         )
+        self._heartbeat_progress = Deadline()
         self.heartbeats_ok = 0
+        self._unhealthy_logged: tuple[str, ...] = ()
 
     def _cloud_client(self) -> CloudClient:
         s = self.settings
@@ -125,31 +129,62 @@ class GatewayAgent:
             clock=self.clock,
         )
 
+    def stalled(self) -> list[str]:
+        """The workers that are dead, or stuck: past their promised return by more than
+        ``watchdog_stall_s`` (a stuck thread is still alive; see ``gateway/liveness.py``)."""
+        grace = self.settings.watchdog_stall_s
+        out = [
+            name
+            for name, thread, progress in (
+                ("pipeline", self.pipeline._thread, self.pipeline.progress),
+                ("forwarder", self.forwarder._thread, self.forwarder.progress),
+                ("heartbeat", self._heartbeat_thread, self._heartbeat_progress),
+            )
+            if not thread.is_alive() or progress.overdue_s() > grace
+        ]
+        if not self.intake.alive:
+            out.append("mqtt")
+        return out
+
     def healthy(self) -> bool:
-        return self.pipeline._thread.is_alive() and self.forwarder._thread.is_alive() and self.intake.alive
+        stalled = tuple(self.stalled())
+        if stalled and stalled != self._unhealthy_logged:
+            log.error("agent unhealthy: workers dead or stuck", workers=list(stalled))
+        self._unhealthy_logged = stalled
+        return not stalled
 
     def snapshot(self) -> GatewayHealth:
         return self.health.snapshot()
 
     def _heartbeats(self) -> None:
+        interval = self.settings.heartbeat_interval_s
         # The first one right away: the fleet view learns of a (re)started gateway at once.
         while True:
-            outcome = self._heartbeat_client.post_heartbeat(self.gateway_id, self.health.snapshot())
-            if outcome.ok:
-                self.heartbeats_ok += 1
+            self._heartbeat_progress.within(4 * self.settings.request_timeout_s)
+            try:
+                snapshot = self.health.snapshot()
+            except (sqlite3.Error, OSError, ValueError) as e:  # pydantic's ValidationError too
+                # Not this thread's end: the fleet view would take the gateway for dead.
+                log.error("could not build the heartbeat; trying again next interval", error=str(e))
             else:
-                log.warning("heartbeat failed", status=outcome.status, error=outcome.error)
-            if self._stop.wait(self.settings.heartbeat_interval_s):
+                outcome = self._heartbeat_client.post_heartbeat(self.gateway_id, snapshot)
+                if outcome.ok:
+                    self.heartbeats_ok += 1
+                else:
+                    log.warning("heartbeat failed", status=outcome.status, error=outcome.error)
+            self._heartbeat_progress.within(interval)
+            if self._stop.wait(interval):
+                self._heartbeat_progress.done()
                 return
 
     def start(self) -> None:
         if self.recovered_from is not None:
             log.critical("outbox was corrupt and has been replaced", moved_to=str(self.recovered_from))
-        self.http.start()
         self.forwarder.start()
         self.pipeline.start()
         self.intake.start()
         self._heartbeat_thread.start()
+        self.http.start()  # last: /healthz asks for every worker
         log.info(
             "gateway agent started",
             gateway_id=self.gateway_id,

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import structlog
 
 from citygate.gateway.cloud_client import CloudClient, PostOutcome
+from citygate.gateway.liveness import Deadline
 from citygate.gateway.outbox import DeadLetter, Outbox, OutboxWriteError, StoredReading
 
 log = structlog.get_logger("citygate.gateway.forwarder")
@@ -82,6 +83,7 @@ class Forwarder:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="citygate-forwarder", daemon=True)
+        self.progress = Deadline()
         self._split = config.batch_max_readings  # shrinks while bisecting a rejected batch
         self._drain_tokens = 0.0
         self._drain_at = time.monotonic()
@@ -144,16 +146,28 @@ class Forwarder:
     # -- the loop -----------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self.progress.done()
+
+    def _loop(self) -> None:
+        # httpx's timeout bounds each phase (connect, write, each read), not the request
+        request_bound = 4 * self.client.timeout_s
         while not self._stop.is_set():
+            self.progress.within(request_bound)  # reading the outbox: no wait of its own
             batch = self._next_batch()
             if not batch:
+                self.progress.within(self.config.batch_max_delay_s)
                 self._wake.wait(self.config.batch_max_delay_s)
                 self._wake.clear()
                 continue
             if not self._ready(batch):
+                self.progress.within(0.02)
                 self._stop.wait(0.02)
                 continue
             self.outbox.lease(r.id for r in batch)
+            self.progress.within(request_bound)
             delay = self.send(batch)
             if delay > 0:
                 log.info(
@@ -162,6 +176,7 @@ class Forwarder:
                     status=self.last_status,
                     error=self.last_error,
                 )
+                self.progress.within(delay)
                 self._stop.wait(delay)
 
     def send(self, batch: list[StoredReading]) -> float:
@@ -210,8 +225,12 @@ class Forwarder:
     def _confirmed(self, batch: list[StoredReading], outcome: PostOutcome) -> None:
         assert outcome.result is not None
         rejected = []
+        seen: set[int] = set()
         for rej in outcome.result.rejected:
-            if 0 <= rej.index < len(batch):
+            # The cloud's answer names each rejected reading by its index, once; an index out of
+            # range or repeated would make the outbox's counters wrong, so it is ignored.
+            if 0 <= rej.index < len(batch) and rej.index not in seen:
+                seen.add(rej.index)
                 r = batch[rej.index]
                 rejected.append(
                     DeadLetter(time.time_ns(), r.device_id, f"cloud_{rej.reason}", rej.detail, r.body)

@@ -7,10 +7,15 @@ is acknowledged to the broker only by :meth:`MqttIntake.ack`, which the
 pipeline calls after the reading is committed to the outbox. A kill -9 before
 that leaves the message unacknowledged, and the broker redelivers it.
 
-Acks are tied to the connection they belong to: after a disconnect, the
-broker redelivers every unacknowledged message with new packet ids, so an ack
-for a message of an earlier connection is never sent (it could acknowledge an
-unrelated message that reused the packet id).
+Acks are tied to the connection they belong to: an ack for a message of an
+earlier connection is never sent. After a reconnect the broker delivers again
+what was not acknowledged: with the same packet ids if it kept the session, with
+fresh ones if it lost it (a broker kill -9 before its autosave), and then an old
+ack could acknowledge an unrelated message that reuses the id. The copy
+delivered again is acknowledged once committed; the pipeline's resend check
+keeps a reading with a seq from being stored twice.
+
+Only paho's own thread (``loop_start``) touches the socket; see :meth:`MqttIntake.start`.
 """
 
 from __future__ import annotations
@@ -71,7 +76,10 @@ class _AckBatchingClient(mqtt.Client):
     """
 
     def send_pubacks(self, mids: list[int]) -> None:
-        if mids:
+        # Only while paho's thread runs: without it, _packet_queue writes from the caller's
+        # thread, and a failed write runs on_disconnect there (inside MqttIntake.ack's lock).
+        # Not sent, the messages stay unacknowledged and the broker delivers them again.
+        if mids and self._thread is not None:
             data = b"".join(struct.pack("!BBH", _PUBACK, 2, mid) for mid in mids)
             self._packet_queue(_PUBACK, data, 0, 1)
 
@@ -114,8 +122,8 @@ class MqttIntake:
         self.client_id = client_id
         self.keepalive = keepalive
         self._clock = clock
-        # Bounded: when the pipeline falls behind, paho's thread blocks here and
-        # the broker holds the rest (it sends at most max_inflight unacked).
+        # Bounded: when the pipeline falls behind, paho's thread blocks here and the broker
+        # holds the rest (it sends at most its max_inflight_messages unacknowledged).
         self.messages: queue.Queue[IncomingMessage] = queue.Queue(maxsize=queue_max)
         self._lock = threading.Lock()
         self._generation = 0
@@ -133,7 +141,7 @@ class MqttIntake:
         )
         self._tls = tls
         self._configure_tls()
-        self._client.max_inflight_messages_set(1000)
+        self._client.max_inflight_messages_set(1000)  # our outgoing confirmations to devices
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -185,13 +193,12 @@ class MqttIntake:
         item = IncomingMessage(
             msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, self._clock()
         )
-        while True:
+        while not self._stopping:  # stopping: not acked, the broker delivers it after the restart
             try:
                 self.messages.put(item, timeout=1.0)
                 return
             except queue.Full:
-                if self._stopping:
-                    return  # not acked: the broker redelivers after restart
+                continue
 
     # -- API (other threads) ----------------------------------------------------------
 
@@ -229,7 +236,7 @@ class MqttIntake:
 
     def publish_acks(self, handled: Mapping[str, list[int]]) -> None:
         """End-to-end confirmation: the seqs each device may now let go of, as ranges."""
-        if not self._connected:
+        if not self._connected or not self.alive:
             return  # a device resends what stays unconfirmed; it is acked when committed again
         for device_id, seqs in handled.items():
             for payload in encode_acks(seqs):

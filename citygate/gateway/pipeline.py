@@ -26,6 +26,7 @@ from citygate.contract.wire import ts_to_wire
 from citygate.errors import InventoryError
 from citygate.gateway.dedup import RecentSeqs
 from citygate.gateway.intake import IncomingMessage, MqttIntake
+from citygate.gateway.liveness import Deadline
 from citygate.gateway.outbox import CommitResult, DeadLetter, NewReading, Outbox, OutboxWriteError
 
 log = structlog.get_logger("citygate.gateway.pipeline")
@@ -100,6 +101,7 @@ class Pipeline:
         self._clock = clock
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="citygate-pipeline", daemon=True)
+        self.progress = Deadline()
         self._inventory_mtime = self._mtime()
         self._last_forced_check = 0.0
         self.commits = 0
@@ -229,13 +231,21 @@ class Pipeline:
             except OutboxWriteError as e:
                 self.commit_failures += 1
                 log.error("outbox commit failed; holding the batch and retrying", error=str(e), retry_s=delay)
+                self.progress.within(delay)
                 if self._stop.wait(delay):
                     raise  # stopping: not acked, so the broker delivers it again after the restart
                 delay = min(delay * 2, 5.0)
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self.progress.done()
+
+    def _loop(self) -> None:
         last_inventory_check = time.monotonic()
         while True:
+            self.progress.within(0.1 + self.max_delay)  # a gather; commits get the grace on top
             batch = self._gather()
             if batch:
                 try:
@@ -244,14 +254,14 @@ class Pipeline:
                     log.error("stopped with a batch not committed (outbox cannot write); not acked")
                     return
             now = time.monotonic()
-            due = self.acks.due(now)
+            stopping = self._stop.is_set()
+            # Stopping: the batch in hand is committed and acked; what is still queued is not
+            # acked, and the broker delivers it again after the restart.
+            due = self.acks.due(float("inf") if stopping else now)
             if due:
                 self.intake.publish_acks(due)
+            if stopping:
+                return
             if now - last_inventory_check > 2.0:
                 self._maybe_reload_inventory()
                 last_inventory_check = now
-            if self._stop.is_set() and not batch:
-                final = self.acks.due(float("inf"))
-                if final:
-                    self.intake.publish_acks(final)
-                return
