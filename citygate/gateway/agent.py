@@ -98,6 +98,7 @@ class GatewayAgent:
             ack_interval_s=settings.ack_interval_s,
             on_commit=self.forwarder.notify,
             clock=self.clock.now_ns,
+            clock_trusted=lambda: self.clock.anchored,
         )
         self.health = HealthCollector(
             HealthSources(

@@ -11,7 +11,8 @@ the data centre keeps right). :class:`TrustedClock` anchors that time to the
 monotonic clock, which never jumps, and from then on tells the cloud's time
 carried forward. ``Date`` has one-second resolution, so the gateway's own clock
 is used as long as it agrees within :attr:`TrustedClock.tolerance_ns`; before the
-first answer from the cloud there is nothing better than the gateway's own clock.
+first answer from the cloud there is nothing better than the gateway's own clock,
+so the pipeline does not confirm a rejection for time until then (:attr:`anchored`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ class TrustedClock:
             else:
                 log.info("the gateway's clock agrees with the cloud's again", offset_s=offset_s)
         return trusted if disagrees else wall
+
+    @property
+    def anchored(self) -> bool:
+        """The cloud has answered since the start: a clock to check the gateway's own against."""
+        return self._anchor_ns is not None
 
     def offset_s(self) -> float | None:
         """Local clock minus the cloud's (None until the cloud has answered)."""

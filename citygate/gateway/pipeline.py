@@ -33,6 +33,8 @@ log = structlog.get_logger("citygate.gateway.pipeline")
 
 
 _NOT_CONFIRMED = frozenset({RejectReason.UNKNOWN_DEVICE, RejectReason.UNKNOWN_PROFILE})
+# Judged against the gateway's clock, which may be the wrong one (see clock_trusted).
+_TIME_REASONS = frozenset({RejectReason.TIMESTAMP_IN_FUTURE, RejectReason.TIMESTAMP_TOO_OLD})
 
 
 def seq_of(payload: bytes) -> int | None:
@@ -88,6 +90,7 @@ class Pipeline:
         ack_interval_s: float,
         on_commit: Callable[[], None] = lambda: None,
         clock: Callable[[], int] = time.time_ns,
+        clock_trusted: Callable[[], bool] = lambda: True,
     ) -> None:
         self.intake = intake
         self.outbox = outbox
@@ -99,6 +102,7 @@ class Pipeline:
         self.recent = RecentSeqs()
         self.on_commit = on_commit
         self._clock = clock
+        self._clock_trusted = clock_trusted
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="citygate-pipeline", daemon=True)
         self.progress = Deadline()
@@ -206,8 +210,15 @@ class Pipeline:
                 continue
             dead.append(DeadLetter(m.received_ns, device_id, result.reason.value, result.detail, m.payload))
             # An invalid reading is confirmed too (resending it cannot help); one from a
-            # device the inventory does not know (yet) is not, so the device keeps it.
-            if result.reason not in _NOT_CONFIRMED and (seq := seq_of(m.payload)) is not None:
+            # device the inventory does not know (yet) is not, so the device keeps it. Nor is
+            # one rejected for its time while the gateway has only its own clock (no answer from
+            # the cloud since the start): after a power cut a Pi boots with a stale clock, and
+            # the device resends the reading once the cloud's time is known.
+            if (
+                result.reason not in _NOT_CONFIRMED
+                and (result.reason not in _TIME_REASONS or self._clock_trusted())
+                and (seq := seq_of(m.payload)) is not None
+            ):
                 handled.setdefault(device_id, []).append(seq)
         committed = self._commit(readings, dead, {"resends_not_stored": resends} if resends else None)
         for device_id, seqs in committed.committed.items():

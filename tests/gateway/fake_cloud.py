@@ -9,9 +9,11 @@ so tests can count exactly-once delivery, duplicates and order.
 
 from __future__ import annotations
 
+import email.utils
 import gzip
 import ssl
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -32,6 +34,7 @@ class FakeCloud:
         self.mode = "ok"  # "ok" | "503" | "down"
         self.reject_field: str | None = None  # readings with this field are rejected per reading
         self.peer_ids: set[str] = set()
+        self.date_offset_s = 0.0  # the cloud's clock against this machine's, in its Date header
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(str(cert), str(key))
         ctx.load_verify_locations(str(client_ca))
@@ -51,6 +54,9 @@ class FakeCloud:
 
             def log_message(self, *args):
                 pass
+
+            def date_time_string(self, timestamp=None):
+                return email.utils.formatdate(time.time() + cloud.date_offset_s, usegmt=True)
 
             def _reply(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(code)
