@@ -66,8 +66,10 @@ class GatewaySettings(CitygateSettings):
     # -- health -----------------------------------------------------------------
     heartbeat_interval_s: PositiveFloat = 30.0
     # A worker (pipeline, forwarder, heartbeats) this long past the time it promised to be back
-    # makes the agent unhealthy: /healthz answers 503 and systemd's watchdog restarts it.
-    watchdog_stall_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 120.0
+    # makes the agent unhealthy: /healthz answers 503 and systemd's watchdog restarts it. Generous:
+    # one long commit on slow storage (expiring a large backlog at once) must not look stuck, or
+    # every restart would repeat it.
+    watchdog_stall_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 300.0
     http_host: str = "127.0.0.1"
     http_port: Annotated[int, Field(ge=0, le=65535)] = 9108
 
