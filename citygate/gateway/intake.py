@@ -93,13 +93,8 @@ class _AckBatchingClient(mqtt.Client):
                 on_message(self, self._userdata, message)
 
     @property
-    def network_thread_alive(self) -> bool:
-        """paho's ``loop_start()`` thread runs (paho keeps it in ``_thread`` while it does)."""
-        thread = self._thread
-        return thread is not None and thread.is_alive()
-
-    @property
     def network_thread(self) -> threading.Thread | None:
+        """paho's ``loop_start()`` thread (paho keeps it in ``_thread`` while it runs)."""
         return self._thread
 
 
@@ -209,7 +204,8 @@ class MqttIntake:
     @property
     def alive(self) -> bool:
         """The network thread runs (if it died, nothing comes in: the agent is not healthy)."""
-        return self._client.network_thread_alive
+        thread = self._client.network_thread
+        return thread is not None and thread.is_alive()
 
     def start(self) -> None:
         # connect_async + loop_start: the first connection and every reconnect happen in

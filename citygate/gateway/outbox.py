@@ -460,7 +460,7 @@ class Outbox:
             deleted, _ = self._delete_ids(db, list(ids))
             if deadletters:
                 self._add_deadletters(db, deadletters, counts)
-            counts["readings_out"] = max(0, deleted - len(deadletters))
+            counts["readings_out"] = deleted - len(deadletters)
             counts["forwarded_batches"] = 1
             self._bump(counts)
             db.execute(
