@@ -14,6 +14,7 @@ import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from citygate.cli import cli_errors
 
@@ -98,6 +99,9 @@ def status(
         ]
         rows += [(f"rejected: {k}", f"{v:,}") for k, v in sorted(doc["rejected"].items())]
         rows += [(f"dropped: {k}", f"{v:,}") for k, v in sorted(doc["dropped"].items())]
+        rows += [(f"held: {k}", f"{v:,}") for k, v in sorted(doc.get("held", {}).items())]
+        if doc.get("held"):
+            rows.append(("oldest held", _fmt_age(doc.get("oldest_held_age_s"))))
         for k, v in rows:
             t.add_row(k, v)
         console.print(t)
@@ -146,3 +150,203 @@ def deadletters(
                 d.payload[:80].decode("utf-8", "replace"),
             )
         console.print(t)
+
+
+held_app = typer.Typer(
+    help="Readings the cloud refused for a reason the gateway does not share, kept in the outbox.",
+    no_args_is_help=True,
+)
+app.add_typer(held_app, name="held")
+
+ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Only held readings of this reason.")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="Only held readings of this device.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")]
+
+
+@held_app.command("list")
+def held_list(
+    config: ConfigOpt = None,
+    reason: ReasonOpt = None,
+    device: DeviceOpt = None,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Readings to show (0: totals only).")] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """How many readings are held, by reason, and the oldest of them."""
+    from citygate.gateway.outbox import Outbox
+    from citygate.gateway.settings import GatewaySettings
+
+    with cli_errors():
+        s = GatewaySettings.load(config)
+        outbox = Outbox(s.outbox_path, s.outbox_limits())
+        try:
+            groups = outbox.held_groups()
+            items = outbox.held_readings(limit, reason=reason, device_id=device) if limit else []
+        finally:
+            outbox.close()
+        now = dt.datetime.now(dt.UTC).timestamp()
+        if as_json:
+            doc = {
+                "groups": [
+                    {
+                        "reason": g.reason,
+                        "count": g.count,
+                        "bytes": g.bytes,
+                        "devices": g.devices,
+                        "oldest_age_s": round(now - g.oldest_received_ns / 1e9, 3),
+                    }
+                    for g in groups
+                ],
+                "readings": [
+                    {
+                        "device_id": r.device_id,
+                        "seq": r.seq,
+                        "received": _iso(r.received_ns),
+                        "reason": why,
+                        "detail": detail,
+                        "next_retry": _iso(retry_ns) if retry_ns else "now",
+                        "attempts": attempts,
+                        "body": r.body.decode("utf-8", "replace"),
+                    }
+                    for r, why, detail, retry_ns, attempts in items
+                ],
+            }
+            typer.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+            return
+        total = sum(g.count for g in groups)
+        if not total:
+            console.print("nothing held")
+            return
+        t = Table(title=f"held readings: {total:,}")
+        for col in ("reason", "readings", "devices", "oldest"):
+            t.add_column(col, justify="left" if col == "reason" else "right")
+        for g in groups:
+            t.add_row(g.reason, f"{g.count:,}", f"{g.devices:,}", _fmt_age(now - g.oldest_received_ns / 1e9))
+        console.print(t)
+        if items:
+            t = Table(title=f"oldest {len(items)} held readings")
+            for col in ("received (UTC)", "device", "seq", "reason", "attempts", "detail"):
+                t.add_column(col, overflow="fold")
+            for r, why, detail, _, attempts in items:
+                t.add_row(
+                    f"{dt.datetime.fromtimestamp(r.received_ns / 1e9, dt.UTC):%Y-%m-%d %H:%M:%S}",
+                    Text(r.device_id),
+                    str(r.seq),
+                    why,
+                    str(attempts),
+                    Text(detail),
+                )
+            console.print(t)
+
+
+def _iso(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _held_action(config: Path | None, reason: str | None, device: str | None, yes: bool, verb: str) -> int:
+    from citygate.gateway.outbox import Outbox
+    from citygate.gateway.settings import GatewaySettings
+
+    s = GatewaySettings.load(config)
+    outbox = Outbox(s.outbox_path, s.outbox_limits())
+    try:
+        matching = outbox.count_held(reason=reason, device_id=device)
+        what = " ".join(
+            x for x in (f"reason {reason}" if reason else "", f"device {device}" if device else "") if x
+        )
+        scope = f" ({what})" if what else " (all)"
+        if not matching:
+            console.print(f"no held readings match{scope}")
+            return 0
+        if not yes and not typer.confirm(f"{verb} {matching:,} held readings{scope}?"):
+            raise typer.Exit(1)
+        if verb == "retry":
+            return outbox.retry_held_now(reason=reason, device_id=device)
+        return outbox.discard_held(reason=reason, device_id=device)
+    finally:
+        outbox.close()
+
+
+@held_app.command("release")
+def held_release(
+    config: ConfigOpt = None, reason: ReasonOpt = None, device: DeviceOpt = None, yes: YesOpt = False
+) -> None:
+    """Send held readings to the cloud again now (after fixing what the cloud lacked)."""
+    with cli_errors():
+        n = _held_action(config, reason, device, yes, "retry")
+        console.print(f"{n:,} held readings will be sent again within seconds (the agent picks them up)")
+
+
+@held_app.command("discard")
+def held_discard(
+    config: ConfigOpt = None, reason: ReasonOpt = None, device: DeviceOpt = None, yes: YesOpt = False
+) -> None:
+    """Give held readings up: they move to the dead letters, counted as dropped.operator_discarded."""
+    with cli_errors():
+        n = _held_action(config, reason, device, yes, "discard")
+        console.print(f"{n:,} held readings discarded (now in the dead letters)")
+
+
+@app.command("check-config")
+def check_config(
+    config: ConfigOpt = None,
+    cloud_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--cloud-config",
+            exists=True,
+            dir_okay=False,
+            help="The cloud's TOML ([cloud]): warn where its windows disagree with this gateway's.",
+        ),
+    ] = None,
+) -> None:
+    """Load the configuration and the files it names, then exit (0 if the agent would start)."""
+    import tomllib
+
+    from citygate.contract.inventory import Inventory
+    from citygate.contract.profiles import ProfileRegistry
+    from citygate.gateway.agent import gateway_id_from_cert
+    from citygate.gateway.settings import GatewaySettings
+
+    with cli_errors():
+        s = GatewaySettings.load(config)
+        gateway_id = gateway_id_from_cert(s)
+        ProfileRegistry(extra_dirs=s.profiles_dirs)
+        devices = len(Inventory.load(s.inventory))
+        typer.echo(
+            f"configuration OK: gateway {gateway_id}, {devices} devices; windows: "
+            f"max_past_s={s.max_past_s:g}, max_future_s={s.max_future_s:g}, "
+            f"outbox_max_age_s={s.outbox_max_age_s:g}"
+        )
+        if cloud_config is not None:
+            cloud = tomllib.loads(cloud_config.read_text()).get("cloud", {})
+            for warning in window_warnings(
+                gateway={
+                    "max_past_s": s.max_past_s,
+                    "max_future_s": s.max_future_s,
+                    "outbox_max_age_s": s.outbox_max_age_s,
+                },
+                cloud=cloud,
+            ):
+                typer.echo(f"WARNING: {warning}")
+
+
+# The cloud's defaults (citygate.cloud.settings), read here without importing the cloud.
+_CLOUD_WINDOW_DEFAULTS = {"max_past_s": 30 * 86400.0, "max_future_s": 300.0, "max_buffered_s": 30 * 86400.0}
+
+
+def window_warnings(gateway: dict[str, float], cloud: dict[str, object]) -> list[str]:
+    """Where the cloud would refuse what this gateway takes and holds (docs/GATEWAY.md)."""
+    c = {k: float(cloud.get(k, d)) for k, d in _CLOUD_WINDOW_DEFAULTS.items()}  # type: ignore[arg-type]
+    out = []
+    for gw_key, cloud_key, what in (
+        ("max_past_s", "max_past_s", "readings this old at the gateway are refused by the cloud"),
+        ("max_future_s", "max_future_s", "readings this far ahead at the gateway are refused by the cloud"),
+        ("outbox_max_age_s", "max_buffered_s", "readings buffered this long are refused by the cloud"),
+    ):
+        if gateway[gw_key] > c[cloud_key]:
+            out.append(
+                f"gateway {gw_key} = {gateway[gw_key]:g} s > cloud {cloud_key} = {c[cloud_key]:g} s: {what}; "
+                f"they would be held until outbox_max_age_s drops them. Raise the cloud's {cloud_key} "
+                f"or lower the gateway's {gw_key}."
+            )
+    return out

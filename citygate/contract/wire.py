@@ -8,9 +8,18 @@ gateway's validation. ``ts`` is epoch milliseconds when the time is a whole
 millisecond, else an RFC 3339 string with nanoseconds, so no precision is lost
 on the way.
 
+Each reading also carries ``received_ms``, when the gateway received it (its
+trusted clock, epoch ms): the cloud judges a reading's age against that, not
+against when the batch arrives, so a reading fresh at the gateway stays good
+however long the gateway buffered it (within the cloud's ``max_buffered_s``).
+
 The answer (:class:`IngestResult`) names every rejected reading by its index
-in the batch, with the reason; the gateway dead-letters those and deletes the
-batch only on a 2xx. 503 and 429 come with ``Retry-After``.
+in the batch, with the reason, and carries the cloud's ``contract_version``
+(a digest of its inventory and profiles). A refusal the gateway would also
+have made is final (dead-lettered); any other is held in the gateway's outbox
+and retried, at once when ``contract_version`` changes (docs/GATEWAY.md,
+"Held readings"). The batch is deleted from the outbox only on a 2xx. 503 and
+429 come with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -32,6 +41,11 @@ HEARTBEAT_PATH = "/v1/gateways/{gateway_id}/heartbeat"
 
 ReadingValue = float | int | bool | str
 
+# Reasons the cloud gives beside citygate.contract.validation.RejectReason's.
+WRITE_REJECTED = "write_rejected"  # the database refused the point
+RECEIVED_IN_FUTURE = "received_in_future"  # received_ms ahead of the cloud's clock
+RECEIVED_TOO_OLD = "received_too_old"  # buffered at the gateway longer than max_buffered_s
+
 
 def ts_to_wire(ts_ns: int) -> int | str:
     """Epoch ms when exact, else RFC 3339 with nanoseconds (UTC)."""
@@ -52,6 +66,9 @@ class WireReading(BaseModel):
     ts: int | str
     seq: int | None = None
     readings: dict[str, ReadingValue]
+    # When the gateway received it (epoch ms, the gateway's trusted clock); absent from
+    # gateways older than this field, and then the batch's arrival stands in.
+    received_ms: int | None = None
 
 
 class IngestBatch(BaseModel):
@@ -68,7 +85,7 @@ class RejectedReading(BaseModel):
 
     index: int
     device_id: str
-    reason: str  # a citygate.contract.validation.RejectReason value, or "write_rejected"
+    reason: str  # a citygate.contract.validation.RejectReason value, or one of the constants above
     detail: str
 
 
@@ -81,6 +98,19 @@ class IngestResult(BaseModel):
     gateway_id: str
     accepted: int
     rejected: list[RejectedReading] = []
+    # Changes whenever the cloud's inventory or profiles change: the gateway then retries
+    # the readings it holds for a refusal it did not foresee.
+    contract_version: str | None = None
+
+
+class HeartbeatAnswer(BaseModel):
+    """The 200 answer to a heartbeat (``contract_version`` as in :class:`IngestResult`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    gateway_id: str
+    stored: bool
+    contract_version: str | None = None
 
 
 class GatewayHealth(BaseModel):
@@ -96,6 +126,9 @@ class GatewayHealth(BaseModel):
     dropped: dict[str, Annotated[int, Field(ge=0)]] = {}
     outbox_depth: Annotated[int, Field(ge=0)]
     outbox_bytes: Annotated[int, Field(ge=0)]
+    # Readings the cloud refused for a reason the gateway did not foresee, held by reason.
+    held: dict[str, Annotated[int, Field(ge=0)]] = {}
+    oldest_held_age_s: Annotated[float | None, Field(ge=0, allow_inf_nan=False)] = None
     oldest_unsent_age_s: Annotated[float | None, Field(ge=0, allow_inf_nan=False)] = None
     last_forward_at: dt.datetime | None = None
     disk_free_bytes: Annotated[int, Field(ge=0)]

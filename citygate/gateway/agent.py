@@ -64,7 +64,11 @@ class GatewayAgent:
         validator = Validator(
             registry,
             Inventory.load(settings.inventory),
-            ValidationLimits(max_payload_bytes=settings.max_payload_bytes),
+            ValidationLimits(
+                max_payload_bytes=settings.max_payload_bytes,
+                max_past_s=settings.max_past_s,
+                max_future_s=settings.max_future_s,
+            ),
         )
         self.intake = MqttIntake(
             host=settings.broker_host,
@@ -85,8 +89,10 @@ class GatewayAgent:
                 backoff_initial_s=settings.backoff_initial_s,
                 backoff_max_s=settings.backoff_max_s,
                 drain_max_rate=settings.drain_max_rate,
+                held_retry_s=settings.held_retry_s,
             ),
             clock=self.clock.now_ns,
+            recheck=lambda r: self.pipeline.would_refuse(r.body, r.received_ns),
         )
         self.pipeline = Pipeline(
             intake=self.intake,
@@ -171,6 +177,7 @@ class GatewayAgent:
                 outcome = self._heartbeat_client.post_heartbeat(self.gateway_id, snapshot)
                 if outcome.ok:
                     self.heartbeats_ok += 1
+                    self.forwarder.observe_contract_version(outcome.contract_version)
                 else:
                     log.warning("heartbeat failed", status=outcome.status, error=outcome.error)
             self._heartbeat_progress.within(interval)

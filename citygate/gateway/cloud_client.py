@@ -16,7 +16,7 @@ import httpx
 import orjson
 import structlog
 
-from citygate.contract.wire import HEARTBEAT_PATH, INGEST_PATH, GatewayHealth, IngestResult
+from citygate.contract.wire import HEARTBEAT_PATH, INGEST_PATH, GatewayHealth, HeartbeatAnswer, IngestResult
 from citygate.gateway.clock import TrustedClock
 
 log = structlog.get_logger("citygate.gateway.cloud_client")
@@ -30,6 +30,7 @@ class PostOutcome:
     result: IngestResult | None = None
     retry_after_s: float | None = None
     error: str | None = None
+    contract_version: str | None = None  # from a heartbeat's answer (an ingest answer has it in result)
 
     @property
     def ok(self) -> bool:
@@ -120,7 +121,13 @@ class CloudClient:
             )
         except (httpx.HTTPError, ssl.SSLError, OSError) as e:
             return PostOutcome(status=None, error=f"{type(e).__name__}: {e}")
-        return PostOutcome(resp.status_code, error=None if resp.is_success else resp.text[:500])
+        if not resp.is_success:
+            return PostOutcome(resp.status_code, error=resp.text[:500])
+        try:
+            version = HeartbeatAnswer.model_validate_json(resp.content).contract_version
+        except ValueError:
+            version = None  # stored all the same; an older cloud answers without it
+        return PostOutcome(resp.status_code, contract_version=version)
 
     def close(self) -> None:
         if self._client is not None:

@@ -11,13 +11,22 @@ arrival order, which is each device's order.
 Failures: no answer or 5xx -> jittered exponential backoff, the same rows are
 sent again (the cloud's writes are idempotent); 4xx for the whole batch ->
 the batch is split until the reading at fault is alone, and that reading is
-dead-lettered instead of blocking the queue; 401/403 -> retried with backoff
-and logged loudly (an authentication problem must not cost data).
+judged like a per-reading refusal; 401/403 -> retried with backoff and logged
+loudly (an authentication problem must not cost data).
+
+A reading the cloud refuses is dead-lettered only if the gateway, judging it
+again now with its own inventory and profiles as of when it received it,
+would refuse it too. Any other refusal means the cloud and the gateway
+disagree (inventory, profiles, window, database): the reading was confirmed
+to its device, so it is held in the outbox and tried again every
+``held_retry_s``, and at once when the cloud's ``contract_version`` changes
+(docs/GATEWAY.md, "Held readings").
 """
 
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 import uuid
@@ -26,14 +35,22 @@ from dataclasses import dataclass
 
 import structlog
 
+from citygate.contract.validation import Rejection
 from citygate.gateway.cloud_client import CloudClient, PostOutcome
 from citygate.gateway.liveness import Deadline
-from citygate.gateway.outbox import DeadLetter, Outbox, OutboxWriteError, StoredReading
+from citygate.gateway.outbox import DeadLetter, Hold, Outbox, OutboxWriteError, StoredReading
 
 log = structlog.get_logger("citygate.gateway.forwarder")
 
 _AUTH_STATUSES = frozenset({401, 403})
 _RETRY_STATUSES = frozenset({408, 425, 429})
+_HELD_CHECK_S = 5.0  # how often to look for held readings that are due (a cheap indexed query)
+_REASON_CHARS = re.compile(r"[^a-z0-9_]")
+
+
+def reason_label(cloud_reason: str) -> str:
+    """The cloud's reason as a counter label: ``cloud_<reason>``, [a-z0-9_], at most 40 chars."""
+    return ("cloud_" + _REASON_CHARS.sub("_", cloud_reason.lower()))[:40]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +61,7 @@ class ForwarderConfig:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 60.0
     drain_max_rate: float = 0.0  # readings/s of backlog; 0 = no cap
+    held_retry_s: float = 300.0  # held readings are tried again this often
 
 
 class Backoff:
@@ -74,8 +92,10 @@ class Forwarder:
         client: CloudClient,
         config: ForwarderConfig,
         clock: Callable[[], int] = time.time_ns,
+        recheck: Callable[[StoredReading], Rejection | None] = lambda r: None,
     ) -> None:
         self.outbox = outbox
+        self.recheck = recheck  # the gateway's own verdict on a reading the cloud refused
         self._clock = clock  # the time received_ns was stamped with
         self.client = client
         self.config = config
@@ -93,6 +113,9 @@ class Forwarder:
         self.batches_failed = 0
         self.cloud_reachable = False
         self.on_batch: Callable[[int], None] = lambda n: None
+        self._next_held_check = 0.0  # monotonic; 0 = now
+        self._contract_lock = threading.Lock()
+        self.contract_version: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -107,6 +130,25 @@ class Forwarder:
 
     def notify(self) -> None:
         """Called by the pipeline after each commit."""
+        self._wake.set()
+
+    def observe_contract_version(self, version: str | None) -> None:
+        """The cloud's inventory and profiles as of its last answer (ingest or heartbeat): when
+        they change, what the gateway holds is tried again at once."""
+        if version is None:
+            return
+        with self._contract_lock:
+            if version == self.contract_version:
+                return
+            self.contract_version = version
+        try:
+            n = self.outbox.retry_held_now()
+        except OutboxWriteError as e:
+            log.error("could not schedule held readings for a retry", error=str(e))
+            return
+        if n:
+            log.info("cloud contract changed; retrying held readings now", held=n, contract_version=version)
+        self._next_held_check = 0.0
         self._wake.set()
 
     # -- batch selection ----------------------------------------------------------------
@@ -156,6 +198,10 @@ class Forwarder:
         request_bound = 4 * self.client.timeout_s
         while not self._stop.is_set():
             self.progress.within(request_bound)  # reading the outbox: no wait of its own
+            delay = self._send_held()
+            if delay > 0:
+                self._back_off(delay)
+                continue
             batch = self._next_batch()
             if not batch:
                 self.progress.within(self.config.batch_max_delay_s)
@@ -170,23 +216,41 @@ class Forwarder:
             self.progress.within(request_bound)
             delay = self.send(batch)
             if delay > 0:
-                log.info(
-                    "forward failed; backing off",
-                    delay_s=round(delay, 2),
-                    status=self.last_status,
-                    error=self.last_error,
-                )
-                self.progress.within(delay)
-                self._stop.wait(delay)
+                self._back_off(delay)
 
-    def send(self, batch: list[StoredReading]) -> float:
-        """Send one batch; returns how long to wait before the next attempt (0 = go on)."""
+    def _back_off(self, delay: float) -> None:
+        log.info(
+            "forward failed; backing off",
+            delay_s=round(delay, 2),
+            status=self.last_status,
+            error=self.last_error,
+        )
+        self.progress.within(delay)
+        self._stop.wait(delay)
+
+    def _send_held(self) -> float:
+        """Send one batch of held readings if some are due (looked for every few seconds, or
+        at once after a contract change); the wait before the next attempt, as :meth:`send`."""
+        now = time.monotonic()
+        if now < self._next_held_check:
+            return 0.0
+        batch = self.outbox.held_due(self._split, self._clock())
+        # A full batch: more may be due, look again after the next live batch.
+        self._next_held_check = now if len(batch) >= self._split else now + _HELD_CHECK_S
+        if not batch:
+            return 0.0
+        self.outbox.lease_held(r.id for r in batch)
+        return self.send(batch, held=True)
+
+    def send(self, batch: list[StoredReading], *, held: bool = False) -> float:
+        """Send one batch (of held readings if ``held``); returns how long to wait before the
+        next attempt (0 = go on)."""
         batch_id = uuid.uuid4().hex
         outcome = self.client.post_batch(batch_id, [r.body for r in batch])
         self.last_status = outcome.status
         if outcome.ok and outcome.result is not None:
             try:
-                self._confirmed(batch, outcome)
+                self._confirmed(batch, outcome, held)
             except OutboxWriteError as e:
                 # Delivered but not recorded (disk full?): it goes again later; the database keeps
                 # one point per (series, time), so a second delivery is not a duplicate.
@@ -209,36 +273,59 @@ class Forwarder:
         # Another 4xx: something in this batch is unacceptable as a whole.
         if len(batch) > 1:
             self._split = max(1, len(batch) // 2)
+            if held:
+                self._next_held_check = 0.0  # bisect the held batch without waiting
             return 0.0
-        r = batch[0]
-        letter = DeadLetter(
-            time.time_ns(), r.device_id, f"cloud_{status}", (outcome.error or "")[:1000], r.body
-        )
         try:
-            self.outbox.confirm([r.id], [letter])
+            self._settle(batch, [(0, f"http_{status}", (outcome.error or "")[:1000])], held)
         except OutboxWriteError as e:
-            log.error("could not dead-letter a refused reading; will retry", error=str(e))
+            log.error("could not record a refused reading; will retry", error=str(e))
             return self.backoff.next_delay(None)
-        log.warning("cloud refused a reading; dead-lettered", device_id=r.device_id, status=status)
         return 0.0
 
-    def _confirmed(self, batch: list[StoredReading], outcome: PostOutcome) -> None:
+    def _confirmed(self, batch: list[StoredReading], outcome: PostOutcome, held: bool) -> None:
         assert outcome.result is not None
-        rejected = []
-        seen: set[int] = set()
-        for rej in outcome.result.rejected:
-            # The cloud's answer names each rejected reading by its index, once; an index out of
-            # range or repeated would make the outbox's counters wrong, so it is ignored.
-            if 0 <= rej.index < len(batch) and rej.index not in seen:
-                seen.add(rej.index)
-                r = batch[rej.index]
-                rejected.append(
-                    DeadLetter(time.time_ns(), r.device_id, f"cloud_{rej.reason}", rej.detail, r.body)
-                )
-        self.outbox.confirm([r.id for r in batch], rejected)
+        self._settle(batch, [(r.index, r.reason, r.detail) for r in outcome.result.rejected], held)
         self.backoff.reset()
         self._split = self.config.batch_max_readings
         self.batches_ok += 1
         self.cloud_reachable = True
         self.last_error = None
         self.on_batch(len(batch))
+        self.observe_contract_version(outcome.result.contract_version)
+
+    def _settle(self, batch: list[StoredReading], refusals: list[tuple[int, str, str]], held: bool) -> None:
+        """Record the cloud's answer: stored rows go, refusals are dead-lettered or held."""
+        dead: list[tuple[int, DeadLetter]] = []
+        holds: list[Hold] = []
+        seen: set[int] = set()
+        now = time.time_ns()
+        for index, reason, detail in refusals:
+            # The cloud's answer names each rejected reading by its index, once; an index out of
+            # range or repeated would make the outbox's counters wrong, so it is ignored.
+            if not 0 <= index < len(batch) or index in seen:
+                continue
+            seen.add(index)
+            r = batch[index]
+            label = reason_label(reason)
+            own = self.recheck(r)
+            if own is None:  # the gateway would take it: the two disagree, keep it
+                holds.append(Hold(r.id, label, detail))
+                continue
+            why = f"{detail} (the gateway refuses it too: {own.reason.value}: {own.detail})"
+            dead.append((r.id, DeadLetter(now, r.device_id, label, why[:1000], r.body)))
+        retry_ns = self._clock() + int(self.config.held_retry_s * 1e9)
+        ids = [r.id for r in batch]
+        if held:
+            self.outbox.settle_held(ids, dead, holds, retry_ns=retry_ns)
+        else:
+            self.outbox.confirm(ids, [d for _, d in dead], holds, retry_ns=retry_ns)
+        if holds:
+            log.warning(
+                "cloud refused readings the gateway would take; held",
+                held=len(holds),
+                reasons=sorted({h.reason for h in holds}),
+                retry_in_s=self.config.held_retry_s,
+            )
+        if dead:
+            log.warning("cloud refused readings; dead-lettered", dead_lettered=len(dead))

@@ -53,6 +53,12 @@ class HealthCollector:
             dropped={k.split(".", 1)[1]: v for k, v in counters.items() if k.startswith("dropped.")},
             outbox_depth=stats.depth,
             outbox_bytes=stats.bytes,
+            held=stats.held,
+            oldest_held_age_s=(
+                max(0.0, (now_ns - stats.oldest_held_received_ns) / 1e9)
+                if stats.oldest_held_received_ns
+                else None
+            ),
             oldest_unsent_age_s=(
                 max(0.0, (now_ns - stats.oldest_received_ns) / 1e9) if stats.oldest_received_ns else None
             ),

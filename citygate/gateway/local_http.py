@@ -43,10 +43,19 @@ class _HealthCollector(Collector):
         for reason, n in sorted(h.dropped.items()):
             dropped.add_metric([reason], n)
         yield dropped
+        held = GaugeMetricFamily(
+            "citygate_gateway_held",
+            "Readings held because the cloud refused them for a reason the gateway does not share",
+            labels=["reason"],
+        )
+        for reason, n in sorted(h.held.items()):
+            held.add_metric([reason], n)
+        yield held
         for name, doc, value in (
             ("outbox_depth", "Readings waiting in the outbox", h.outbox_depth),
             ("outbox_bytes", "Bytes of readings waiting in the outbox", h.outbox_bytes),
             ("oldest_unsent_age_seconds", "Age of the oldest unsent reading", h.oldest_unsent_age_s or 0.0),
+            ("oldest_held_age_seconds", "Age of the oldest held reading", h.oldest_held_age_s or 0.0),
             (
                 "last_forward_timestamp_seconds",
                 "Time of the last confirmed batch",

@@ -9,6 +9,13 @@ same transactions as the rows they count, so they stay exact across kill -9.
 Bounds: total bytes, age of the oldest row, and free disk. When a bound is hit
 the configured overflow policy applies (see :class:`OverflowPolicy`), and
 every reading it costs is counted by reason.
+
+Held readings: a reading the cloud refused for a reason the gateway did not
+foresee (its inventory, profiles, window or database disagree with the
+gateway's) moves to the ``held`` table instead of being deleted. It is retried
+on a slow schedule, at once when the cloud's contract changes, and leaves only
+when the cloud stores it, an operator discards it, or the same bounds as every
+other reading drop it (counted). See docs/GATEWAY.md, "Held readings".
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from citygate.errors import CitygateError
 
 log = structlog.get_logger("citygate.gateway.outbox")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the held table (created in place in a version-1 outbox)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -58,7 +65,29 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS held (
+    id INTEGER PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    seq INTEGER,
+    received_ns INTEGER NOT NULL,
+    body BLOB NOT NULL,               -- the wire form, as in readings
+    reason TEXT NOT NULL,             -- cloud_<the cloud's reason>
+    detail TEXT NOT NULL,
+    held_ns INTEGER NOT NULL,         -- first held
+    retry_ns INTEGER NOT NULL,        -- next attempt
+    attempts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS held_by_retry ON held(retry_ns);
+CREATE INDEX IF NOT EXISTS held_by_received ON held(received_ns);
+CREATE INDEX IF NOT EXISTS held_by_reason ON held(reason, received_ns);
 """
+
+# The bytes a row is counted for: payload plus a fixed allowance for the row, id and index
+# overhead. In SQL for the sums and deletes, in Python for new rows; the two must agree.
+# (Queries built with f-strings below interpolate only constants like this one and "?"
+# placeholders, never a value: hence their noqa S608.)
+_ROW_SIZE_SQL = "length(body) + length(device_id) + 40"
+_ROW_OVERHEAD = 40
 
 
 class OverflowPolicy(StrEnum):
@@ -113,6 +142,26 @@ class StoredReading:
 
 
 @dataclass(frozen=True, slots=True)
+class Hold:
+    """A reading of the batch in flight that the cloud refused and the gateway keeps."""
+
+    id: int
+    reason: str  # cloud_<the cloud's reason>
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class HeldGroup:
+    """Held readings of one reason (the operator's view)."""
+
+    reason: str
+    count: int
+    bytes: int
+    oldest_received_ns: int
+    devices: int
+
+
+@dataclass(frozen=True, slots=True)
 class CommitResult:
     stored: int
     refused: int  # refused by the overflow policy (not stored)
@@ -126,6 +175,8 @@ class OutboxStats:
     oldest_received_ns: int | None
     deadletters: int
     counters: dict[str, int]
+    held: dict[str, int]  # reason -> readings held now
+    oldest_held_received_ns: int | None
 
 
 class OutboxCorruptError(Exception):
@@ -141,8 +192,7 @@ class OutboxWriteError(CitygateError):
 
 
 def _row_size(r: NewReading) -> int:
-    # Payload plus a fixed allowance for the row, id and index overhead.
-    return len(r.body) + len(r.device_id) + 40
+    return len(r.body) + len(r.device_id) + _ROW_OVERHEAD
 
 
 class Outbox:
@@ -164,13 +214,23 @@ class Outbox:
             "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
         depth, size = self._db.execute(
-            "SELECT count(*), coalesce(sum(length(body) + length(device_id) + 40), 0) FROM readings"
+            f"SELECT count(*), coalesce(sum({_ROW_SIZE_SQL}), 0) FROM readings"  # noqa: S608
         ).fetchone()
         self._depth: int = depth
         self._bytes: int = size
+        self._held_bytes = 0
+        self.refresh_held_bytes()
         # Rows of the batch on its way to the cloud: the overflow and age policies never drop
         # them (a reading counted as dropped must really be gone, not delivered a moment later).
         self._leased: frozenset[int] = frozenset()
+        self._leased_held: frozenset[int] = frozenset()  # the same, for a batch of held rows
+
+    def refresh_held_bytes(self) -> None:
+        """Re-read the held rows' size (an operator's ``citygate gateway held discard`` changes
+        it from another process; until then the bound errs on the side of less room)."""
+        with self._lock:
+            (size,) = self._db.execute(f"SELECT coalesce(sum({_ROW_SIZE_SQL}), 0) FROM held").fetchone()  # noqa: S608
+            self._held_bytes = size
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -228,13 +288,13 @@ class Outbox:
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; on any failure (COMMIT included) rolled back, in memory too."""
-        depth, size = self._depth, self._bytes
+        depth, size, held = self._depth, self._bytes, self._held_bytes
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
             self._db.execute("COMMIT")
         except BaseException as e:
-            self._depth, self._bytes = depth, size
+            self._depth, self._bytes, self._held_bytes = depth, size, held
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             if isinstance(e, sqlite3.OperationalError):
@@ -331,21 +391,22 @@ class Outbox:
             self._bump(counts)
 
     def _room(self, db: sqlite3.Connection, free_disk: int | None) -> int:
-        room = self.limits.max_bytes - self._bytes
+        room = self.limits.max_bytes - self._bytes - self._held_bytes
         if free_disk is None:
             free_disk = disk_free(self.path.parent)
         room = min(room, free_disk - self.limits.min_free_disk_bytes)
         return max(room, 0)
 
     def _drop_oldest(self, db: sqlite3.Connection, nbytes: int) -> int:
-        dropped = 0
-        freed = 0
+        """Free ``nbytes``, oldest readings first, held or not (held ones older than the oldest
+        unsent reading go first, then unsent ones, then the remaining held ones)."""
+        first = db.execute("SELECT received_ns FROM readings ORDER BY id LIMIT 1").fetchone()
+        dropped, freed = self._drop_held(db, nbytes, before_ns=first[0] if first else None)
         after = 0
         leased = self._leased
         while freed < nbytes:
             rows = db.execute(
-                "SELECT id, length(body) + length(device_id) + 40 FROM readings WHERE id > ? "
-                "ORDER BY id LIMIT 1000",
+                f"SELECT id, {_ROW_SIZE_SQL} FROM readings WHERE id > ? ORDER BY id LIMIT 1000",  # noqa: S608
                 (after,),
             ).fetchall()
             if not rows:
@@ -362,16 +423,49 @@ class Outbox:
             if victims:
                 n, _ = self._delete_ids(db, victims)
                 dropped += n
+        if freed < nbytes:
+            n, size = self._drop_held(db, nbytes - freed, before_ns=None)
+            dropped += n
         return dropped
+
+    def _drop_held(self, db: sqlite3.Connection, nbytes: int, before_ns: int | None) -> tuple[int, int]:
+        """Delete the oldest held rows (received before ``before_ns``) until ``nbytes`` are freed."""
+        rows = freed = 0
+        cursor = (-1, -1)
+        leased = self._leased_held
+        while freed < nbytes:
+            page = db.execute(
+                f"SELECT id, received_ns, {_ROW_SIZE_SQL} FROM held WHERE (received_ns, id) > (?, ?) "  # noqa: S608
+                "ORDER BY received_ns, id LIMIT 1000",
+                cursor,
+            ).fetchall()
+            if not page:
+                break
+            victims = []
+            done = False
+            for rid, received, size in page:
+                cursor = (received, rid)
+                if (before_ns is not None and received >= before_ns) or freed >= nbytes:
+                    done = True
+                    break
+                if rid not in leased:
+                    victims.append((rid,))
+                    freed += size
+            db.executemany("DELETE FROM held WHERE id = ?", victims)
+            rows += len(victims)
+            if done:
+                break
+        self._held_bytes -= freed
+        return rows, freed
 
     def _expire(self, db: sqlite3.Connection, now_ns: int) -> dict[str, int]:
         # Rows arrive in received order: look at the oldest one, and only if it is
         # too old look further (this runs at every commit, so it must be cheap).
         cutoff = now_ns - int(self.limits.max_age_s * 1e9)
+        expired = self._expire_held(db, cutoff)
         oldest = db.execute("SELECT received_ns FROM readings ORDER BY id LIMIT 1").fetchone()
         if oldest is None or oldest[0] >= cutoff:
-            return {}
-        expired = 0
+            return {"dropped.max_age": expired} if expired else {}
         after = 0
         leased = self._leased
         while True:
@@ -389,12 +483,24 @@ class Outbox:
                 break
         return {"dropped.max_age": expired} if expired else {}
 
+    def _expire_held(self, db: sqlite3.Connection, cutoff: int) -> int:
+        (oldest,) = db.execute("SELECT min(received_ns) FROM held").fetchone()
+        if oldest is None or oldest >= cutoff:
+            return 0
+        rows = db.execute(
+            f"SELECT id, {_ROW_SIZE_SQL} FROM held WHERE received_ns < ?",  # noqa: S608
+            (cutoff,),
+        ).fetchall()
+        old = [(rid,) for rid, _ in rows if rid not in self._leased_held]
+        db.executemany("DELETE FROM held WHERE id = ?", old)
+        self._held_bytes -= sum(size for rid, size in rows if rid not in self._leased_held)
+        return len(old)
+
     def _delete_ids(self, db: sqlite3.Connection, ids: list[int]) -> tuple[int, int]:
         rows = bytes_ = 0
         for lo, hi in _runs(sorted(ids)):
             n, size = db.execute(
-                "SELECT count(*), coalesce(sum(length(body) + length(device_id) + 40), 0) "
-                "FROM readings WHERE id BETWEEN ? AND ?",
+                f"SELECT count(*), coalesce(sum({_ROW_SIZE_SQL}), 0) FROM readings WHERE id BETWEEN ? AND ?",  # noqa: S608
                 (lo, hi),
             ).fetchone()
             db.execute("DELETE FROM readings WHERE id BETWEEN ? AND ?", (lo, hi))
@@ -452,23 +558,177 @@ class Outbox:
         with self._lock:
             self._leased = frozenset(ids)
 
-    def confirm(self, ids: Iterable[int], deadletters: Sequence[DeadLetter] = ()) -> int:
-        """The cloud confirmed a batch: delete its rows; dead-letter those it rejected."""
+    def confirm(
+        self,
+        ids: Iterable[int],
+        deadletters: Sequence[DeadLetter] = (),
+        holds: Sequence[Hold] = (),
+        *,
+        retry_ns: int = 0,
+    ) -> int:
+        """The cloud answered a batch: delete its rows, dead-letter those it refused for good,
+        and move those it refused for a reason the gateway did not foresee to ``held``, to be
+        tried again from ``retry_ns``. One transaction: nothing is deleted that is not stored,
+        dead-lettered or held."""
         counts: dict[str, int] = {}
+        ids = list(ids)
         with self._lock, self._tx() as db:
             self._leased = frozenset()
-            deleted, _ = self._delete_ids(db, list(ids))
+            if holds:
+                now = time.time_ns()
+                id_list = ",".join(str(int(h.id)) for h in holds)
+                rows = {
+                    rid: (dev, seq, received, body)
+                    for rid, dev, seq, received, body in db.execute(
+                        f"SELECT id, device_id, seq, received_ns, body FROM readings WHERE id IN ({id_list})"  # noqa: S608
+                    )
+                }
+                db.executemany(
+                    "INSERT INTO held(device_id, seq, received_ns, body, reason, detail, held_ns, retry_ns, "
+                    "attempts) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                    [(*rows[h.id], h.reason, h.detail[:1000], now, retry_ns) for h in holds if h.id in rows],
+                )
+                self._held_bytes += sum(
+                    len(rows[h.id][3]) + len(rows[h.id][0]) + _ROW_OVERHEAD for h in holds if h.id in rows
+                )
+                for h in holds:
+                    counts[f"held_in.{h.reason}"] = counts.get(f"held_in.{h.reason}", 0) + 1
+            deleted, _ = self._delete_ids(db, ids)
             if deadletters:
                 self._add_deadletters(db, deadletters, counts)
-            counts["readings_out"] = deleted - len(deadletters)
+            counts["readings_out"] = deleted - len(deadletters) - len(holds)
             counts["forwarded_batches"] = 1
             self._bump(counts)
-            db.execute(
-                "INSERT INTO meta(key, value) VALUES('last_forward_ns', ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (str(time.time_ns()),),
-            )
+            self._set_last_forward(db)
         return deleted
+
+    @staticmethod
+    def _set_last_forward(db: sqlite3.Connection) -> None:
+        db.execute(
+            "INSERT INTO meta(key, value) VALUES('last_forward_ns', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (str(time.time_ns()),),
+        )
+
+    # -- held readings --------------------------------------------------------------
+
+    def lease_held(self, ids: Iterable[int]) -> None:
+        """As :meth:`lease`, for a batch of held rows (until :meth:`settle_held`)."""
+        with self._lock:
+            self._leased_held = frozenset(ids)
+
+    def held_due(self, limit: int, now_ns: int) -> list[StoredReading]:
+        """Held readings whose next attempt is due, oldest first (ids are the held table's)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, device_id, seq, received_ns, body FROM held WHERE retry_ns <= ? "
+                "ORDER BY retry_ns, id LIMIT ?",
+                (now_ns, limit),
+            ).fetchall()
+        return [StoredReading(*r) for r in rows]
+
+    def settle_held(
+        self,
+        ids: Iterable[int],
+        deadletters: Sequence[tuple[int, DeadLetter]] = (),
+        holds: Sequence[Hold] = (),
+        *,
+        retry_ns: int,
+    ) -> None:
+        """The cloud answered a batch of held readings: delete those it stored, dead-letter
+        those it refused for good, and keep the rest (reason updated) until ``retry_ns``."""
+        counts: dict[str, int] = {}
+        kept = {h.id for h in holds}
+        gone = [i for i in ids if i not in kept]
+        with self._lock, self._tx() as db:
+            self._leased_held = frozenset()
+            if holds:
+                db.executemany(
+                    "UPDATE held SET reason = ?, detail = ?, retry_ns = ?, attempts = attempts + 1 "
+                    "WHERE id = ?",
+                    [(h.reason, h.detail[:1000], retry_ns, h.id) for h in holds],
+                )
+            stored = self._delete_held(db, gone)
+            if deadletters:
+                self._add_deadletters(db, [d for _, d in deadletters], counts)
+            counts["readings_out"] = stored - len(deadletters)
+            counts["held_stored"] = stored - len(deadletters)
+            self._bump(counts)
+            self._set_last_forward(db)
+
+    def _delete_held(self, db: sqlite3.Connection, ids: Sequence[int]) -> int:
+        n = 0
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            count, size = db.execute(
+                f"SELECT count(*), coalesce(sum({_ROW_SIZE_SQL}), 0) FROM held WHERE id IN ({marks})",  # noqa: S608
+                chunk,
+            ).fetchone()
+            db.execute(f"DELETE FROM held WHERE id IN ({marks})", chunk)  # noqa: S608
+            n += count
+            self._held_bytes -= size
+        return n
+
+    def retry_held_now(self, *, reason: str | None = None, device_id: str | None = None) -> int:
+        """Make held readings due now (all, or of one reason and/or device); how many."""
+        where, args = _held_filter(reason, device_id)
+        with self._lock, self._tx() as db:
+            return db.execute(f"UPDATE held SET retry_ns = 0{where}", args).rowcount  # noqa: S608
+
+    def discard_held(
+        self,
+        *,
+        reason: str | None = None,
+        device_id: str | None = None,
+        note: str = "discarded by an operator",
+    ) -> int:
+        """Give held readings up (an operator's decision): they move to the dead letters with
+        their reason, counted as ``dropped.operator_discarded``. How many."""
+        where, args = _held_filter(reason, device_id)
+        counts: dict[str, int] = {}
+        with self._lock, self._tx() as db:
+            rows = db.execute(
+                f"SELECT id, device_id, received_ns, reason, detail, body FROM held{where}",  # noqa: S608
+                args,
+            ).fetchall()
+            letters = [
+                DeadLetter(received, dev, reason_, f"{note}; held for: {detail}", body)
+                for _, dev, received, reason_, detail, body in rows
+            ]
+            self._delete_held(db, [r[0] for r in rows])
+            self._add_deadletters(db, letters, counts)
+            # Counted as dropped, not as rejected: the cloud never said these were final.
+            counts = {k: v for k, v in counts.items() if not k.startswith("rejected.")}
+            counts["dropped.operator_discarded"] = len(rows)
+            self._bump(counts)
+        return len(rows)
+
+    def count_held(self, *, reason: str | None = None, device_id: str | None = None) -> int:
+        where, args = _held_filter(reason, device_id)
+        with self._lock:
+            (n,) = self._db.execute(f"SELECT count(*) FROM held{where}", args).fetchone()  # noqa: S608
+        return int(n)
+
+    def held_groups(self) -> list[HeldGroup]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT reason, count(*), coalesce(sum({_ROW_SIZE_SQL}), 0), min(received_ns), "  # noqa: S608
+                "count(DISTINCT device_id) FROM held GROUP BY reason ORDER BY count(*) DESC"
+            ).fetchall()
+        return [HeldGroup(*r) for r in rows]
+
+    def held_readings(
+        self, limit: int, *, reason: str | None = None, device_id: str | None = None
+    ) -> list[tuple[StoredReading, str, str, int, int]]:
+        """(reading, reason, detail, retry_ns, attempts) of held rows, oldest first."""
+        where, args = _held_filter(reason, device_id)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, device_id, seq, received_ns, body, reason, detail, retry_ns, attempts "  # noqa: S608
+                f"FROM held{where} ORDER BY received_ns, id LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        return [(StoredReading(*r[:5]), r[5], r[6], r[7], r[8]) for r in rows]
 
     # -- reads --------------------------------------------------------------------
 
@@ -478,12 +738,17 @@ class Outbox:
             row = db.execute("SELECT received_ns FROM readings ORDER BY id LIMIT 1").fetchone()
             (dl,) = db.execute("SELECT count(*) FROM deadletters").fetchone()
             counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
+            held = db.execute(
+                "SELECT reason, count(*), min(received_ns) FROM held GROUP BY reason"
+            ).fetchall()
             return OutboxStats(
                 depth=self._depth,
                 bytes=self._bytes,
                 oldest_received_ns=row[0] if row else None,
                 deadletters=dl,
                 counters=counters,
+                held={reason: n for reason, n, _ in held},
+                oldest_held_received_ns=min((oldest for _, _, oldest in held), default=None),
             )
 
     def last_forward_ns(self) -> int | None:
@@ -512,6 +777,22 @@ def _fit(readings: Sequence[NewReading], room: int) -> list[NewReading]:
         room -= size
         out.append(r)
     return out
+
+
+def _held_filter(reason: str | None, device_id: str | None) -> tuple[str, tuple[str, ...]]:
+    clauses, args = [], []
+    if reason is not None:
+        clauses.append("reason = ?")
+        args.append(reason)
+    if device_id is not None:
+        clauses.append("device_id = ?")
+        args.append(device_id)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
+
+
+def _chunks(items: list[int], n: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
 
 
 def _runs(ids: list[int]) -> Iterator[tuple[int, int]]:

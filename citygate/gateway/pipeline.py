@@ -47,11 +47,32 @@ def seq_of(payload: bytes) -> int | None:
     return seq if type(seq) is int and seq >= 0 else None
 
 
-def wire_body(r: Reading) -> bytes:
+def wire_body(r: Reading, received_ns: int) -> bytes:
     """The reading as it travels to the cloud (citygate.contract.wire.WireReading)."""
     return orjson.dumps(
-        {"device_id": r.device_id, "ts": ts_to_wire(r.ts_ns), "seq": r.seq, "readings": r.values}
+        {
+            "device_id": r.device_id,
+            "ts": ts_to_wire(r.ts_ns),
+            "seq": r.seq,
+            "readings": r.values,
+            "received_ms": received_ns // 1_000_000,
+        }
     )
+
+
+def recheck(validator: Validator, body: bytes, received_ns: int) -> Rejection | None:
+    """The gateway's own verdict, now, on a stored reading (its wire form) as of when it was
+    received: the rejection the gateway would make, or None if it would take it. A refusal
+    by the cloud that the gateway would not make is not final (docs/GATEWAY.md, "Held readings")."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return Rejection(RejectReason.MALFORMED_JSON, "the stored wire form is not JSON")
+    if not isinstance(doc, dict) or not isinstance(device_id := doc.pop("device_id", None), str):
+        return Rejection(RejectReason.BAD_SHAPE, "the stored wire form has no device_id")
+    doc.pop("received_ms", None)
+    result = validator.validate_obj(device_id, doc, received_ns)
+    return result if isinstance(result, Rejection) else None
 
 
 @dataclass
@@ -119,6 +140,11 @@ class Pipeline:
         """Finish the group in hand (commit + ack), then stop."""
         self._stop.set()
         self._thread.join(timeout)
+
+    def would_refuse(self, body: bytes, received_ns: int) -> Rejection | None:
+        """:func:`recheck` with the current inventory (any thread: the validator is replaced
+        whole, never changed in place)."""
+        return recheck(self.validator, body, received_ns)
 
     def _mtime(self) -> float:
         try:
@@ -204,7 +230,9 @@ class Pipeline:
                     handled.setdefault(device_id, []).append(result.seq)
                     resends += 1
                     continue
-                readings.append(NewReading(device_id, result.seq, m.received_ns, wire_body(result)))
+                readings.append(
+                    NewReading(device_id, result.seq, m.received_ns, wire_body(result, m.received_ns))
+                )
                 if result.seq is not None:
                     ts_of[device_id, result.seq] = result.ts_ns
                 continue

@@ -37,6 +37,14 @@ class GatewaySettings(CitygateSettings):
     inventory: Path
     profiles_dirs: tuple[Path, ...] = ()
     max_payload_bytes: Annotated[int, Field(ge=256, le=1_048_576)] = 8192
+    # The gateway's time window: a reading's timestamp may be at most this far behind (or
+    # ahead of) the moment the gateway receives it. The cloud judges the same reading against
+    # the same moment with its own max_past_s / max_future_s, which should be at least these
+    # (`citygate gateway check-config --cloud-config` and `citygate cloud check-config
+    # --gateway-config` warn when they are not): a reading taken here and refused there is
+    # held, not lost, but it is not stored either.
+    max_past_s: Annotated[float, Field(ge=0, le=10 * 365 * 86400, allow_inf_nan=False)] = 30 * 86400.0
+    max_future_s: Annotated[float, Field(ge=0, le=86400, allow_inf_nan=False)] = 300.0
 
     # -- outbox -----------------------------------------------------------------
     state_dir: Path
@@ -62,6 +70,10 @@ class GatewaySettings(CitygateSettings):
     backoff_max_s: PositiveFloat = 60.0
     # Cap on the backlog drain rate (readings/s); 0 = as fast as the cloud accepts.
     drain_max_rate: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    # Readings the cloud refused for a reason the gateway does not share (docs/GATEWAY.md,
+    # "Held readings") are tried again this often, and at once when the cloud's inventory or
+    # profiles change.
+    held_retry_s: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 300.0
 
     # -- health -----------------------------------------------------------------
     heartbeat_interval_s: PositiveFloat = 30.0

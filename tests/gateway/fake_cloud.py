@@ -33,6 +33,8 @@ class FakeCloud:
         self.heartbeats: list[dict] = []
         self.mode = "ok"  # "ok" | "503" | "down"
         self.reject_field: str | None = None  # readings with this field are rejected per reading
+        self.reject_devices: set[str] = set()  # readings of these devices: unknown_device
+        self.contract_version = "v1"  # in every answer, as the real cloud's inventory digest
         self.peer_ids: set[str] = set()
         self.date_offset_s = 0.0  # the cloud's clock against this machine's, in its Date header
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -76,7 +78,8 @@ class FakeCloud:
                 if self.path.endswith("/heartbeat"):
                     with cloud.lock:
                         cloud.heartbeats.append(orjson.loads(raw) | {"_cn": cn})
-                    return self._reply(204, b"")
+                    answer = {"gateway_id": cn, "stored": True, "contract_version": cloud.contract_version}
+                    return self._reply(200, orjson.dumps(answer), {"Content-Type": "application/json"})
                 if self.headers.get("Content-Encoding") == "gzip":
                     raw = gzip.decompress(raw)
                 doc = orjson.loads(raw)
@@ -84,6 +87,16 @@ class FakeCloud:
                 with cloud.lock:
                     cloud.peer_ids.add(cn)
                     for i, r in enumerate(doc["readings"]):
+                        if r["device_id"] in cloud.reject_devices:
+                            rejected.append(
+                                {
+                                    "index": i,
+                                    "device_id": r["device_id"],
+                                    "reason": "unknown_device",
+                                    "detail": "test rejection",
+                                }
+                            )
+                            continue
                         if cloud.reject_field and cloud.reject_field in r["readings"]:
                             rejected.append(
                                 {
@@ -104,6 +117,7 @@ class FakeCloud:
                         "gateway_id": cn or "?",
                         "accepted": accepted,
                         "rejected": rejected,
+                        "contract_version": cloud.contract_version,
                     }
                 )
                 self._reply(200, body, {"Content-Type": "application/json"})

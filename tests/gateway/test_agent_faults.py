@@ -99,23 +99,6 @@ def test_cloud_503_with_retry_after_holds_data(rig_factory):
     assert rig.cloud.count() == 20
 
 
-def test_cloud_rejected_readings_go_to_dead_letters_not_back_to_the_queue(rig_factory):
-    rig = rig_factory()
-    rig.cloud.reject_field = "battery"
-    rig.agent.start()
-    for seq in range(10):
-        rig.publish(GW_DEVICES[3], reading(seq))
-    rig.publish(
-        GW_DEVICES[3],
-        b'{"ts": %d, "seq": 10, "readings": {"level": 1.0, "battery": 50.0}}' % int(time.time() * 1000),
-    )
-    h = rig.agent.wait_for(
-        lambda h: h["outbox_depth"] == 0 and h["readings_out"] == 10,
-        what="delivered with one cloud rejection",
-    )
-    assert h["rejected"] == {"cloud_out_of_range": 1}
-
-
 def test_corrupt_outbox_is_moved_aside_and_the_agent_runs(rig_factory):
     rig = rig_factory()
     state = rig.workdir / "state"
