@@ -285,6 +285,9 @@ class Forwarder:
 
     def _confirmed(self, batch: list[StoredReading], outcome: PostOutcome, held: bool) -> None:
         assert outcome.result is not None
+        # First: a contract change makes what was held before due; what this answer holds
+        # was judged by the new contract already.
+        self.observe_contract_version(outcome.result.contract_version)
         self._settle(batch, [(r.index, r.reason, r.detail) for r in outcome.result.rejected], held)
         self.backoff.reset()
         self._split = self.config.batch_max_readings
@@ -292,7 +295,6 @@ class Forwarder:
         self.cloud_reachable = True
         self.last_error = None
         self.on_batch(len(batch))
-        self.observe_contract_version(outcome.result.contract_version)
 
     def _settle(self, batch: list[StoredReading], refusals: list[tuple[int, str, str]], held: bool) -> None:
         """Record the cloud's answer: stored rows go, refusals are dead-lettered or held."""
