@@ -35,11 +35,45 @@ def run(
 @app.command("check-config")
 def check_config(
     config: Annotated[Path | None, typer.Option("--config", "-c", exists=True, dir_okay=False)] = None,
+    gateway_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--gateway-config",
+            help=(
+                "A gateway's TOML config ([gateway] section): warn where its time windows or "
+                "outbox age exceed what this cloud accepts (such readings would be held at the gateway)."
+            ),
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
-    """Load the configuration and the files it names, then exit (0 if the service would start)."""
+    """Load the configuration and the files it names, then exit (0 if the service would start).
+
+    Prints the cloud's time windows; with --gateway-config, one WARNING line per
+    disagreement with that gateway (the exit code stays 0).
+    """
     from citygate.cloud.app import create_app
     from citygate.cloud.settings import CloudSettings
+    from citygate.config import read_toml_section
+    from citygate.contract import windows
+    from citygate.errors import ConfigError
 
     with cli_errors():
-        create_app(CloudSettings.load(config))
+        settings = CloudSettings.load(config)
+        create_app(settings)
+        cloud = {k: float(getattr(settings, k)) for k in windows.CLOUD_DEFAULTS}
         typer.echo("configuration OK")
+        typer.echo(windows.describe("cloud", cloud))
+        if gateway_config is not None:
+            # Read as plain TOML: checking a gateway file must not need the gateway's code.
+            section = read_toml_section(gateway_config, "gateway")
+            if not section:
+                raise ConfigError(f"{gateway_config} has no [gateway] section; is it a gateway config?")
+            gateway = windows.read_windows(section, windows.GATEWAY_DEFAULTS, f"{gateway_config} [gateway]")
+            typer.echo(windows.describe(f"gateway {gateway_config}", gateway))
+            warnings = windows.window_warnings(gateway, cloud)
+            for warning in warnings:
+                typer.echo(warning)
+            if not warnings:
+                typer.echo("the gateway's windows are within the cloud's: nothing it accepts would be held")

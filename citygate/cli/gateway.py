@@ -300,10 +300,11 @@ def check_config(
     ] = None,
 ) -> None:
     """Load the configuration and the files it names, then exit (0 if the agent would start)."""
-    import tomllib
-
+    from citygate.config import read_toml_section
+    from citygate.contract import windows as w
     from citygate.contract.inventory import Inventory
     from citygate.contract.profiles import ProfileRegistry
+    from citygate.errors import ConfigError
     from citygate.gateway.agent import gateway_id_from_cert
     from citygate.gateway.settings import GatewaySettings
 
@@ -318,35 +319,14 @@ def check_config(
             f"outbox_max_age_s={s.outbox_max_age_s:g}"
         )
         if cloud_config is not None:
-            cloud = tomllib.loads(cloud_config.read_text()).get("cloud", {})
-            for warning in window_warnings(
-                gateway={
-                    "max_past_s": s.max_past_s,
-                    "max_future_s": s.max_future_s,
-                    "outbox_max_age_s": s.outbox_max_age_s,
-                },
-                cloud=cloud,
-            ):
-                typer.echo(f"WARNING: {warning}")
-
-
-# The cloud's defaults (citygate.cloud.settings), read here without importing the cloud.
-_CLOUD_WINDOW_DEFAULTS = {"max_past_s": 30 * 86400.0, "max_future_s": 300.0, "max_buffered_s": 30 * 86400.0}
-
-
-def window_warnings(gateway: dict[str, float], cloud: dict[str, object]) -> list[str]:
-    """Where the cloud would refuse what this gateway takes and holds (docs/GATEWAY.md)."""
-    c = {k: float(cloud.get(k, d)) for k, d in _CLOUD_WINDOW_DEFAULTS.items()}  # type: ignore[arg-type]
-    out = []
-    for gw_key, cloud_key, what in (
-        ("max_past_s", "max_past_s", "readings this old at the gateway are refused by the cloud"),
-        ("max_future_s", "max_future_s", "readings this far ahead at the gateway are refused by the cloud"),
-        ("outbox_max_age_s", "max_buffered_s", "readings buffered this long are refused by the cloud"),
-    ):
-        if gateway[gw_key] > c[cloud_key]:
-            out.append(
-                f"gateway {gw_key} = {gateway[gw_key]:g} s > cloud {cloud_key} = {c[cloud_key]:g} s: {what}; "
-                f"they would be held until outbox_max_age_s drops them. Raise the cloud's {cloud_key} "
-                f"or lower the gateway's {gw_key}."
-            )
-    return out
+            section = read_toml_section(cloud_config, "cloud")
+            if not section:
+                raise ConfigError(f"{cloud_config} has no [cloud] section; is it a cloud config?")
+            gateway = {k: float(getattr(s, k)) for k in w.GATEWAY_DEFAULTS}
+            cloud = w.read_windows(section, w.CLOUD_DEFAULTS, f"{cloud_config} [cloud]")
+            typer.echo(w.describe(f"cloud {cloud_config}", cloud))
+            warnings = w.window_warnings(gateway, cloud)
+            for warning in warnings:
+                typer.echo(warning)
+            if not warnings:
+                typer.echo("the gateway's windows are within the cloud's: nothing it accepts would be held")

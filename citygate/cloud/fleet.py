@@ -50,8 +50,13 @@ def heartbeat_line(gateway_id: str, health: GatewayHealth, cert_not_after: dt.da
         "broker_connected": health.broker_connected,
         "cert_days_left_reported": float(health.cert_days_left),
         "cert_not_after_ns": _to_ns(cert_not_after),
+        "oldest_held_age_s": None if health.oldest_held_age_s is None else float(health.oldest_held_age_s),
     }
-    for prefix, counts in (("rejected_", health.rejected), ("dropped_", health.dropped)):
+    for prefix, counts in (
+        ("rejected_", health.rejected),
+        ("dropped_", health.dropped),
+        ("held_", health.held),
+    ):
         if len(counts) > MAX_REASONS:
             raise HeartbeatError(f"at most {MAX_REASONS} {prefix.rstrip('_')} reasons")
         for reason, n in counts.items():
@@ -85,6 +90,11 @@ class GatewayStatus(BaseModel):
     last_forward_at: str | None
     drops: dict[str, int]
     rejected: dict[str, int]
+    # Readings the cloud refused that the gateway holds and retries, by reason (e.g.
+    # cloud_unknown_device); their sum; the age of the oldest one.
+    held: dict[str, int]
+    held_total: int
+    oldest_held_age_s: float | None
     cert_days_left: float | None
     agent_version: str | None
     broker_connected: bool | None
@@ -148,6 +158,7 @@ def gateway_status(
         status = "stale"
     drops = {k[8:]: int(v) for k, v in row.items() if k.startswith("dropped_") and v is not None}
     rejected = {k[9:]: int(v) for k, v in row.items() if k.startswith("rejected_") and v is not None}
+    held = {k[5:]: int(v) for k, v in row.items() if k.startswith("held_") and v is not None}
     not_after = row.get("cert_not_after_ns")
     last_fwd = row.get("last_forward_ns")
 
@@ -170,6 +181,9 @@ def gateway_status(
         last_forward_at=_iso(int(last_fwd)) if isinstance(last_fwd, int | float) else None,
         drops=drops,
         rejected=rejected,
+        held=held,
+        held_total=sum(held.values()),
+        oldest_held_age_s=num("oldest_held_age_s"),
         cert_days_left=(
             round((int(not_after) - now_ns) / _NS / 86400, 2) if isinstance(not_after, int | float) else None
         ),

@@ -8,6 +8,10 @@ rejection and the rest of the batch goes on (DESIGN guarantee 4).
 
 Every reading is validated again with the gateway's own validator
 (:meth:`Validator.validate_obj`): the cloud trusts no gateway's validation.
+Its time window is judged against the reading's ``received_ms`` (when the
+gateway received it) rather than against the batch's arrival, so a reading
+buffered through an outage stays good; ``received_ms`` itself must lie within
+``max_future_s`` ahead of and ``max_buffered_s`` behind the cloud's clock.
 The batch is parsed with orjson and checked by hand rather than through the
 pydantic model, which costs more than everything else on this path together;
 the checks are those of :class:`citygate.contract.wire.IngestBatch`.
@@ -15,6 +19,7 @@ the checks are those of :class:`citygate.contract.wire.IngestBatch`.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import zlib
 from collections import Counter
@@ -25,12 +30,12 @@ import orjson
 
 from citygate.cloud.lineprotocol import ReadingEncoder
 from citygate.contract.validation import Reading, Rejection, Validator
-from citygate.contract.wire import RejectedReading
+from citygate.contract.wire import RECEIVED_IN_FUTURE, RECEIVED_TOO_OLD, RejectedReading
 
 _BATCH_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 # Parsing allocates a Python object of ~30-70 bytes per JSON value: 30 MiB of "[]," would
 # become a gigabyte. Every value but the first follows a ',' or a ':', so counting those
-# bounds the values before parsing. A wire reading with F fields has 2F + 6 of them.
+# bounds the values before parsing. A wire reading with F fields has 2F + 8 of them.
 VALUES_PER_READING = 128
 _BATCH_KEYS = frozenset({"batch_id", "readings"})
 
@@ -120,14 +125,32 @@ class PreparedBatch:
     received: int = 0
 
 
+DEFAULT_MAX_BUFFERED_S = 30 * 86400.0
+_NS = 1_000_000_000
+
+
 def prepare(
-    batch_id: str, raw_readings: list[Any], validator: Validator, encoder: ReadingEncoder, now_ns: int
+    batch_id: str,
+    raw_readings: list[Any],
+    validator: Validator,
+    encoder: ReadingEncoder,
+    now_ns: int,
+    *,
+    max_buffered_s: float = DEFAULT_MAX_BUFFERED_S,
 ) -> PreparedBatch:
-    """Validate each reading; line protocol for the good ones, rejections for the rest."""
+    """Validate each reading; line protocol for the good ones, rejections for the rest.
+
+    A reading with ``received_ms`` is validated as of that time (the gateway's
+    receive time), after checking that the gateway did not receive it in the
+    cloud's future (beyond ``max_future_s``: its clock is ahead) nor longer ago
+    than ``max_buffered_s``. Without it (older gateways) ``now_ns`` stands in.
+    """
     out = PreparedBatch(batch_id=batch_id, received=len(raw_readings))
     inventory = validator.inventory
     validate = validator.validate_obj
     line = encoder.line
+    max_future_ns = int(validator.limits.max_future_s * _NS)
+    max_buffered_ns = int(max_buffered_s * _NS)
     meta: dict[str, tuple[str | None, str | None]] = {}  # device -> (site, district), per batch
     for i, r in enumerate(raw_readings):
         if r.__class__ is not dict:
@@ -137,7 +160,42 @@ def prepare(
         if not isinstance(device_id, str) or not device_id:
             _reject(out, i, "", "bad_shape", "a reading needs a non-empty string device_id")
             continue
-        result: Reading | Rejection = validate(device_id, r, now_ns)
+        received_ms = r.pop("received_ms", None)
+        at_ns = now_ns
+        if received_ms is not None:
+            if received_ms.__class__ is not int:
+                _reject(
+                    out,
+                    i,
+                    device_id[:64],
+                    "bad_shape",
+                    f"'received_ms' must be an integer (epoch milliseconds), got {_kind(received_ms)}",
+                )
+                continue
+            at_ns = received_ms * 1_000_000
+            if at_ns > now_ns + max_future_ns:
+                _reject(
+                    out,
+                    i,
+                    device_id[:64],
+                    RECEIVED_IN_FUTURE,
+                    f"received_ms {_fmt_ts(at_ns)} is {_fmt_dur(at_ns - now_ns)} ahead of the cloud's "
+                    f"clock {_fmt_ts(now_ns)} (limit max_future_s = {_fmt_dur(max_future_ns)}): "
+                    "the gateway's clock is ahead by about that much; check its time synchronisation",
+                )
+                continue
+            if at_ns < now_ns - max_buffered_ns:
+                _reject(
+                    out,
+                    i,
+                    device_id[:64],
+                    RECEIVED_TOO_OLD,
+                    f"received_ms {_fmt_ts(at_ns)} is {_fmt_dur(now_ns - at_ns)} before the cloud's "
+                    f"clock {_fmt_ts(now_ns)}: the gateway held this reading longer than the cloud's "
+                    f"max_buffered_s = {_fmt_dur(max_buffered_ns)}",
+                )
+                continue
+        result: Reading | Rejection = validate(device_id, r, at_ns)
         if isinstance(result, Rejection):
             _reject(out, i, device_id[:64], result.reason.value, result.detail)
             continue
@@ -154,3 +212,33 @@ def prepare(
 def _reject(out: PreparedBatch, index: int, device_id: str, reason: str, detail: str) -> None:
     out.rejected.append(RejectedReading(index=index, device_id=device_id, reason=reason, detail=detail))
     out.reasons[reason] += 1
+
+
+def _kind(v: object) -> str:
+    if isinstance(v, str):
+        return f"a string {v[:24]!r}"
+    if isinstance(v, bool | float):
+        return f"{v!r}"
+    if isinstance(v, list | dict):
+        return "an array" if isinstance(v, list) else "an object"
+    return f"a {type(v).__name__}"
+
+
+def _fmt_ts(ns: int) -> str:
+    try:
+        secs, frac = divmod(ns, _NS)
+        t = dt.datetime.fromtimestamp(secs, tz=dt.UTC)
+    except (OverflowError, ValueError, OSError):
+        return f"{ns // 1_000_000} ms since the epoch"
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{frac // 1_000_000:03d}Z"
+
+
+def _fmt_dur(ns: int) -> str:
+    if ns >= 10**27:  # ns / _NS would overflow a float
+        return "more than 10**18 s"
+    s = ns / _NS
+    if s >= 86400 * 365 * 1000:
+        return f"{s:.3g} s"
+    if s >= 86400:
+        return f"{s:.0f} s ({s / 86400:.1f} days)"
+    return f"{s:.3f} s"

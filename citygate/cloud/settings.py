@@ -56,7 +56,12 @@ class CloudSettings(CitygateSettings):
     max_decompressed_bytes: Annotated[int, Field(ge=1024)] = wire.MAX_DECOMPRESSED_BYTES
     max_batch_readings: Annotated[int, Field(ge=1, le=100_000)] = wire.MAX_BATCH_READINGS
     max_future_s: Annotated[float, Field(ge=0, le=86400)] = 300.0
-    max_past_s: Annotated[float, Field(ge=0, le=10 * 365 * 86400)] = 30 * 86400.0
+    max_past_s: Annotated[float, Field(ge=0, le=10 * 365 * 86400)] = 30 * 86400.0  # see contract/windows.py
+    # The window above is judged against when the gateway received a reading (its received_ms),
+    # not when the batch arrives: a gateway may buffer readings through an outage. This is how
+    # long the cloud accepts that a gateway held one (received_ms older than this:
+    # received_too_old). Keep it at least the gateways' outbox_max_age_s.
+    max_buffered_s: Annotated[float, Field(ge=0, le=10 * 365 * 86400, allow_inf_nan=False)] = 30 * 86400.0
 
     # -- InfluxDB ---------------------------------------------------------------
     influx_api: Literal["v1", "v2"] = "v1"

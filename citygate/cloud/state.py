@@ -7,14 +7,18 @@ data live in the database, so replicas behind a load balancer agree.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+import orjson
 import structlog
 
 from citygate.cloud.auth import CertificateVerifier, TokenAuth, file_key
 from citygate.cloud.influx_v1 import InfluxV1Sink
+from citygate.cloud.ingest import DEFAULT_MAX_BUFFERED_S
 from citygate.cloud.lineprotocol import ReadingEncoder
 from citygate.cloud.metrics import CloudMetrics
 from citygate.cloud.settings import CloudSettings
@@ -27,17 +31,74 @@ from citygate.errors import ConfigError, InventoryError
 log = structlog.get_logger("citygate.cloud")
 
 
+def profiles_digest(registry: ProfileRegistry) -> bytes:
+    """A digest of every profile the registry holds: name, version and whole definition."""
+    h = hashlib.blake2b(digest_size=32, person=b"citygate-prof")
+    for profile in registry:  # sorted by (name, version)
+        doc = orjson.dumps(profile.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        h.update(f"{profile.name}\0{profile.version}\0{len(doc)}\0".encode())
+        h.update(doc)
+    return h.digest()
+
+
+def contract_version(inventory_data: bytes, profiles: bytes, window: Mapping[str, float]) -> str:
+    """16 hex characters naming what this cloud accepts: the inventory file's bytes, the
+    profiles (:func:`profiles_digest`) and the time window.
+
+    Content only (no inode, mtime or path), so replicas with the same files and settings
+    agree, and rewriting a file with the same bytes changes nothing.
+    """
+    h = hashlib.blake2b(digest_size=8, person=b"citygate-cv1")
+    h.update(len(inventory_data).to_bytes(8, "big"))
+    h.update(inventory_data)
+    h.update(profiles)
+    h.update(orjson.dumps(dict(window), option=orjson.OPT_SORT_KEYS))
+    return h.hexdigest()
+
+
+def _read_inventory(path: Path) -> tuple[Inventory, bytes]:
+    """The inventory and the bytes it was parsed from; a missing file is empty (as Inventory.load)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Inventory(), b""
+    except OSError as e:
+        raise InventoryError(f"cannot read inventory {path}: {e}") from e
+    return Inventory.from_json(data, source=str(path)), data
+
+
 class InventoryHolder:
-    """The validator for the current inventory file, re-read when the file changes."""
+    """The validator for the current inventory file, re-read when the file changes.
+
+    ``contract_version`` is recomputed on each (re)load, never per request.
+    """
 
     def __init__(
-        self, path: Path, registry: ProfileRegistry, limits: ValidationLimits, every_s: float
+        self,
+        path: Path,
+        registry: ProfileRegistry,
+        limits: ValidationLimits,
+        every_s: float,
+        *,
+        max_buffered_s: float = DEFAULT_MAX_BUFFERED_S,
     ) -> None:
         self._path = path
         self._every_s = every_s
         self._lock = threading.Lock()
+        # Part of the contract too: a wider window accepts readings a narrower one refused.
+        self._window = {
+            "max_future_s": float(limits.max_future_s),
+            "max_past_s": float(limits.max_past_s),
+            "max_buffered_s": float(max_buffered_s),
+        }
+        self._profiles = profiles_digest(registry)
         self._key = self._stat()
-        self._validator = Validator(registry, Inventory.load(path), limits)
+        inv, data = _read_inventory(path)
+        # One tuple, replaced at once: a request never pairs one inventory with another's version.
+        self._current = (
+            Validator(registry, inv, limits),
+            contract_version(data, self._profiles, self._window),
+        )
         self._checked = time.monotonic()
 
     def _stat(self) -> tuple[int, int, int] | None:
@@ -46,7 +107,18 @@ class InventoryHolder:
     @property
     def validator(self) -> Validator:
         self._check(force=False)
-        return self._validator
+        return self._current[0]
+
+    @property
+    def contract_version(self) -> str:
+        """The digest of the inventory as loaded, the profiles and the window (see contract_version)."""
+        self._check(force=False)
+        return self._current[1]
+
+    def current(self) -> tuple[Validator, str]:
+        """The validator and the contract_version that describes it, as one consistent pair."""
+        self._check(force=False)
+        return self._current
 
     def refresh(self) -> bool:
         """Check the file now (a reading named a device this inventory does not know). True if reloaded.
@@ -55,9 +127,9 @@ class InventoryHolder:
         own copy, before this replica's periodic check: without this, its first
         readings would be refused as unknown and dead-lettered for good.
         """
-        before = self._validator
+        before = self._current
         self._check(force=True)
-        return self._validator is not before
+        return self._current is not before
 
     def _check(self, *, force: bool) -> None:
         now = time.monotonic()
@@ -68,12 +140,18 @@ class InventoryHolder:
                 with self._lock:
                     if key != self._key:
                         try:
-                            inv = Inventory.load(self._path)
+                            inv, data = _read_inventory(self._path)
                         except InventoryError as e:
                             log.error("inventory_reload_failed", path=str(self._path), error=str(e))
                         else:
-                            self._validator = self._validator.with_inventory(inv)
-                            log.info("inventory_reloaded", path=str(self._path), devices=len(inv))
+                            version = contract_version(data, self._profiles, self._window)
+                            self._current = (self._current[0].with_inventory(inv), version)
+                            log.info(
+                                "inventory_reloaded",
+                                path=str(self._path),
+                                devices=len(inv),
+                                contract_version=version,
+                            )
                         self._key = key
 
 
@@ -117,7 +195,11 @@ class CloudState:
         self.registry = ProfileRegistry(extra_dirs=settings.profiles_dirs)
         limits = ValidationLimits(max_future_s=settings.max_future_s, max_past_s=settings.max_past_s)
         self.inventory = InventoryHolder(
-            settings.inventory, self.registry, limits, settings.inventory_reload_s
+            settings.inventory,
+            self.registry,
+            limits,
+            settings.inventory_reload_s,
+            max_buffered_s=settings.max_buffered_s,
         )
         self.encoder = ReadingEncoder()
         self.verifier = CertificateVerifier(settings.client_ca, settings.client_crl)

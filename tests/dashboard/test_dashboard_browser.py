@@ -30,7 +30,7 @@ pytestmark = [
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
 
 
-def _health(backlog: int) -> str:
+def _health(backlog: int, held: dict[str, int] | None = None) -> str:
     return GatewayHealth(
         agent_version="0.1.0",
         uptime_s=100.0,
@@ -40,6 +40,8 @@ def _health(backlog: int) -> str:
         dropped={},
         outbox_depth=backlog,
         outbox_bytes=backlog * 150,
+        held=held or {},
+        oldest_held_age_s=10800.0 if held else None,
         oldest_unsent_age_s=3.0 if backlog else None,
         disk_free_bytes=10**10,
         rss_bytes=70 * 10**6,
@@ -101,10 +103,11 @@ def test_dashboard_shows_the_fleet_and_a_gateway_going_offline(
         heartbeat_offline_s=3.0,
     )
     a, b = cloud.gateway(), cloud.gateway(OTHER_GATEWAY)
+    held = {"cloud_write_rejected": 2, "cloud_unknown_device": 40}
     for client, gw, backlog in ((a, "gw-test", 0), (b, OTHER_GATEWAY, 1234)):
         r = client.post(
             f"/v1/gateways/{gw}/heartbeat",
-            content=_health(backlog),
+            content=_health(backlog, held if backlog else None),
             headers={"Content-Type": "application/json"},
         )
         assert r.status_code in (200, 201, 204), r.text
@@ -136,6 +139,17 @@ def test_dashboard_shows_the_fleet_and_a_gateway_going_offline(
         what="both gateways online",
     )
     assert "1,234" in text_of("#gateways")  # the backlog is shown
+    # Readings held at gateway B: the count, the top reason, the age, as a warning; all reasons
+    # in the title. Nothing for gw-test, which holds none.
+    held_line = "42 · cloud_unknown_device (+1 more) · oldest 3.0 h"
+    assert held_line in text_of(f"{row_selector(OTHER_GATEWAY)} td.held.warn")
+    assert f"held: {held_line}" in text_of(f'#districts [data-held="{OTHER_GATEWAY}"]')
+    title: str = browser.execute_script(
+        "return document.querySelector(arguments[0]).title;", f"{row_selector(OTHER_GATEWAY)} td.held"
+    )
+    assert title == "cloud_unknown_device: 40\ncloud_write_rejected: 2"
+    assert text_of(f"{row_selector('gw-test')} td.held") == ""
+    assert "held 42" in text_of("#summary")
     # Keep gw-test alive; gw-cloud-b stops sending heartbeats and goes offline.
     deadline = time.monotonic() + 20
     while status_of(OTHER_GATEWAY) != "offline":

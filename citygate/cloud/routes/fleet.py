@@ -6,7 +6,7 @@ import time
 
 import structlog
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from citygate.cloud import influxql
 from citygate.cloud.fleet import (
@@ -26,18 +26,13 @@ from citygate.cloud.ingest import decode_body
 from citygate.cloud.routes.deps import Gateway, Operator, State, read_body
 from citygate.cloud.state import CloudState
 from citygate.contract.ids import validate_id
-from citygate.contract.wire import HEARTBEAT_PATH, GatewayHealth
+from citygate.contract.wire import HEARTBEAT_PATH, GatewayHealth, HeartbeatAnswer
 from citygate.errors import InvalidIdentifierError
 
 router = APIRouter(tags=["fleet"])
 log = structlog.get_logger("citygate.cloud.fleet")
 _NS = 1_000_000_000
 MAX_HEARTBEAT_BYTES = 64 * 1024
-
-
-class HeartbeatStored(BaseModel):
-    gateway_id: str
-    stored: bool
 
 
 def _require_influxql(state: CloudState) -> None:
@@ -51,7 +46,7 @@ def _require_influxql(state: CloudState) -> None:
 
 @router.post(
     HEARTBEAT_PATH,
-    response_model=HeartbeatStored,
+    response_model=HeartbeatAnswer,
     summary="Store a gateway's health numbers",
     openapi_extra={
         "requestBody": {
@@ -60,8 +55,13 @@ def _require_influxql(state: CloudState) -> None:
         }
     },
 )
-async def heartbeat(gateway_id: str, request: Request, gw: Gateway, state: State) -> HeartbeatStored:
-    """The URL id must be the certificate's id (403 otherwise): a gateway heartbeats only as itself."""
+async def heartbeat(gateway_id: str, request: Request, gw: Gateway, state: State) -> HeartbeatAnswer:
+    """The URL id must be the certificate's id (403 otherwise): a gateway heartbeats only as itself.
+
+    The answer carries the cloud's ``contract_version`` (as every ingest answer does), so a
+    gateway with held readings learns of an inventory or profile change even while it has
+    nothing else to send.
+    """
     if gateway_id != gw.gateway_id:
         state.metrics.auth_failures.labels("gateway_id_mismatch").inc()
         log.warning("heartbeat_id_mismatch", cert_gateway_id=gw.gateway_id, url_gateway_id=gateway_id[:64])
@@ -83,7 +83,9 @@ async def heartbeat(gateway_id: str, request: Request, gw: Gateway, state: State
     if report.refused:
         raise HTTPException(422, f"the database refused the heartbeat: {report.refused[0]}")
     state.metrics.heartbeats.inc()
-    return HeartbeatStored(gateway_id=gw.gateway_id, stored=True)
+    return HeartbeatAnswer(
+        gateway_id=gw.gateway_id, stored=True, contract_version=state.inventory.contract_version
+    )
 
 
 @router.get("/v1/gateways", response_model=GatewayList, summary="Every gateway: online / stale / offline")

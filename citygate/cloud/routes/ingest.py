@@ -13,7 +13,13 @@ from citygate.cloud.routes.deps import Gateway, State, read_body
 from citygate.cloud.sink import ErrorKind, SinkUnavailable
 from citygate.cloud.state import CloudState
 from citygate.contract.validation import RejectReason
-from citygate.contract.wire import INGEST_PATH, IngestBatch, IngestResult, RejectedReading
+from citygate.contract.wire import (
+    INGEST_PATH,
+    WRITE_REJECTED,
+    IngestBatch,
+    IngestResult,
+    RejectedReading,
+)
 
 router = APIRouter(tags=["gateways"])
 log = structlog.get_logger("citygate.cloud.ingest")
@@ -29,16 +35,20 @@ _ERRORS = {
 }
 
 
-def _prepare(state: CloudState, body: bytes, encoding: str | None) -> PreparedBatch:
+def _prepare(state: CloudState, body: bytes, encoding: str | None) -> tuple[PreparedBatch, str]:
+    """The prepared batch and the contract_version of the inventory it was validated with."""
     s = state.settings
     data = decode_body(body, encoding, s.max_decompressed_bytes)
     batch_id, raw = parse_batch(data, s.max_batch_readings)
-    prepared = prepare(batch_id, raw, state.inventory.validator, state.encoder, time.time_ns())
+    validator, version = state.inventory.current()
+    buffered = s.max_buffered_s
+    prepared = prepare(batch_id, raw, validator, state.encoder, time.time_ns(), max_buffered_s=buffered)
     unknown = (RejectReason.UNKNOWN_DEVICE.value, RejectReason.UNKNOWN_PROFILE.value)
     if any(prepared.reasons.get(r) for r in unknown) and state.inventory.refresh():
         batch_id, raw = parse_batch(data, s.max_batch_readings)  # prepare() consumed the parsed readings
-        prepared = prepare(batch_id, raw, state.inventory.validator, state.encoder, time.time_ns())
-    return prepared
+        validator, version = state.inventory.current()
+        prepared = prepare(batch_id, raw, validator, state.encoder, time.time_ns(), max_buffered_s=buffered)
+    return prepared, version
 
 
 @router.post(
@@ -65,7 +75,9 @@ async def ingest(request: Request, gw: Gateway, state: State) -> Response:
     m = state.metrics
     try:
         body = await read_body(request, state.settings.max_body_bytes)
-        prepared = await run_in_threadpool(_prepare, state, body, request.headers.get("content-encoding"))
+        prepared, version = await run_in_threadpool(
+            _prepare, state, body, request.headers.get("content-encoding")
+        )
     except BatchError as e:
         m.batches.labels("refused").inc()
         log.info("ingest_refused", gateway_id=gw.gateway_id, reason=e.reason, status=e.status)
@@ -92,11 +104,11 @@ async def ingest(request: Request, gw: Gateway, state: State) -> Response:
                 RejectedReading(
                     index=prepared.line_reading[line_idx],
                     device_id=prepared.line_device[line_idx],
-                    reason="write_rejected",
+                    reason=WRITE_REJECTED,
                     detail=f"the database refused this point: {detail}",
                 )
             )
-            prepared.reasons["write_rejected"] += 1
+            prepared.reasons[WRITE_REJECTED] += 1
         rejected.sort(key=lambda r: r.index)
     for reason, n in prepared.reasons.items():
         m.rejected.labels(reason).inc(n)
@@ -104,7 +116,11 @@ async def ingest(request: Request, gw: Gateway, state: State) -> Response:
     m.points_written.inc(accepted)
     m.batches.labels("partial" if rejected else "ok").inc()
     result = IngestResult(
-        batch_id=prepared.batch_id, gateway_id=gw.gateway_id, accepted=accepted, rejected=rejected
+        batch_id=prepared.batch_id,
+        gateway_id=gw.gateway_id,
+        accepted=accepted,
+        rejected=rejected,
+        contract_version=version,
     )
     log.info(
         "ingest",

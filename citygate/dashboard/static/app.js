@@ -33,6 +33,17 @@ function fmtAge(s) {
 const fmtNum = (n) => (n === null || n === undefined ? "–" : Number(n).toLocaleString("en"));
 const sum = (o) => Object.values(o || {}).reduce((a, b) => a + b, 0);
 const reasons = (o) => Object.entries(o || {}).map(([k, v]) => `${k}: ${v}`).join(", ");
+const byCount = (o) => Object.entries(o || {}).filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+
+// Readings the cloud refused that the gateway holds and retries: "1,234 · cloud_unknown_device · oldest 3.0 h".
+// The top reason only; every reason is in the title (and in the detail view).
+function heldText(g) {
+  const top = byCount(g.held);
+  if (!g.held_total || !top.length) return "";
+  const more = top.length > 1 ? ` (+${top.length - 1} more)` : "";
+  return `${fmtNum(g.held_total)} · ${top[0][0]}${more} · oldest ${fmtAge(g.oldest_held_age_s)}`;
+}
+const heldTitle = (g) => byCount(g.held).map(([k, v]) => `${k}: ${fmtNum(v)}`).join("\n");
 
 function rateOf(g) {
   const now = Date.now();
@@ -47,10 +58,12 @@ function renderGateways(list) {
   tbody.replaceChildren();
   const byDistrict = new Map();
   const counts = { online: 0, stale: 0, offline: 0 };
-  let backlog = 0, rate = 0;
+  let backlog = 0, rate = 0, held = 0;
   for (const g of list.gateways) {
     counts[g.status] += 1;
     backlog += g.backlog || 0;
+    held += g.held_total || 0;
+    const heldLine = heldText(g);
     const r = rateOf(g);
     rate += r || 0;
     const cert = g.cert_days_left;
@@ -63,6 +76,7 @@ function renderGateways(list) {
       el("td", {}, r === null ? "…" : r.toFixed(1)),
       el("td", { title: reasons(g.drops), class: sum(g.drops) ? "warn" : "" }, fmtNum(sum(g.drops))),
       el("td", { title: reasons(g.rejected) }, fmtNum(sum(g.rejected))),
+      heldLine ? el("td", { class: "warn held", title: heldTitle(g) }, heldLine) : el("td", { class: "muted" }, fmtNum(g.held_total ?? null)),
       el("td", {}, g.last_forward_at ? new Date(g.last_forward_at).toLocaleTimeString() : "–"),
       el("td", { class: certClass }, cert === null ? "–" : cert.toFixed(0)),
       el("td", {}, g.broker_connected === null ? "–" : g.broker_connected ? "connected" : "DISCONNECTED"));
@@ -74,13 +88,15 @@ function renderGateways(list) {
   const districts = $("#districts");
   districts.replaceChildren(...[...byDistrict.entries()].map(([d, gs]) =>
     el("div", { class: "district" }, el("h3", {}, d),
-      ...gs.map((g) => el("div", {}, el("span", { class: `pill ${g.status}` }, g.status), ` ${g.gateway_id} · backlog ${fmtNum(g.backlog)}`)))));
+      ...gs.map((g) => el("div", {}, el("span", { class: `pill ${g.status}` }, g.status), ` ${g.gateway_id} · backlog ${fmtNum(g.backlog)}`,
+        ...(heldText(g) ? [el("div", { class: "warn held", "data-held": g.gateway_id, title: heldTitle(g) }, `held: ${heldText(g)}`)] : []))))));
   $("#summary").replaceChildren(
     el("span", {}, `${list.gateways.length} gateways`),
     el("span", {}, el("span", { class: "pill online" }, `${counts.online} online`)),
     el("span", {}, el("span", { class: "pill stale" }, `${counts.stale} stale`)),
     el("span", {}, el("span", { class: "pill offline" }, `${counts.offline} offline`)),
     el("span", {}, `backlog ${fmtNum(backlog)}`),
+    ...(held ? [el("span", { class: "warn", id: "fleet-held", title: "readings the cloud refused, held at the gateways and retried" }, `held ${fmtNum(held)}`)] : []),
     el("span", { id: "fleet-rate" }, `${rate.toFixed(0)} readings/s`));
 }
 
@@ -110,6 +126,11 @@ async function openDetail(id) {
 async function refreshDetail() {
   if (!state.detail) return;
   const d = await api(`/v1/gateways/${encodeURIComponent(state.detail)}?history=120`);
+  const g = d.gateway;
+  const heldRows = byCount(g.held).map(([k, v]) => el("li", {}, `${k}: ${fmtNum(v)}`));
+  $("#detail-held").replaceChildren(...(heldRows.length
+    ? [el("div", { class: "warn" }, `held: ${fmtNum(g.held_total)} readings the cloud refused, retried by the gateway · oldest ${fmtAge(g.oldest_held_age_s)}`), el("ul", {}, ...heldRows)]
+    : []));
   const hist = [...d.history].reverse().map((h) => ({ t: Date.parse(h.last_heartbeat), ...h }));
   drawLine($("#chart-backlog"), hist.map((h) => [h.t, h.backlog]));
   drawLine($("#chart-age"), hist.map((h) => [h.t, h.oldest_unsent_age_s]));
