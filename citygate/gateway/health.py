@@ -28,6 +28,20 @@ class HealthSources:
     clock: TrustedClock | None = None
 
 
+# The cloud stores at most this many reasons per kind in a heartbeat (citygate.cloud.fleet).
+MAX_HELD_REASONS = 32
+
+
+def _capped(held: dict[str, int]) -> dict[str, int]:
+    """Held counts by reason, the rarest folded into ``cloud_other`` past the cloud's limit."""
+    if len(held) <= MAX_HELD_REASONS:
+        return held
+    ranked = sorted(held.items(), key=lambda kv: (-kv[1], kv[0]))
+    out = dict(ranked[: MAX_HELD_REASONS - 1])
+    out["cloud_other"] = out.get("cloud_other", 0) + sum(n for _, n in ranked[MAX_HELD_REASONS - 1 :])
+    return out
+
+
 class HealthCollector:
     def __init__(self, sources: HealthSources) -> None:
         self.sources = sources
@@ -53,7 +67,7 @@ class HealthCollector:
             dropped={k.split(".", 1)[1]: v for k, v in counters.items() if k.startswith("dropped.")},
             outbox_depth=stats.depth,
             outbox_bytes=stats.bytes,
-            held=stats.held,
+            held=_capped(stats.held),
             oldest_held_age_s=(
                 max(0.0, (now_ns - stats.oldest_held_received_ns) / 1e9)
                 if stats.oldest_held_received_ns

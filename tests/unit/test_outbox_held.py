@@ -145,3 +145,12 @@ def test_a_version_1_outbox_gains_the_held_table_in_place(tmp_path):
     ob = Outbox(path)
     assert ob.stats().depth == 1 and ob.stats().held == {}
     assert SCHEMA_VERSION == 2
+
+
+def test_the_heartbeat_folds_rare_held_reasons_past_the_clouds_limit():
+    from citygate.gateway.health import MAX_HELD_REASONS, _capped
+
+    held = {f"cloud_r{i:02d}": i + 1 for i in range(40)}
+    out = _capped(held)
+    assert len(out) == MAX_HELD_REASONS and sum(out.values()) == sum(held.values())
+    assert out["cloud_r39"] == 40 and "cloud_r00" not in out
