@@ -200,7 +200,7 @@ def main() -> None:
         pki = Pki.init(PkiSettings(dir=work / "pki"))
         pki.issue_server("localhost", ips=["127.0.0.1"])
         pki.issue_gateway("gw-bench")
-        inv = Inventory().with_devices(
+        inv = Inventory.load(pki.inventory_path).with_devices(  # keeps gw-bench registered
             *[
                 DeviceRecord(
                     device_id=f"bench-{i:04d}",
@@ -208,6 +208,7 @@ def main() -> None:
                     profile_version=1,
                     site=f"site-{i % 20}",
                     district="centre",
+                    gateways=("gw-bench",),
                 )
                 for i in range(N_DEVICES)
             ]

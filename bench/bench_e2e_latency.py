@@ -114,7 +114,12 @@ def main() -> None:
             stack.start_infrastructure()
             assert stack.pki is not None
             stack.pki.issue_device(
-                DeviceRecord(device_id="probe-0001", profile="water_level", profile_version=1)
+                DeviceRecord(
+                    device_id="probe-0001",
+                    profile="water_level",
+                    profile_version=1,
+                    gateways=(stack.nodes[0].name,),
+                )
             )
             time.sleep(1.0)
             idle = probe(stack, min(10.0, args.seconds))

@@ -128,7 +128,12 @@ def main() -> None:
             stack.start_infrastructure()
             assert stack.pki is not None and stack.influx is not None
             stack.pki.issue_device(
-                DeviceRecord(device_id="probe-0001", profile="water_level", profile_version=1)
+                DeviceRecord(
+                    device_id="probe-0001",
+                    profile="water_level",
+                    profile_version=1,
+                    gateways=(stack.nodes[0].name,),
+                )
             )
             node = stack.nodes[0]
             assert node.agent.pid is not None

@@ -32,7 +32,12 @@ def make_pki(directory: Path) -> Pki:
 
 def device_record(device_id: str, profile: str = "air_quality") -> DeviceRecord:
     return DeviceRecord(
-        device_id=device_id, profile=profile, profile_version=1, site="test-site", district="centre"
+        device_id=device_id,
+        profile=profile,
+        profile_version=1,
+        site="test-site",
+        district="centre",
+        gateways=(GATEWAY_ID,),
     )
 
 
@@ -64,8 +69,8 @@ def test_pki(tmp_path_factory: pytest.TempPathFactory) -> PkiBundle:
         device_record("dev-expired"), not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=10), days=1
     )
     other = make_pki(tmp_path_factory.mktemp("other-pki"))
-    other.issue_devices([device_record("dev-a"), device_record("dev-foreign")])
     other.issue_gateway(GATEWAY_ID)
+    other.issue_devices([device_record("dev-a"), device_record("dev-foreign")])
     return PkiBundle(pki=pki, other_pki=other)
 
 

@@ -42,7 +42,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from citygate.certs.settings import PkiSettings
 from citygate.contract.ids import validate_hostname, validate_id
-from citygate.contract.inventory import DeviceRecord, Inventory
+from citygate.contract.inventory import DeviceRecord, GatewayRecord, Inventory
 from citygate.errors import AlreadyExistsError, InvalidIdentifierError, NotFoundError, PkiError
 from citygate.fsutil import atomic_write
 
@@ -345,13 +345,18 @@ class Pki:
         days: int | None = None,
         not_before: dt.datetime | None = None,
         renew: bool = False,
+        site: str | None = None,
+        district: str | None = None,
     ) -> CertFiles:
+        """Issue a gateway certificate and register the gateway in the inventory."""
+        validate_id(gateway_id, kind="gateway id")
         return self._issue_many(
             CertKind.GATEWAY,
             [gateway_id],
             days=days or self.settings.gateway_days,
             not_before=not_before,
             renew=renew,
+            register_gateway=GatewayRecord(gateway_id=gateway_id, site=site, district=district),
         )[0]
 
     def issue_server(
@@ -392,6 +397,7 @@ class Pki:
         renew: bool,
         server_sans: list[x509.GeneralName] | None = None,
         register: Sequence[DeviceRecord] = (),
+        register_gateway: GatewayRecord | None = None,
     ) -> list[CertFiles]:
         if kind is not CertKind.SERVER:
             for name in names:
@@ -416,6 +422,14 @@ class Pki:
         out: list[CertFiles] = []
         with self._locked() as index:
             current = {(c.kind, c.name) for c in index.certs if not c.superseded}
+            inventory = Inventory.load(self.inventory_path)
+            for r in register:
+                unknown = [g for g in r.gateways if g not in inventory.gateways]
+                if unknown:
+                    raise NotFoundError(
+                        f"device {r.device_id!r}: gateway(s) {', '.join(unknown)} not registered "
+                        "(issue them first: citygate pki issue gateway ID)"
+                    )
             for name in names:
                 if (kind, name) in current and not renew:
                     raise AlreadyExistsError(
@@ -453,10 +467,50 @@ class Pki:
                 )
                 out.append(files)
             self._save_index(index)
+            # Under the CA lock, so concurrent issuers do not lose each other's devices.
             if register:
-                # Under the CA lock, so concurrent issuers do not lose each other's devices.
-                Inventory.load(self.inventory_path).with_devices(*register).save(self.inventory_path)
+                inventory.with_devices(*register).save(self.inventory_path)
+            if register_gateway is not None:
+                known = inventory.gateways.get(register_gateway.gateway_id)
+                if renew and known is not None:
+                    register_gateway = known  # a renewal keeps the gateway's record
+                inventory.with_gateways(register_gateway).save(self.inventory_path)
         return out
+
+    # -- who may report what -----------------------------------------------------------
+
+    def assign(self, device_ids: Sequence[str], gateways: Sequence[str], *, actor: str | None = None) -> None:
+        """From now on, only ``gateways`` may report these devices (two during a planned move);
+        one audit line per device in ``audit.log`` beside the index."""
+        gateways = tuple(dict.fromkeys(gateways))
+        with self._locked():
+            inventory = Inventory.load(self.inventory_path)
+            unknown_gw = [g for g in gateways if g not in inventory.gateways]
+            if unknown_gw:
+                raise NotFoundError(f"gateway(s) not registered: {', '.join(unknown_gw)}")
+            missing = [d for d in device_ids if d not in inventory]
+            if missing:
+                raise NotFoundError(f"device(s) not in the inventory: {', '.join(missing[:10])}")
+            lines = []
+            for d in device_ids:
+                before = inventory[d].gateways
+                inventory = inventory.assigned(d, gateways)
+                lines.append(self._audit_line("assign", actor, device=d, before=before, after=gateways))
+            inventory.save(self.inventory_path)
+            self._audit(lines)
+
+    def _audit_line(self, action: str, actor: str | None, **fields: object) -> bytes:
+        doc = {"at": _now().isoformat(), "action": action, "actor": actor or _actor(), **fields}
+        return orjson.dumps(doc) + b"\n"
+
+    def _audit(self, lines: Sequence[bytes]) -> None:
+        path = self.settings.dir / "audit.log"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            os.write(fd, b"".join(lines))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _archive(self, files: CertFiles) -> None:
         if not files.cert.exists():
@@ -509,6 +563,15 @@ class Pki:
             index.certs = new_certs
             self._save_index(index)
             self._write_crls(index, now)
+            # Revocation reaches the inventory too: the cloud refuses the device or gateway even
+            # before it has the new CRL, and the gateways stop taking the device's readings.
+            (revoked_kind,) = kinds
+            inventory = Inventory.load(self.inventory_path)
+            if revoked_kind is CertKind.DEVICE and name in inventory:
+                inventory.without(name).save(self.inventory_path)
+            elif revoked_kind is CertKind.GATEWAY and name in inventory.gateways:
+                inventory.without_gateway(name).save(self.inventory_path)
+            self._audit([self._audit_line("revoke", None, kind=revoked_kind.value, name=name, reason=reason)])
         return revoked
 
     def write_crls(self, now: dt.datetime | None = None) -> dict[CaName, Path]:
@@ -617,16 +680,60 @@ def _build_leaf(
 
 
 def certificate_identity(cert: x509.Certificate) -> tuple[CertKind, str] | None:
-    """(kind, name) from a citygate certificate's SAN URI, or None if it has none."""
+    """(kind, name) from a citygate certificate's SAN URI, or None if it has none or its identity
+    is not exactly one (see :func:`identity_problem`)."""
+    return None if identity_problem(cert) else _identity(cert)
+
+
+def _identity(cert: x509.Certificate) -> tuple[CertKind, str] | None:
+    found = _citygate_uris(cert)
+    if len(found) != 1 or found[0][0] not in {"device", "gateway"}:
+        return None
+    return CertKind(found[0][0]), found[0][1]
+
+
+def _citygate_uris(cert: x509.Certificate) -> list[tuple[str, str]]:
+    """(kind, id) of every ``urn:citygate:<kind>:<id>`` URI in the certificate's SAN."""
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        return None
+        return []
+    out = []
     for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
         parts = uri.split(":", 3)
-        if len(parts) == 4 and parts[:2] == ["urn", "citygate"] and parts[2] in {"device", "gateway"}:
-            return CertKind(parts[2]), parts[3]
+        if len(parts) >= 3 and parts[:2] == ["urn", "citygate"]:
+            out.append((parts[2], parts[3] if len(parts) == 4 else ""))
+    return out
+
+
+def identity_problem(cert: x509.Certificate) -> str | None:
+    """Why this certificate's citygate identity cannot be trusted, or None if it is one clear
+    device or gateway identity: exactly one ``urn:citygate:`` URI, of a known kind, whose id
+    passes the id rules and equals the subject's CN."""
+    found = _citygate_uris(cert)
+    if not found:
+        return "it names no citygate identity (no urn:citygate: URI)"
+    if len(found) > 1:
+        return f"it names {len(found)} citygate identities; a certificate must name exactly one"
+    kind, name = found[0]
+    if kind not in {"device", "gateway"}:
+        return f"its urn:citygate: URI names no device or gateway ({kind[:20]!r})"
+    try:
+        validate_id(name, kind=f"{kind} id")
+    except InvalidIdentifierError as e:
+        return f"its {kind} id is not valid: {e}"
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(cns) != 1 or cns[0].value != name:
+        return f"its subject CN does not equal its {kind} id {name!r}"
     return None
+
+
+def _actor() -> str:
+    """Who runs this command, for the audit log (the login user, else the process's user id)."""
+    for var in ("SUDO_USER", "USER", "LOGNAME"):
+        if os.environ.get(var):
+            return os.environ[var]
+    return f"uid {os.getuid()}"
 
 
 def days_left(cert_path: Path, now: dt.datetime | None = None) -> float:

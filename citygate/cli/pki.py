@@ -15,7 +15,7 @@ from citygate.certs.pki import CaName, CertKind, Pki
 from citygate.certs.settings import PkiSettings
 from citygate.cli import cli_errors
 from citygate.contract.ids import validate_id
-from citygate.contract.inventory import DeviceRecord
+from citygate.contract.inventory import DeviceRecord, Inventory
 
 app = typer.Typer(
     help="Certificate authority: CAs, device/gateway/server certificates, CRLs.", no_args_is_help=True
@@ -80,6 +80,15 @@ def issue_device(
     district: Annotated[str | None, typer.Option("--district")] = None,
     lat: Annotated[float | None, typer.Option("--lat", min=-90, max=90)] = None,
     lon: Annotated[float | None, typer.Option("--lon", min=-180, max=180)] = None,
+    gateway: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gateway",
+            "-g",
+            help="The gateway that may report this device (repeatable, for a planned move). "
+            "Without one the cloud refuses its readings until 'citygate pki assign'.",
+        ),
+    ] = None,
     days: DaysOpt = None,
     renew: RenewOpt = False,
     config: ConfigOpt = None,
@@ -104,24 +113,34 @@ def issue_device(
             district=district,
             lat=lat,
             lon=lon,
+            gateways=tuple(gateway or ()),
         )
         files = pki.issue_device(record, days=days, renew=renew)
         console.print(f"device [bold]{device_id}[/] ({resolved.name} v{resolved.version}) issued:")
+        if not record.gateways:
+            console.print(
+                "  [yellow]assigned to no gateway: the cloud refuses its readings until "
+                "'citygate pki assign'[/]"
+            )
         console.print(f"  cert {files.cert}\n  key  {files.key}\n  inventory {pki.inventory_path}")
 
 
 @issue_app.command("gateway")
 def issue_gateway(
     gateway_id: Annotated[str, typer.Argument(help="Gateway id: letters, digits, - _ . : (max 64).")],
+    site: Annotated[str | None, typer.Option("--site")] = None,
+    district: Annotated[str | None, typer.Option("--district")] = None,
     days: DaysOpt = None,
     renew: RenewOpt = False,
     config: ConfigOpt = None,
     pki_dir: DirOpt = None,
 ) -> None:
-    """Issue a gateway certificate (clientAuth, infrastructure CA)."""
+    """Issue a gateway certificate (clientAuth, infrastructure CA) and register the gateway."""
     with cli_errors():
         validate_id(gateway_id, kind="gateway id")
-        files = _open(config, pki_dir).issue_gateway(gateway_id, days=days, renew=renew)
+        files = _open(config, pki_dir).issue_gateway(
+            gateway_id, days=days, renew=renew, site=site, district=district
+        )
         console.print(f"gateway [bold]{gateway_id}[/] issued:\n  cert {files.cert}\n  key  {files.key}")
 
 
@@ -141,6 +160,38 @@ def issue_server(
             hostname, ips=ip or [], extra_dns=dns or [], days=days, renew=renew
         )
         console.print(f"server [bold]{hostname}[/] issued:\n  cert {files.cert}\n  key  {files.key}")
+
+
+@app.command()
+def assign(
+    device_ids: Annotated[list[str], typer.Argument(help="Device id(s).")],
+    gateway: Annotated[
+        list[str],
+        typer.Option(
+            "--gateway",
+            "-g",
+            help="The gateway(s) that may report these devices from now on (repeat during a move: "
+            "old and new; then assign the new one alone).",
+        ),
+    ],
+    config: ConfigOpt = None,
+    pki_dir: DirOpt = None,
+) -> None:
+    """Say which gateway(s) may report devices (a move between gateways); one audit line each."""
+    with cli_errors():
+        pki = _open(config, pki_dir)
+        before = {d: _assigned_gateways(pki, d) for d in device_ids}
+        pki.assign(device_ids, gateway)
+        for d in device_ids:
+            console.print(f"{d}: {', '.join(before[d]) or '(none)'} -> {', '.join(gateway)}")
+        console.print(
+            f"audit: {pki.settings.dir / 'audit.log'}; copy {pki.inventory_path} to the cloud and gateways"
+        )
+
+
+def _assigned_gateways(pki: Pki, device_id: str) -> tuple[str, ...]:
+    record = Inventory.load(pki.inventory_path).get(device_id)
+    return record.gateways if record is not None else ()
 
 
 @app.command()

@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from pydantic import SecretStr
 
-from citygate.certs.pki import CertKind, certificate_identity
+from citygate.certs.pki import CertKind, certificate_identity, identity_problem
 
 log = structlog.get_logger("citygate.cloud.auth")
 
@@ -55,6 +55,7 @@ class ClientCert:
     serial: int
     not_after: dt.datetime
     issuer_ok: bool
+    problem: str | None  # why its citygate identity cannot be trusted (pki.identity_problem)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,7 @@ class CertificateVerifier:
             serial=cert.serial_number,
             not_after=cert.not_valid_after_utc,
             issuer_ok=issuer_ok,
+            problem=identity_problem(cert),
         )
 
     def gateway(self, scope: Mapping[str, Any]) -> GatewayIdentity:
@@ -153,6 +155,8 @@ class CertificateVerifier:
             raise AuthError(401, "bad_client_cert", "the client certificate cannot be parsed") from e
         if not cert.issuer_ok:
             raise AuthError(403, "wrong_ca", "the client certificate is not issued by the infrastructure CA")
+        if cert.problem is not None:
+            raise AuthError(403, "bad_identity", f"the client certificate is refused: {cert.problem}")
         if cert.kind is not CertKind.GATEWAY or not cert.name:
             raise AuthError(403, "not_a_gateway", "the client certificate is not a gateway certificate")
         if cert.not_after <= dt.datetime.now(dt.UTC):

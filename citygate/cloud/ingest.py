@@ -30,7 +30,7 @@ import orjson
 
 from citygate.cloud.lineprotocol import ReadingEncoder
 from citygate.contract.validation import Reading, Rejection, Validator
-from citygate.contract.wire import RECEIVED_IN_FUTURE, RECEIVED_TOO_OLD, RejectedReading
+from citygate.contract.wire import NOT_ASSIGNED, RECEIVED_IN_FUTURE, RECEIVED_TOO_OLD, RejectedReading
 
 _BATCH_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 # Parsing allocates a Python object of ~30-70 bytes per JSON value: 30 MiB of "[]," would
@@ -136,6 +136,7 @@ def prepare(
     encoder: ReadingEncoder,
     now_ns: int,
     *,
+    gateway_id: str,
     max_buffered_s: float = DEFAULT_MAX_BUFFERED_S,
 ) -> PreparedBatch:
     """Validate each reading; line protocol for the good ones, rejections for the rest.
@@ -144,6 +145,8 @@ def prepare(
     receive time), after checking that the gateway did not receive it in the
     cloud's future (beyond ``max_future_s``: its clock is ahead) nor longer ago
     than ``max_buffered_s``. Without it (older gateways) ``now_ns`` stands in.
+    A reading of a device not assigned to ``gateway_id`` (the caller) is refused
+    ``not_assigned``: a gateway reports only its own devices.
     """
     out = PreparedBatch(batch_id=batch_id, received=len(raw_readings))
     inventory = validator.inventory
@@ -202,6 +205,17 @@ def prepare(
         where = meta.get(device_id)
         if where is None:
             record = inventory[device_id]
+            if gateway_id not in record.gateways:
+                assigned = ", ".join(record.gateways) or "no gateway"
+                _reject(
+                    out,
+                    i,
+                    device_id[:64],
+                    NOT_ASSIGNED,
+                    f"device {device_id!r} is assigned to {assigned}, not to gateway {gateway_id!r} "
+                    "(citygate pki assign moves a device)",
+                )
+                continue
             where = meta[device_id] = (record.site, record.district)
         out.lines.append(line(result, where[0], where[1]))
         out.line_reading.append(i)

@@ -1,8 +1,11 @@
-"""The device inventory: device id -> profile, site/district, location.
+"""The inventory: devices (profile, site/district, location, the gateways that may report
+each) and the registered gateways.
 
-One JSON file, written by ``citygate pki issue device`` and loaded by the
-gateway and the cloud. Writes are atomic (temp file + fsync + rename) so a
-reader never sees half a file.
+One JSON file, written by ``citygate pki`` (issue, assign, revoke) and loaded by
+the gateway and the cloud. Writes are atomic (temp file + fsync + rename) so a
+reader never sees half a file. The cloud takes readings of a device only from a
+gateway the device is assigned to, and only from registered gateways
+(docs/PKI.md, "Who may report what").
 """
 
 from __future__ import annotations
@@ -33,11 +36,20 @@ class DeviceRecord(BaseModel):
     district: str | None = None
     lat: Annotated[float | None, Field(ge=-90, le=90, allow_inf_nan=False)] = None
     lon: Annotated[float | None, Field(ge=-180, le=180, allow_inf_nan=False)] = None
+    # The gateways that may report this device: usually one; two during a planned move.
+    gateways: tuple[str, ...] = ()
 
     @field_validator("device_id")
     @classmethod
     def _safe_id(cls, v: str) -> str:
         return validate_id(v, kind="device id")
+
+    @field_validator("gateways")
+    @classmethod
+    def _safe_gateways(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError("a gateway is named twice")
+        return tuple(validate_id(g, kind="gateway id") for g in v)
 
     @field_validator("site", "district")
     @classmethod
@@ -50,13 +62,37 @@ class DeviceRecord(BaseModel):
         return v
 
 
+class GatewayRecord(BaseModel):
+    """A registered gateway: only these may send readings to the cloud."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gateway_id: str
+    site: str | None = None
+    district: str | None = None
+
+    @field_validator("gateway_id")
+    @classmethod
+    def _safe_id(cls, v: str) -> str:
+        return validate_id(v, kind="gateway id")
+
+
 class Inventory(Mapping[str, DeviceRecord]):
-    """An immutable view of the device inventory, keyed by device id."""
+    """An immutable view of the inventory: a mapping of devices by id, plus ``gateways``."""
 
-    __slots__ = ("_devices",)
+    __slots__ = ("_devices", "_gateways")
 
-    def __init__(self, devices: Mapping[str, DeviceRecord] | None = None) -> None:
+    def __init__(
+        self,
+        devices: Mapping[str, DeviceRecord] | None = None,
+        gateways: Mapping[str, GatewayRecord] | None = None,
+    ) -> None:
         self._devices: dict[str, DeviceRecord] = dict(devices or {})
+        self._gateways: dict[str, GatewayRecord] = dict(gateways or {})
+
+    @property
+    def gateways(self) -> Mapping[str, GatewayRecord]:
+        return self._gateways
 
     def __getitem__(self, device_id: str) -> DeviceRecord:
         return self._devices[device_id]
@@ -72,18 +108,45 @@ class Inventory(Mapping[str, DeviceRecord]):
         devices = dict(self._devices)
         for r in records:
             devices[r.device_id] = r
-        return Inventory(devices)
+        return Inventory(devices, self._gateways)
 
     def without(self, device_id: str) -> Inventory:
         devices = dict(self._devices)
         devices.pop(device_id, None)
-        return Inventory(devices)
+        return Inventory(devices, self._gateways)
+
+    def with_gateways(self, *records: GatewayRecord) -> Inventory:
+        """A new inventory with these gateways registered (or their records replaced)."""
+        gateways = dict(self._gateways)
+        for r in records:
+            gateways[r.gateway_id] = r
+        return Inventory(self._devices, gateways)
+
+    def without_gateway(self, gateway_id: str) -> Inventory:
+        """The gateway unregistered (its devices keep the assignment, which no longer lets it in)."""
+        gateways = dict(self._gateways)
+        gateways.pop(gateway_id, None)
+        return Inventory(self._devices, gateways)
+
+    def assigned(self, device_id: str, gateways: tuple[str, ...]) -> Inventory:
+        """The device reported by exactly these gateways from now on."""
+        record = self._devices[device_id]
+        return self.with_devices(record.model_copy(update={"gateways": gateways}))
+
+    def may_report(self, gateway_id: str, device_id: str) -> bool:
+        """Whether this registered gateway may send this device's readings."""
+        record = self._devices.get(device_id)
+        return record is not None and gateway_id in self._gateways and gateway_id in record.gateways
 
     # -- file form -------------------------------------------------------------
 
     def to_json(self) -> bytes:
         doc = {
             "format": INVENTORY_FORMAT,
+            "gateways": {
+                k: v.model_dump(exclude={"gateway_id"}, exclude_none=True)
+                for k, v in sorted(self._gateways.items())
+            },
             "devices": {
                 k: v.model_dump(exclude={"device_id"}, exclude_none=True)
                 for k, v in sorted(self._devices.items())
@@ -110,7 +173,18 @@ class Inventory(Mapping[str, DeviceRecord]):
                 devices[device_id] = DeviceRecord(device_id=device_id, **body)
             except ValidationError as e:
                 raise InventoryError(f"{source}: device {device_id!r}: {e}") from e
-        return cls(devices)
+        raw_gw = doc.get("gateways", {})
+        if not isinstance(raw_gw, dict):
+            raise InventoryError(f'{source}: "gateways" must be an object')
+        gateways: dict[str, GatewayRecord] = {}
+        for gateway_id, body in raw_gw.items():
+            if not isinstance(body, dict):
+                raise InventoryError(f"{source}: gateway {gateway_id!r}: must be an object")
+            try:
+                gateways[gateway_id] = GatewayRecord(gateway_id=gateway_id, **body)
+            except ValidationError as e:
+                raise InventoryError(f"{source}: gateway {gateway_id!r}: {e}") from e
+        return cls(devices, gateways)
 
     @classmethod
     def load(cls, path: Path) -> Inventory:

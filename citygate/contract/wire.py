@@ -45,6 +45,7 @@ ReadingValue = float | int | bool | str
 WRITE_REJECTED = "write_rejected"  # the database refused the point
 RECEIVED_IN_FUTURE = "received_in_future"  # received_ms ahead of the cloud's clock
 RECEIVED_TOO_OLD = "received_too_old"  # buffered at the gateway longer than max_buffered_s
+NOT_ASSIGNED = "not_assigned"  # the device is not assigned to the calling gateway
 
 
 def ts_to_wire(ts_ns: int) -> int | str:

@@ -27,7 +27,7 @@ from pydantic import SecretStr
 from citygate.certs.pki import CaName, CertFiles, CertKind
 from citygate.cloud.server import uvicorn_config
 from citygate.cloud.settings import CloudSettings
-from citygate.contract.inventory import DeviceRecord, Inventory
+from citygate.contract.inventory import DeviceRecord, GatewayRecord, Inventory
 from citygate.servers.process import free_port
 from tests.conftest import GATEWAY_ID, PkiBundle
 
@@ -65,15 +65,33 @@ def cloud_pki(test_pki: PkiBundle) -> CloudPki:
 
 
 def write_inventory(path: Path) -> Path:
-    Inventory().with_devices(
+    """Both test gateways registered; every device assigned to GATEWAY_ID."""
+    mine = (GATEWAY_ID,)
+    Inventory().with_gateways(
+        GatewayRecord(gateway_id=GATEWAY_ID), GatewayRecord(gateway_id=OTHER_GATEWAY)
+    ).with_devices(
         DeviceRecord(
-            device_id="dev-a", profile="air_quality", profile_version=1, site="test-site", district="centre"
+            device_id="dev-a",
+            profile="air_quality",
+            profile_version=1,
+            site="test-site",
+            district="centre",
+            gateways=mine,
         ),
         DeviceRecord(
-            device_id="dev-b", profile="air_quality", profile_version=1, site="test-site", district="centre"
+            device_id="dev-b",
+            profile="air_quality",
+            profile_version=1,
+            site="test-site",
+            district="centre",
+            gateways=mine,
         ),
-        DeviceRecord(device_id="dev-n", profile="noise", profile_version=1, site="park, north"),
-        DeviceRecord(device_id="dev-silent", profile="air_quality", profile_version=1, site="test-site"),
+        DeviceRecord(
+            device_id="dev-n", profile="noise", profile_version=1, site="park, north", gateways=mine
+        ),
+        DeviceRecord(
+            device_id="dev-silent", profile="air_quality", profile_version=1, site="test-site", gateways=mine
+        ),
     ).save(path)
     return path
 

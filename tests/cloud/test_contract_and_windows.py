@@ -24,6 +24,7 @@ from citygate.contract.profiles import ProfileRegistry
 from citygate.contract.validation import ValidationLimits, Validator
 from citygate.contract.wire import RECEIVED_IN_FUTURE, RECEIVED_TOO_OLD
 from tests.cloud.conftest import CloudPki, aq_values, write_inventory
+from tests.conftest import GATEWAY_ID
 
 _MS = 1_000_000
 
@@ -92,7 +93,9 @@ def test_prepare_judges_the_window_as_of_received_ms(tmp_path):
         _raw(now_ms, received_ms=False),  # 6 bool is not an int
         _raw(now_ms - 100, received_ms=None),  # 7 null = absent: good
     ]
-    out = prepare("b", raws, validator, ReadingEncoder(), now_ms * _MS, max_buffered_s=3600)
+    out = prepare(
+        "b", raws, validator, ReadingEncoder(), now_ms * _MS, gateway_id=GATEWAY_ID, max_buffered_s=3600
+    )
     assert {r.index: r.reason for r in out.rejected} == {
         1: "timestamp_too_old",
         2: RECEIVED_IN_FUTURE,

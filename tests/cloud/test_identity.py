@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from citygate.certs.pki import CaName, CertKind
+from citygate.contract.inventory import GatewayRecord, Inventory
 from tests.cloud.conftest import (
     OPERATOR_TOKEN,
     OTHER_GATEWAY,
@@ -78,6 +79,10 @@ def test_revocation_takes_effect_without_restart(cloud_v1):
     name = "gw-cloud-late"
     if (CertKind.GATEWAY, name) not in {(c.kind, c.name) for c in pki.certificates()}:
         pki.issue_gateway(name)
+    # Registered in the cloud's own inventory (the test cloud's is not the PKI's).
+    inventory = cloud_v1.settings.inventory
+    Inventory.load(inventory).with_gateways(GatewayRecord(gateway_id=name)).save(inventory)
+    cloud_v1.app.state.cloud.inventory.refresh()
     gw = cloud_v1.gateway(name)
     assert post_batch(gw, [reading()]).status_code == 200
     pki.revoke(name, kind=CertKind.GATEWAY)

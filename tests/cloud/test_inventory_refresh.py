@@ -4,6 +4,7 @@ import pytest
 
 from citygate.contract.inventory import DeviceRecord, Inventory
 from tests.cloud.conftest import aq_values, batch_body, reading
+from tests.conftest import GATEWAY_ID
 
 pytestmark = pytest.mark.servers
 
@@ -19,9 +20,9 @@ def test_new_device_is_accepted_before_the_periodic_reload(cloud_factory, influx
     )
     assert r.json()["rejected"][0]["reason"] == "unknown_device"  # not registered yet
     inv = Inventory.load(rc.settings.inventory)
-    inv.with_devices(DeviceRecord(device_id="dev-new", profile="air_quality", profile_version=1)).save(
-        rc.settings.inventory
-    )
+    inv.with_devices(
+        DeviceRecord(device_id="dev-new", profile="air_quality", profile_version=1, gateways=(GATEWAY_ID,))
+    ).save(rc.settings.inventory)
     r = gw.post(
         "/v1/ingest",
         content=batch_body([reading("dev-new", values=aq_values())]),

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.cloud.conftest import aq_values, post_batch, reading
+from tests.conftest import GATEWAY_ID
 
 pytestmark = pytest.mark.servers
 
@@ -136,7 +137,7 @@ def test_contract_version_in_answers_and_follows_the_inventory_content(cloud_fac
     from citygate.contract.inventory import DeviceRecord, Inventory
 
     Inventory.load(path).with_devices(
-        DeviceRecord(device_id="dev-new", profile="air_quality", profile_version=1)
+        DeviceRecord(device_id="dev-new", profile="air_quality", profile_version=1, gateways=(GATEWAY_ID,))
     ).save(path)
     deadline = time.monotonic() + 10
     while True:

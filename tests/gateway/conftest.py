@@ -40,7 +40,12 @@ def gw_pki(test_pki: PkiBundle) -> PkiBundle:
         test_pki.pki.issue_devices(
             [
                 DeviceRecord(
-                    device_id=d, profile="water_level", profile_version=1, site="river", district="north"
+                    device_id=d,
+                    profile="water_level",
+                    profile_version=1,
+                    site="river",
+                    district="north",
+                    gateways=(GATEWAY_ID,),
                 )
                 for d in missing
             ]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from citygate.cloud.auth import GatewayIdentity
+from citygate.cloud.auth import AuthError, GatewayIdentity
 from citygate.cloud.ingest import BatchError
 from citygate.cloud.state import CloudState
 
@@ -20,13 +20,26 @@ State = Annotated[CloudState, Depends(get_state)]
 
 
 def gateway(request: Request, state: State) -> GatewayIdentity:
-    """The calling gateway from its certificate (raises AuthError, RevocationUnavailable)."""
+    """The calling gateway from its certificate, registered in the inventory (raises AuthError,
+    RevocationUnavailable)."""
     try:
-        return state.verifier.gateway(request.scope)
+        gw = state.verifier.gateway(request.scope)
     finally:
         nu = state.verifier.crl_next_update
         if nu is not None:
             state.metrics.crl_next_update.set(nu.timestamp())
+    holder = state.inventory
+    # A gateway registered a moment ago: look at the file once more before refusing.
+    if gw.gateway_id not in holder.validator.inventory.gateways and not (
+        holder.refresh() and gw.gateway_id in holder.validator.inventory.gateways
+    ):
+        raise AuthError(
+            403,
+            "gateway_not_registered",
+            f"gateway {gw.gateway_id!r} is not registered in the cloud's inventory "
+            "(citygate pki issue gateway registers it; a revoked gateway is unregistered)",
+        )
+    return gw
 
 
 def reader(request: Request, state: State) -> str:

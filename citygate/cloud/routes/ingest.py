@@ -15,6 +15,7 @@ from citygate.cloud.state import CloudState
 from citygate.contract.validation import RejectReason
 from citygate.contract.wire import (
     INGEST_PATH,
+    NOT_ASSIGNED,
     WRITE_REJECTED,
     IngestBatch,
     IngestResult,
@@ -27,7 +28,9 @@ log = structlog.get_logger("citygate.cloud.ingest")
 _ERRORS = {
     400: {"description": "Malformed gzip or JSON"},
     401: {"description": "No gateway client certificate"},
-    403: {"description": "Not a gateway certificate, wrong CA, or revoked"},
+    403: {
+        "description": "Not a gateway certificate, wrong CA, revoked, ambiguous identity, or not registered"
+    },
     413: {"description": "Body, decompressed body (zip bomb) or batch too large"},
     415: {"description": "Unsupported Content-Encoding"},
     422: {"description": "The batch document has the wrong shape"},
@@ -35,19 +38,37 @@ _ERRORS = {
 }
 
 
-def _prepare(state: CloudState, body: bytes, encoding: str | None) -> tuple[PreparedBatch, str]:
+def _prepare(
+    state: CloudState, body: bytes, encoding: str | None, gateway_id: str
+) -> tuple[PreparedBatch, str]:
     """The prepared batch and the contract_version of the inventory it was validated with."""
     s = state.settings
     data = decode_body(body, encoding, s.max_decompressed_bytes)
     batch_id, raw = parse_batch(data, s.max_batch_readings)
     validator, version = state.inventory.current()
     buffered = s.max_buffered_s
-    prepared = prepare(batch_id, raw, validator, state.encoder, time.time_ns(), max_buffered_s=buffered)
-    unknown = (RejectReason.UNKNOWN_DEVICE.value, RejectReason.UNKNOWN_PROFILE.value)
+    prepared = prepare(
+        batch_id,
+        raw,
+        validator,
+        state.encoder,
+        time.time_ns(),
+        gateway_id=gateway_id,
+        max_buffered_s=buffered,
+    )
+    unknown = (RejectReason.UNKNOWN_DEVICE.value, RejectReason.UNKNOWN_PROFILE.value, NOT_ASSIGNED)
     if any(prepared.reasons.get(r) for r in unknown) and state.inventory.refresh():
         batch_id, raw = parse_batch(data, s.max_batch_readings)  # prepare() consumed the parsed readings
         validator, version = state.inventory.current()
-        prepared = prepare(batch_id, raw, validator, state.encoder, time.time_ns(), max_buffered_s=buffered)
+        prepared = prepare(
+            batch_id,
+            raw,
+            validator,
+            state.encoder,
+            time.time_ns(),
+            gateway_id=gateway_id,
+            max_buffered_s=buffered,
+        )
     return prepared, version
 
 
@@ -76,7 +97,7 @@ async def ingest(request: Request, gw: Gateway, state: State) -> Response:
     try:
         body = await read_body(request, state.settings.max_body_bytes)
         prepared, version = await run_in_threadpool(
-            _prepare, state, body, request.headers.get("content-encoding")
+            _prepare, state, body, request.headers.get("content-encoding"), gw.gateway_id
         )
     except BatchError as e:
         m.batches.labels("refused").inc()
