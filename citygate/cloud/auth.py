@@ -81,13 +81,20 @@ def file_key(path: Path) -> tuple[int, int, int] | None:
 class CertificateVerifier:
     """Parses client certificates, checks the issuer, and checks the CRL (reloaded on change)."""
 
-    def __init__(self, ca_path: Path, crl_path: Path) -> None:
+    def __init__(
+        self, ca_path: Path, crl_path: Path, *, grace_s: float = 3600.0, warn_s: float = 2 * 86400.0
+    ) -> None:
         self._ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
         self._crl_path = crl_path
+        self._grace = dt.timedelta(seconds=grace_s)
+        self._warn = dt.timedelta(seconds=warn_s)
+        self._warned_at: dt.datetime | None = None
         self._lock = threading.Lock()
         self._crl_key: tuple[int, int, int] | None = None
         self._revoked: frozenset[int] | None = None
         self._crl_next_update: dt.datetime | None = None
+        self._crl_number: int | None = None  # the highest seen: an older CRL must not undo a revocation
+        self.crls_refused = 0
         self._parse = functools.lru_cache(maxsize=4096)(self._parse_uncached)
         self.reload_crl()
 
@@ -114,14 +121,51 @@ class CertificateVerifier:
                 self._revoked, self._crl_key = None, key
                 log.error("crl_not_signed_by_client_ca", path=str(self._crl_path))
                 return
+            try:
+                number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+            except x509.ExtensionNotFound:
+                number = 0
+            if self._crl_number is not None and number < self._crl_number:
+                # Replaying an older CRL would take revocations back: keep the one in force.
+                self._crl_key = key
+                self.crls_refused += 1
+                log.error(
+                    "crl_older_than_the_one_in_force",
+                    path=str(self._crl_path),
+                    crl_number=number,
+                    in_force=self._crl_number,
+                )
+                return
             self._revoked = frozenset(r.serial_number for r in crl)
             self._crl_next_update = crl.next_update_utc
+            self._crl_number = number
             self._crl_key = key
             log.info(
                 "crl_loaded",
                 path=str(self._crl_path),
                 revoked=len(self._revoked),
+                crl_number=number,
                 next_update=str(self._crl_next_update),
+            )
+
+    def _check_fresh(self, now: dt.datetime) -> None:
+        """Fail closed on a CRL past its nextUpdate (beyond the grace); warn as it nears."""
+        nu = self._crl_next_update
+        if nu is None:
+            return
+        if now > nu + self._grace:
+            raise RevocationUnavailable(
+                f"the revocation list expired at {nu:%Y-%m-%d %H:%M} UTC (nextUpdate, plus "
+                f"{self._grace.total_seconds():.0f} s grace): install a fresh one (citygate pki crl)"
+            )
+        if now > nu - self._warn and (
+            self._warned_at is None or now - self._warned_at > dt.timedelta(hours=1)
+        ):
+            self._warned_at = now
+            log.warning(
+                "crl_expires_soon",
+                next_update=str(nu),
+                hours_left=round((nu - now).total_seconds() / 3600, 1),
             )
 
     def _parse_uncached(self, pem: str) -> ClientCert:
@@ -159,12 +203,14 @@ class CertificateVerifier:
             raise AuthError(403, "bad_identity", f"the client certificate is refused: {cert.problem}")
         if cert.kind is not CertKind.GATEWAY or not cert.name:
             raise AuthError(403, "not_a_gateway", "the client certificate is not a gateway certificate")
-        if cert.not_after <= dt.datetime.now(dt.UTC):
+        now = dt.datetime.now(dt.UTC)
+        if cert.not_after <= now:
             raise AuthError(403, "expired", "the client certificate has expired")
         self.reload_crl()
         revoked = self._revoked
         if revoked is None:
             raise RevocationUnavailable("the revocation list cannot be read or verified")
+        self._check_fresh(now)
         if cert.serial in revoked:
             raise AuthError(403, "revoked", f"the certificate of gateway {cert.name!r} is revoked")
         return GatewayIdentity(gateway_id=cert.name, serial=cert.serial, not_after=cert.not_after)

@@ -35,6 +35,11 @@ class CloudSettings(CitygateSettings):
     tls_key: Path
     client_ca: Path  # the infrastructure CA ONLY (never the device CA)
     client_crl: Path  # the infrastructure CA's CRL, re-read when it changes
+    # A CRL past its nextUpdate by more than this is not trusted: gateway calls get 503 (fail
+    # closed) until a fresh one is installed (citygate pki crl; docs/PKI.md). Before that, from
+    # crl_warn_s ahead of nextUpdate, the cloud logs a warning every hour.
+    crl_grace_s: Annotated[float, Field(ge=0, le=7 * 86400, allow_inf_nan=False)] = 3600.0
+    crl_warn_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 2 * 86400.0
     # "required": every TLS connection presents an infra-CA certificate.
     # "optional": a certificate, if presented, must still verify; readers may then
     # come with a token only (and a load balancer may probe /healthz). Gateway

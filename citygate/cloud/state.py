@@ -202,7 +202,9 @@ class CloudState:
             max_buffered_s=settings.max_buffered_s,
         )
         self.encoder = ReadingEncoder()
-        self.verifier = CertificateVerifier(settings.client_ca, settings.client_crl)
+        self.verifier = CertificateVerifier(
+            settings.client_ca, settings.client_crl, grace_s=settings.crl_grace_s, warn_s=settings.crl_warn_s
+        )
         self.tokens = TokenAuth(settings.reader_tokens, settings.operator_tokens)
         self._sink: Sink | None = None
 
