@@ -4,12 +4,16 @@ Priority, highest first: explicit overrides (CLI options), environment
 variables (``CITYGATE_<SECTION>_<KEY>``), the section ``[<section>]`` of the
 TOML file given with ``--config``, then defaults. Secrets are read from the
 file or the environment, never from argv. A bad value raises ConfigError
-naming the key and where it came from.
+naming the key and where it came from. A table (a dict value, such as a token
+table) comes whole from one source: set in the environment, the file's table
+is ignored, so rotating tokens through the environment really removes the
+file's (pydantic-settings would merge the two).
 """
 
 from __future__ import annotations
 
 import contextvars
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -93,6 +97,12 @@ class CitygateSettings(BaseSettings):
                 f"config file {config_file}: unknown key(s) in [{cls.toml_section}]: "
                 + ", ".join(sorted(unknown))
             )
+        prefix = str(cls.model_config.get("env_prefix", "")).upper()
+        in_env = {k.upper() for k in os.environ}
+        for name, f in cls.model_fields.items():
+            is_table = getattr(f.annotation, "__origin__", None) is dict
+            if is_table and f"{prefix}{name.upper()}" in in_env:
+                file_values.pop(name, None)
         token = _FILE_VALUES.set(file_values)
         try:
             return cls(**{k: v for k, v in overrides.items() if v is not None})

@@ -19,6 +19,25 @@ from citygate.config import CitygateSettings
 from citygate.contract import wire
 
 MIN_TOKEN_LENGTH = 24
+
+
+def _safe_influx_url(url: str) -> bool:
+    """https://, or http:// to this machine only (credentials never cross a network in clear)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
@@ -113,11 +132,12 @@ class CloudSettings(CitygateSettings):
         for name, token in v.items():
             if re.fullmatch(_NAME_PATTERN, name) is None:
                 raise ValueError(f"token name {name!r} must be 1-64 letters, digits, '.', '_', '-'")
-            if len(token.get_secret_value()) < MIN_TOKEN_LENGTH:
-                raise ValueError(
-                    f"token {name!r} is shorter than {MIN_TOKEN_LENGTH} characters; "
-                    "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-                )
+            secret = token.get_secret_value()
+            generate = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            if len(secret) < MIN_TOKEN_LENGTH:
+                raise ValueError(f"token {name!r} is shorter than {MIN_TOKEN_LENGTH} characters; {generate}")
+            if any(c.isspace() for c in secret) or len(set(secret)) == 1:
+                raise ValueError(f"token {name!r} contains whitespace or repeats one character; {generate}")
         return v
 
     @model_validator(mode="after")
@@ -128,6 +148,13 @@ class CloudSettings(CitygateSettings):
                 raise ValueError(f"influx_api = 'v2' needs {', '.join(missing)}")
         if (self.influx_user is None) != (self.influx_password is None):
             raise ValueError("influx_user and influx_password go together")
+        if (self.influx_password is not None or self.influx_token is not None) and not _safe_influx_url(
+            self.influx_url
+        ):
+            raise ValueError(
+                "influx_url is plain http:// to another host but carries credentials: use https:// "
+                "(credentials in clear text on the network are not accepted; http:// is only for loopback)"
+            )
         if self.heartbeat_offline_s <= self.heartbeat_stale_s:
             raise ValueError("heartbeat_offline_s must be greater than heartbeat_stale_s")
         if self.max_decompressed_bytes < self.max_body_bytes:

@@ -8,8 +8,9 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "cloud.example.toml"
 
 
 def test_cloud_example_loads_with_tokens_from_the_environment(monkeypatch):
-    monkeypatch.setenv("CITYGATE_CLOUD_OPERATOR_TOKENS", '{"ops": "' + "x" * 32 + '"}')
+    token = "op-" + "x7" * 16
+    monkeypatch.setenv("CITYGATE_CLOUD_OPERATOR_TOKENS", '{"ops": "' + token + '"}')
     s = CloudSettings.load(EXAMPLE)
     assert s.client_cert_mode == "required" and s.influx_api == "v1"
-    assert s.operator_tokens["ops"].get_secret_value() == "x" * 32
-    assert "x" * 32 not in repr(s)  # secrets never printed
+    assert s.operator_tokens["ops"].get_secret_value() == token
+    assert token not in repr(s)  # secrets never printed
