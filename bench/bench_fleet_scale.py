@@ -71,6 +71,8 @@ def run_size(n: int, seconds: float, interval: float, work: Path) -> dict[str, o
                 str(n),
                 "--gateway-broker",
                 f"127.0.0.1:{node.broker.device_port}",
+                "--gateway",
+                node.name,
                 "--pki-dir",
                 str(stack.dir / "pki"),
                 "--interval",

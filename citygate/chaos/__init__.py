@@ -2,8 +2,9 @@
 
 ``citygate chaos`` runs the long versions; ``tests/chaos`` the fast ones. The
 scenarios live in :mod:`citygate.chaos.faults` (1-9: nothing acknowledged may
-be lost) and :mod:`citygate.chaos.attacks` (10-14: nothing accepted that should
-not be, no crash, no 500).
+be lost), :mod:`citygate.chaos.attacks` (10-14: nothing accepted that should
+not be, no crash, no 500) and :mod:`citygate.chaos.contract` (15-17: a reading
+the gateway confirmed is never lost at the cloud's door).
 """
 
 from __future__ import annotations
@@ -13,6 +14,6 @@ from citygate.chaos.harness import Scenario
 
 def scenarios() -> tuple[Scenario, ...]:
     """Every scenario, in issue order."""
-    from citygate.chaos import attacks, faults
+    from citygate.chaos import attacks, contract, faults
 
-    return tuple(sorted((*faults.SCENARIOS, *attacks.SCENARIOS), key=lambda s: s.number))
+    return tuple(sorted((*faults.SCENARIOS, *attacks.SCENARIOS, *contract.SCENARIOS), key=lambda s: s.number))

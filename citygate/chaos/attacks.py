@@ -31,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from citygate.certs.pki import CaName, CertFiles, CertKind, Pki
 from citygate.certs.settings import PkiSettings
+from citygate.chaos.forge import unclear_identity_certificates
 from citygate.chaos.harness import ChaosContext, Scenario
 from citygate.contract.inventory import DeviceRecord, Inventory
 from citygate.contract.profiles import DeviceProfile, ProfileRegistry
@@ -41,9 +42,14 @@ from citygate.errors import ConfigError
 # -- helpers -----------------------------------------------------------------------
 
 
-def _record(device_id: str, profile: str = "noise") -> DeviceRecord:
+def _record(device_id: str, gateway: str, profile: str = "noise") -> DeviceRecord:
     return DeviceRecord(
-        device_id=device_id, profile=profile, profile_version=1, site="chaos", district="centre"
+        device_id=device_id,
+        profile=profile,
+        profile_version=1,
+        site="chaos",
+        district="centre",
+        gateways=(gateway,),
     )
 
 
@@ -306,7 +312,7 @@ def _impersonation(ctx: ChaosContext) -> None:
     ctx.start_system()
     pki = _pki(ctx)
     victim_id, attacker_id = "victim-0001", "mallory-0001"
-    pki.issue_devices([_record(victim_id), _record(attacker_id)])
+    pki.issue_devices([_record(victim_id, ctx.node.name), _record(attacker_id, ctx.node.name)])
     devices = ctx.count(50, 500)
     fleet = ctx.start_fleet(devices, ctx.size(200, 2000))
     validator, inventory, registry = _validator(ctx)
@@ -409,16 +415,21 @@ def _certificates(ctx: ChaosContext) -> None:
     node = ctx.start_system()
     pki = _pki(ctx)
     now = dt.datetime.now(dt.UTC)
-    pki.issue_devices([_record(d) for d in ("cert-ok", "cert-revoked", "cert-live", "cert-live-ok")])
-    pki.issue_device(_record("cert-expired"), not_before=now - dt.timedelta(days=10), days=1)
+    mine = node.name
+    pki.issue_devices([_record(d, mine) for d in ("cert-ok", "cert-revoked", "cert-live", "cert-live-ok")])
+    pki.issue_device(_record("cert-expired", mine), not_before=now - dt.timedelta(days=10), days=1)
     foreign = Pki.init(PkiSettings(dir=ctx.dir / "foreign-pki"))
-    foreign.issue_devices([_record("cert-ok"), _record("sim-00001")])
     foreign_gw = foreign.issue_gateway(node.name)
+    foreign.issue_devices([_record("cert-ok", mine), _record("sim-00001", mine)])
     gw_b_name = "impostor-gw2"
     gw_b = pki.issue_gateway(gw_b_name)
     gw_revoked = pki.issue_gateway("revoked-gw3")
     gw_expired = pki.issue_gateway("expired-gw4", not_before=now - dt.timedelta(days=10), days=1)
     pki.revoke("revoked-gw3", kind=CertKind.GATEWAY, reason="keyCompromise")
+    # A spare gateway certificate the city's CA issued but the cloud never registered.
+    gw_spare = pki.issue_gateway("spare-gw5")
+    Inventory.load(pki.inventory_path).without_gateway("spare-gw5").save(pki.inventory_path)
+    unclear = unclear_identity_certificates(pki, ctx.dir / "unclear-certs", node.name, gw_b_name)
     # aiomqtt: the lite client's fleet did not finish its drain after a broker restart (see faults).
     ctx.start_fleet(ctx.count(50, 500), ctx.size(200, 2000), client="aiomqtt")
     port, ca = ctx.node.broker.device_port, _infra_ca(ctx)
@@ -531,6 +542,11 @@ def _certificates(ctx: ChaosContext) -> None:
             {403},
         ),
         ("gateway B naming A in the batch", gw_b, naming_a, {422}),
+        ("a spare gateway certificate never registered", gw_spare, post_empty, {403}),
+    ]
+    forbidden: set[int | str] = {403}
+    cases += [
+        (f"a CA-signed certificate with {label}", f, post_empty, forbidden) for label, f in unclear.items()
     ]
     statuses: list[int | str] = []
     rounds = ctx.count(2, 10)
@@ -555,6 +571,31 @@ def _certificates(ctx: ChaosContext) -> None:
         "the cloud names a gateway by its certificate",
         who.status_code == 200 and who.json().get("gateway_id") == gw_b_name,
         f"{who.status_code} {who.text[:120]}",
+    )
+    # Gateway B, registered and valid, posts readings of gateway A's devices (it wrote and
+    # overwrote them before): every reading refused per reading, nothing stored.
+    _, inventory, registry = _validator(ctx)
+    victims = [d for d in inventory if d.startswith("sim-")][:20]
+    base_ms = int(time.time() * 1000) - 3_600_000  # an hour back: no fleet reading there
+    forged = [
+        {
+            "device_id": d,
+            "ts": base_ms + i,
+            "seq": FORGED_SEQ + i,
+            "readings": _valid_readings(_profile_of(inventory, registry, d)),
+        }
+        for i, d in enumerate(victims)
+    ]
+    with _https(ctx, gw_b) as c:
+        body = gzip.compress(orjson.dumps({"batch_id": "chaos-forged", "readings": forged}))
+        answer = c.post("/v1/ingest", content=body, headers={"Content-Encoding": "gzip"})
+    doc = answer.json() if answer.status_code == 200 else {}
+    reasons = {r["reason"] for r in doc.get("rejected", [])}
+    ctx.check(
+        "gateway B's readings of A's devices are refused per reading (not_assigned)",
+        doc.get("accepted") == 0 and reasons == {"not_assigned"},
+        f"{answer.status_code}: accepted {doc.get('accepted', '-')} of {len(forged)}, "
+        f"reasons {sorted(reasons)}",
     )
     fives = [s for s in statuses if isinstance(s, int) and s >= 500]
     ctx.check("no 5xx from the cloud", not fives, f"{len(statuses)} requests, 5xx: {fives}")
@@ -705,7 +746,7 @@ def _fuzz(ctx: ChaosContext) -> None:
     node = ctx.start_system()
     pki = _pki(ctx)
     fuzz_id = "fuzz-0001"
-    pki.issue_devices([_record(fuzz_id)])
+    pki.issue_devices([_record(fuzz_id, node.name)])
     ctx.start_fleet(ctx.count(50, 500), ctx.size(200, 2000))
     validator, _, _ = _validator(ctx)
     assert ctx.stack is not None

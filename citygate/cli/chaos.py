@@ -18,7 +18,7 @@ from citygate.errors import ConfigError
 
 def chaos(
     scenarios: Annotated[
-        list[str] | None, typer.Argument(help="Scenario names or numbers (default: all 14).")
+        list[str] | None, typer.Argument(help="Scenario names or numbers (default: all).")
     ] = None,
     fast: Annotated[
         bool, typer.Option("--fast/--long", help="The CI sizes, or the long run (default).")
@@ -47,7 +47,7 @@ def chaos(
         known = all_scenarios()
         if list_only:
             for s in known:
-                typer.echo(f"{s.number:>2}  {s.name:16} {s.title}")
+                typer.echo(f"{s.number:>2}  {s.name:21} {s.title}")
             return
         by_key = {s.name: s for s in known} | {str(s.number): s for s in known}
         unknown = [n for n in scenarios or [] if n not in by_key]

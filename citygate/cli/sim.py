@@ -73,8 +73,16 @@ def run(
         typer.Option(
             "--fault",
             help="KIND[:key=value,...] (repeatable); kinds: offline burst out_of_range malformed nan "
-            "clock_skew duplicate wrong_topic expired_cert revoked_cert; keys: share devices count at "
-            "every duration size skew. See docs/SIMULATOR.md.",
+            "clock_skew duplicate wrong_topic expired_cert revoked_cert reboot; keys: share devices count "
+            "at every duration size skew behind down. See docs/SIMULATOR.md.",
+        ),
+    ] = None,
+    gateway: Annotated[
+        str | None,
+        typer.Option(
+            "--gateway",
+            help="The gateway these devices report through: they are assigned to it in the inventory "
+            "(default: the only registered gateway, if there is exactly one).",
         ),
     ] = None,
     ramp: Annotated[float | None, typer.Option("--ramp", min=0.0, help="Connection ramp-up (s).")] = None,
@@ -104,6 +112,7 @@ def run(
     """Run N simulated devices, each with its own certificate, against the gateway's broker."""
     from citygate.certs.pki import CaName, Pki
     from citygate.certs.settings import PkiSettings
+    from citygate.contract.inventory import Inventory
     from citygate.contract.profiles import ProfileRegistry
     from citygate.simulators import provision
     from citygate.simulators.faults import CERT_FAULTS, FaultKind, parse_fault, resolve
@@ -123,8 +132,16 @@ def run(
         settings = PkiSettings.load(None, dir=pki_dir)
         pki = Pki(settings)
         registry = ProfileRegistry()
+        if gateway is None:
+            registered = list(Inventory.load(pki.inventory_path).gateways)
+            gateway = registered[0] if len(registered) == 1 else None
+            if gateway is None:
+                err_console.print(
+                    f"note: {len(registered)} gateways registered and no --gateway: devices not yet assigned "
+                    "to one are refused by the cloud (not_assigned)"
+                )
         records = provision.ensure_devices(
-            pki, prefix, devices, provision.parse_mix(profile_mix, registry), registry
+            pki, prefix, devices, provision.parse_mix(profile_mix, registry), registry, gateway=gateway
         )
         plan = resolve(requests, [r.device_id for r in records], seed)
         refused: dict[str, FaultKind] = {}

@@ -55,6 +55,8 @@ def start_fleet(
         str(devices),
         "--gateway-broker",
         f"127.0.0.1:{node.broker.device_port}",
+        "--gateway",
+        node.name,
         "--pki-dir",
         str(stack.dir / "pki"),
         "--prefix",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import sys
 import time
 import urllib.error
@@ -73,6 +74,11 @@ class DemoOptions:
     # extra environment for the agent processes (e.g. libfaketime for a jumping clock).
     gateway_settings: dict[str, object] = field(default_factory=dict)
     agent_env: dict[str, str] = field(default_factory=dict)
+    # Chaos runs: settings merged into the cloud's [cloud] table, and an inventory file of the
+    # cloud's own (a copy of the PKI's when it starts, if missing; the gateways keep reading the
+    # PKI's), so that the cloud can learn of devices later than the gateways do.
+    cloud_settings: dict[str, object] = field(default_factory=dict)
+    cloud_inventory: Path | None = None
 
 
 @dataclass
@@ -93,6 +99,12 @@ class DemoStack:
     @property
     def cloud_url(self) -> str:
         return f"https://localhost:{self.cloud_port}"
+
+    @property
+    def cloud_inventory_path(self) -> Path:
+        """The inventory file the cloud reads (the PKI's unless ``cloud_inventory`` is set)."""
+        assert self.pki is not None
+        return self.opts.cloud_inventory or self.pki.inventory_path
 
     # -- start ------------------------------------------------------------------
 
@@ -116,6 +128,10 @@ class DemoStack:
         token_file = self.dir / "operator-token"
         token_file.write_text(self.operator_token + "\n")
         token_file.chmod(0o600)
+        own = self.opts.cloud_inventory
+        if own is not None and not own.exists():
+            own.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.pki.inventory_path, own)
         cfg = self.dir / "cloud.toml"
         cfg.write_text(
             toml_section(
@@ -129,14 +145,15 @@ class DemoStack:
                     "client_crl": str(self.pki.crl_path(CaName.INFRA)),
                     # Browsers have no client certificate: the dashboard signs in with a token.
                     "client_cert_mode": "optional",
-                    "inventory": str(self.pki.inventory_path),
+                    "inventory": str(self.cloud_inventory_path),
                     "influx_api": "v1",
                     "influx_url": self.influx.url,
                     "influx_db": "citygate",
                     "heartbeat_stale_s": 15.0,
                     "heartbeat_offline_s": 45.0,
                     "operator_tokens": {"demo": self.operator_token},
-                },
+                }
+                | self.opts.cloud_settings,
             )
         )
         cfg.chmod(0o600)
@@ -217,6 +234,8 @@ class DemoStack:
             str(devices),
             "--gateway-broker",
             f"127.0.0.1:{node.broker.device_port}",
+            "--gateway",
+            node.name,
             "--pki-dir",
             str(self.dir / "pki"),
             "--rate",

@@ -7,7 +7,9 @@ Per device and in total:
 - ``lost``: ``expected - stored``; ``held_lost`` says how many of those the
   device still held unconfirmed when the run ended (it would have resent them);
 - ``duplicated``: extra points of one (device, seq): every point beyond the first
-  for a seq (the same reading stored at more than one timestamp);
+  for a seq (the same reading stored at more than one timestamp); a device that
+  rebooted (the ledger's ``boot``) has each seq once per boot, told apart by the
+  timestamp;
 - ``unexpected``: points of an audited device whose seq is not an expected reading
   at that timestamp (a wrong ts, a seq never produced, a payload that should have been
   rejected: ``faulty_stored`` counts those apart);
@@ -228,6 +230,9 @@ class _Tally:
 
     def add(self, points: Points) -> None:
         e = self.entries
+        if len(e.segments) > 1:
+            self._add_rebooted(points)
+            return
         base, size = e.base, len(e.state)
         ts_ms, hits, matched, other = e.ts_ms, self.hits, self.matched, self.other
         for ts_ns, seq in points:
@@ -239,6 +244,24 @@ class _Tally:
                     matched[i] = 1
             else:
                 other[seq] = other.get(seq, 0) + 1
+
+    def _add_rebooted(self, points: Points) -> None:
+        """A device that rebooted used each low seq once per boot: the timestamp tells which
+        reading a point is (a point matching none is counted against the first boot's)."""
+        e = self.entries
+        state, ts_ms, hits, matched, other = e.state, e.ts_ms, self.hits, self.matched, self.other
+        for ts_ns, seq in points:
+            slots = [i for i in e.slots(seq) if state[i]] if seq is not None else []
+            if not slots:
+                other[seq] = other.get(seq, 0) + 1
+                continue
+            i = next((j for j in slots if ts_ms[j] * 1_000_000 == ts_ns), -1)
+            if i >= 0:
+                matched[i] = 1
+            else:
+                i = slots[0]
+            if hits[i] < 255:
+                hits[i] += 1
 
     def result(self) -> DeviceAudit:
         e = self.entries

@@ -103,6 +103,8 @@ class DeviceCore:
         "_recent_set",
         "_scan_at",
         "_unsent",
+        "boot",
+        "clock_offset_ms",
         "confirm",
         "counters",
         "device_id",
@@ -140,6 +142,8 @@ class DeviceCore:
         self.track_recent = track_recent
         self._unsent: deque[int] = deque()  # seqs not sent since keep / (re)connect / failure
         self._scan_at = 0.0  # no reading can be overdue before this (monotonic s)
+        self.boot = 0  # restarts so far (the ledger tells readings of different boots apart)
+        self.clock_offset_ms = 0  # the device's clock minus the real one (behind after a reboot)
 
     # -- time and sequence ----------------------------------------------------------
 
@@ -151,15 +155,40 @@ class DeviceCore:
         """
         if skew_ms == 0:
             ts = max(now_ms, self._last_ts + 1)
-            self._last_ts = ts
             if not self.track_recent:
+                self._last_ts = ts
                 return ts
         else:
             ts = now_ms + skew_ms
         while ts in self._recent_set:
             ts += 1
+        if skew_ms == 0:
+            self._last_ts = ts
         self._remember(ts)
         return ts
+
+    def clock_ms(self, real_ms: int) -> int:
+        """What the device's own clock reads at real time ``real_ms``."""
+        return real_ms + self.clock_offset_ms
+
+    def reboot(self, behind_ms: int) -> list[Kept]:
+        """The device restarts: its memory is gone (returned, oldest first: let go unconfirmed),
+        it counts from seq 0 again, and its clock comes back ``behind_ms`` behind where it was.
+
+        Timestamps stay distinct from every recent one of the earlier boots (a reading at the
+        same timestamp would overwrite an old one in the database): a rebooted device tracks
+        them from now on, even if it did not before (then only the new boot's are known).
+        """
+        lost = list(self._kept.values())
+        self._kept.clear()
+        self._unsent.clear()
+        self.counters.dropped += len(lost)
+        self.next_seq = 0
+        self._last_ts = -1
+        self.clock_offset_ms -= behind_ms
+        self.boot += 1
+        self.track_recent = True
+        return lost
 
     def _remember(self, ts: int) -> None:
         self._recent.append(ts)

@@ -21,11 +21,17 @@ Kinds and what one occurrence is:
   into its own memory and resends afterwards); ``burst`` produces ``size``
   readings back to back;
 - certificate faults: ``expired_cert`` and ``revoked_cert`` add ``count``
-  extra devices whose certificate the broker must refuse.
+  extra devices whose certificate the broker must refuse;
+- ``reboot`` (timed, ``at``/``every`` in seconds): the device restarts. What it
+  held unconfirmed is gone (recorded as dropped), it is down for ``down_s``
+  (no connection, no readings), its sequence counter starts at 0 again and its
+  clock comes back ``behind_s`` behind (no battery-backed clock), so its new
+  readings reuse old sequence numbers with timestamps among the old ones.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -46,6 +52,7 @@ class FaultKind(StrEnum):
     WRONG_TOPIC = "wrong_topic"
     EXPIRED_CERT = "expired_cert"
     REVOKED_CERT = "revoked_cert"
+    REBOOT = "reboot"  # last: FAULT_CODES are positions, stored in ledgers
 
 
 PAYLOAD_FAULTS: frozenset[FaultKind] = frozenset(
@@ -62,7 +69,7 @@ PAYLOAD_FAULTS: frozenset[FaultKind] = frozenset(
 REJECTED_PAYLOADS: frozenset[FaultKind] = frozenset(
     {FaultKind.OUT_OF_RANGE, FaultKind.MALFORMED, FaultKind.NAN}
 )
-TIMED_FAULTS: frozenset[FaultKind] = frozenset({FaultKind.OFFLINE, FaultKind.BURST})
+TIMED_FAULTS: frozenset[FaultKind] = frozenset({FaultKind.OFFLINE, FaultKind.BURST, FaultKind.REBOOT})
 CERT_FAULTS: frozenset[FaultKind] = frozenset({FaultKind.EXPIRED_CERT, FaultKind.REVOKED_CERT})
 
 # A stable small code per kind, stored in ledger records.
@@ -83,6 +90,8 @@ class FaultRequest:
     duration_s: float = 30.0  # offline
     size: int = 20  # burst: readings
     skew_s: float = 600.0  # clock_skew: seconds added to the timestamp (negative: late clock)
+    behind_s: float = 30.0  # reboot: how far behind the clock comes back
+    down_s: float = 1.0  # reboot: seconds without connection or readings
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.share <= 1.0:
@@ -99,6 +108,8 @@ class FaultRequest:
             raise ConfigError(f"fault {self.kind}: say which devices (devices=a+b) or a share (share=0.1)")
         if self.duration_s <= 0 or self.size < 1:
             raise ConfigError(f"fault {self.kind}: duration and size must be positive")
+        if self.behind_s < 0 or self.down_s <= 0:
+            raise ConfigError(f"fault {self.kind}: behind must not be negative, down must be positive")
         if self.every is not None and self.every <= 0:
             raise ConfigError(f"fault {self.kind}: every must be positive")
 
@@ -117,6 +128,20 @@ class FaultRequest:
         return 1.0 if self.kind in PAYLOAD_FAULTS else 10.0
 
 
+@dataclass(frozen=True, slots=True)
+class Reboot:
+    """One restart of a device: at ``at_s`` (seconds since its start), down ``down_s``, its
+    clock ``behind_ms`` behind afterwards (more behind with every further reboot)."""
+
+    at_s: float
+    behind_ms: int
+    down_s: float
+
+    @property
+    def up_s(self) -> float:
+        return self.at_s + self.down_s
+
+
 @dataclass(slots=True)
 class DevicePlan:
     """The faults of one device in one run."""
@@ -126,6 +151,7 @@ class DevicePlan:
     wrong_topic_target: str | None = None
     offline: list[tuple[float, float]] = field(default_factory=list)  # (start_s, end_s)
     bursts: list[tuple[float, int]] = field(default_factory=list)  # (at_s, readings)
+    reboots: list[Reboot] = field(default_factory=list)
 
     def is_offline(self, t_s: float) -> float | None:
         """The end of the offline period containing ``t_s`` (seconds since start), or None."""
@@ -138,6 +164,7 @@ class DevicePlan:
         c: Counter[FaultKind] = Counter(self.payload.values())
         c[FaultKind.OFFLINE] += len(self.offline)
         c[FaultKind.BURST] += len(self.bursts)
+        c[FaultKind.REBOOT] += len(self.reboots)
         return +c
 
 
@@ -206,6 +233,17 @@ def resolve(requests: Iterable[FaultRequest], device_ids: Sequence[str], seed: i
                 for k in range(req.count):
                     dp.bursts.append((req.first + k * req.spacing, req.size))
                 dp.bursts.sort()
+            elif req.kind is FaultKind.REBOOT:
+                for k in range(req.count):
+                    at = req.first + k * req.spacing
+                    dp.reboots.append(Reboot(at, round(req.behind_s * 1000), req.down_s))
+                dp.reboots.sort(key=lambda r: r.at_s)
+                for a, b in itertools.pairwise(dp.reboots):
+                    if b.at_s < a.up_s:
+                        raise ConfigError(
+                            f"fault reboot on {dev}: a reboot at {b.at_s:g} s while still down "
+                            f"from the one at {a.at_s:g} s (every must exceed down)"
+                        )
     return plan
 
 
@@ -220,8 +258,9 @@ def parse_fault(text: str) -> FaultRequest:
     """Parse ``KIND[:key=value,...]`` from the command line.
 
     Keys: ``share``, ``devices`` (ids joined by ``+``), ``count``, ``at``, ``every``,
-    ``duration`` (s), ``size``, ``skew`` (s). Example: ``nan:share=0.1,count=3``,
-    ``offline:devices=sim-00001+sim-00002,at=10,duration=30``.
+    ``duration`` (s), ``size``, ``skew`` (s), ``behind`` and ``down`` (s, reboot). Example:
+    ``nan:share=0.1,count=3``, ``offline:devices=sim-00001+sim-00002,at=10,duration=30``,
+    ``reboot:share=0.1,at=20,behind=10,down=1``.
     """
     head, _, rest = text.partition(":")
     try:
@@ -249,8 +288,11 @@ def parse_fault(text: str) -> FaultRequest:
             kw["duration_s"] = _number(kind, key, value)
         elif key == "skew":
             kw["skew_s"] = _number(kind, key, value)
+        elif key in {"behind", "down"} and kind is FaultKind.REBOOT:
+            kw[f"{key}_s"] = _number(kind, key, value)
         else:
             raise ConfigError(
-                f"fault {kind}: unknown key {key!r} (share, devices, count, at, every, duration, size, skew)"
+                f"fault {kind}: unknown key {key!r} (share, devices, count, at, every, duration, size, skew"
+                + (", behind, down)" if kind is FaultKind.REBOOT else ")")
             )
     return FaultRequest(kind=kind, **kw)  # type: ignore[arg-type]

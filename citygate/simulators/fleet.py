@@ -45,7 +45,7 @@ from citygate.contract.profiles import DeviceProfile
 from citygate.contract.topics import ack_topic, status_topic, telemetry_topic
 from citygate.contract.validation import ValidationLimits
 from citygate.simulators.device import DeviceCore, bad_payload, encode
-from citygate.simulators.faults import FAULT_CODES, REJECTED_PAYLOADS, DevicePlan, FaultKind
+from citygate.simulators.faults import FAULT_CODES, REJECTED_PAYLOADS, DevicePlan, FaultKind, Reboot
 from citygate.simulators.ledger import LedgerWriter, RecordKind
 from citygate.simulators.mqtt_lite import (
     ConnectRefusedError,
@@ -278,15 +278,16 @@ class _DeviceRunner:
         self._finished = False
         self._finished_event = asyncio.Event()
         self._offline_counted: set[int] = set()
+        self._session_boot = 0  # the device's boot when its current connection was made
         self.ledger_idx = -1
-        resume_seq, resume_ts = 0, -1
+        resume_seq, resume_ts, resume_boot = 0, -1, 0
         ledger = fleet.ledger
         if ledger is not None and device.refused is None:
             p = device.profile
             self.ledger_idx = ledger.device(device.device_id, p.measurement, p.name, p.version)
             rp = ledger.resume.get(device.device_id)
             if rp is not None:
-                resume_seq, resume_ts = rp.next_seq, rp.last_ts_ms
+                resume_seq, resume_ts, resume_boot = rp.next_seq, rp.last_ts_ms, rp.boot
         self.core = DeviceCore(
             device.device_id,
             memory=s.memory,
@@ -294,8 +295,10 @@ class _DeviceRunner:
             resend_after_s=s.resend_after_s,
             next_seq=resume_seq,
             last_ts_ms=resume_ts,
-            track_recent=FaultKind.CLOCK_SKEW in device.plan.payload.values(),
+            # A rebooted device's clock goes back among its earlier timestamps: it tracks them too.
+            track_recent=FaultKind.CLOCK_SKEW in device.plan.payload.values() or bool(device.plan.reboots),
         )
+        self.core.boot = resume_boot
         self.signal = DeviceSignal(
             device.device_id, device.profile, seed=s.seed, interval_s=self.interval, weather=fleet.weather
         )
@@ -354,8 +357,9 @@ class _DeviceRunner:
         self.stats.held_at_end += len(held)
         ledger = self.fleet.ledger
         if ledger is not None:
+            boot = self.core.boot
             for k in held:
-                ledger.add(RecordKind.HELD, self.ledger_idx, k.seq, k.ts_ms)
+                ledger.add(RecordKind.HELD, self.ledger_idx, k.seq, k.ts_ms, boot=boot)
 
     # -- production ------------------------------------------------------------------------------
 
@@ -369,13 +373,15 @@ class _DeviceRunner:
         first = fleet.t0 + fleet.ramp_s if s.rate else self.start_at
         next_t = first + self.phase
         bursts = deque(self.device.plan.bursts)
+        reboots = deque(self.device.plan.reboots)
         payload_faults = self.device.plan.payload
         n = 0
         try:
             while not fleet.stopping and (s.count is None or n < s.count) and next_t < end_t:
                 now = loop.time()
                 burst_at = self.start_at + bursts[0][0] if bursts else math.inf
-                wake_at = min(next_t, burst_at)
+                reboot_at = self.start_at + reboots[0].at_s if reboots else math.inf
+                wake_at = min(next_t, burst_at, reboot_at)
                 # A resend is a reason to wake only if it can go out now: with the in-flight window
                 # full (a connection that died under load, not yet noticed) waking for it would spin
                 # without ever yielding, and the dead connection would never be noticed.
@@ -387,6 +393,13 @@ class _DeviceRunner:
                     now = loop.time()
                 else:
                     await asyncio.sleep(0)  # never a loop turn without a yield
+                if reboot_at <= now and reboot_at < end_t:
+                    rb = reboots.popleft()
+                    self._reboot(rb)
+                    up = self.start_at + rb.up_s
+                    while next_t < up:  # down: no readings made
+                        next_t += self.interval
+                    continue
                 if burst_at <= now and burst_at < end_t:
                     _, size = bursts.popleft()
                     self.stats.faults[FaultKind.BURST.value] += 1
@@ -417,6 +430,19 @@ class _DeviceRunner:
     def _drained(self) -> bool:
         return self.core.held == 0 and not self.oneshots and self.inflight == 0
 
+    def _reboot(self, rb: Reboot) -> None:
+        """The device restarts (the connection loop takes it offline for ``rb.down_s``): what it
+        held unconfirmed is gone, recorded as dropped in the boot it belonged to."""
+        self.stats.faults[FaultKind.REBOOT.value] += 1
+        boot = self.core.boot
+        lost = self.core.reboot(rb.behind_ms)
+        self.oneshots.clear()
+        self.stats.dropped += len(lost)
+        ledger = self.fleet.ledger
+        if ledger is not None:
+            for k in lost:
+                ledger.add(RecordKind.DROPPED, self.ledger_idx, k.seq, k.ts_ms, boot=boot)
+
     def _reading(self, kind: FaultKind | None, n: int) -> None:
         """Make reading number ``n`` of this run, with its fault if one is planned."""
         core = self.core
@@ -424,7 +450,8 @@ class _DeviceRunner:
         ledger = self.fleet.ledger
         plan = self.device.plan
         skew = plan.skew_ms if kind is FaultKind.CLOCK_SKEW else 0
-        ts = core.stamp(time.time_ns() // 1_000_000, skew)
+        ts = core.stamp(core.clock_ms(time.time_ns() // 1_000_000), skew)
+        boot = core.boot
         values = self.signal.values(ts - skew)
         if kind is not None:
             stats.faults[kind.value] += 1
@@ -434,18 +461,18 @@ class _DeviceRunner:
             core.counters.faulty += 1
             stats.faulty += 1
             if ledger is not None:
-                ledger.add(RecordKind.FAULTY, self.ledger_idx, seq, ts, FAULT_CODES[kind])
+                ledger.add(RecordKind.FAULTY, self.ledger_idx, seq, ts, FAULT_CODES[kind], boot)
             self.oneshots.append((self.topic, bad_payload(kind, seq, ts, values, self.device.profile)))
             return
         kept, dropped = core.produce(ts, values)
         stats.produced += 1
         if ledger is not None:
             if kind is FaultKind.CLOCK_SKEW and not self.skew_expected:
-                ledger.add(RecordKind.FAULTY, self.ledger_idx, kept.seq, ts, FAULT_CODES[kind])
+                ledger.add(RecordKind.FAULTY, self.ledger_idx, kept.seq, ts, FAULT_CODES[kind], boot)
             else:
-                ledger.add(RecordKind.PRODUCED, self.ledger_idx, kept.seq, ts)
+                ledger.add(RecordKind.PRODUCED, self.ledger_idx, kept.seq, ts, boot=boot)
             for d in dropped:
-                ledger.add(RecordKind.DROPPED, self.ledger_idx, d.seq, d.ts_ms)
+                ledger.add(RecordKind.DROPPED, self.ledger_idx, d.seq, d.ts_ms, boot=boot)
         stats.dropped += len(dropped)
         if kind is FaultKind.DUPLICATE:
             self.oneshots.append((self.topic, kept.payload))
@@ -561,6 +588,8 @@ class _DeviceRunner:
         stats.confirmed += self.core.counters.confirmed - before
 
     def _on_ack(self, payload: object) -> None:
+        if self._session_boot != self.core.boot:
+            return  # the ack of a reading from before a reboot, on its way out: it is not this one
         stats = self.stats
         ranges = decode_ack(bytes(payload)) if isinstance(payload, bytes | bytearray) else None
         if ranges is None:
@@ -615,17 +644,23 @@ class _DeviceRunner:
                 self.core.on_disconnect()
 
     def _offline_until(self, now: float) -> float | None:
-        """The end (loop time) of the offline period at ``now``, counting each period once."""
+        """The end (loop time) of the offline period (or reboot) at ``now``, counting each
+        offline period once (the producer counts reboots)."""
         for i, (start, end) in enumerate(self.device.plan.offline):
             if self.start_at + start <= now < self.start_at + end:
                 if i not in self._offline_counted:
                     self._offline_counted.add(i)
                     self.stats.faults[FaultKind.OFFLINE.value] += 1
                 return self.start_at + end
+        for rb in self.device.plan.reboots:
+            if self.start_at + rb.at_s <= now < self.start_at + rb.up_s:
+                return self.start_at + rb.up_s
         return None
 
     def _next_offline_start(self, now: float) -> float | None:
-        starts = [self.start_at + a for a, _ in self.device.plan.offline if self.start_at + a > now]
+        plan = self.device.plan
+        starts = [self.start_at + a for a, _ in plan.offline if self.start_at + a > now]
+        starts += [self.start_at + rb.at_s for rb in plan.reboots if self.start_at + rb.at_s > now]
         return min(starts) if starts else None
 
     async def _connect(self) -> aiomqtt.Client:
@@ -691,6 +726,7 @@ class _DeviceRunner:
         device_id = self.device.device_id
         graceful = False
         tasks: list[asyncio.Task[object]] = []
+        self._session_boot = self.core.boot
         try:
             if self.s.status:
                 await client.publish(status_topic(device_id), b"online", qos=1, retain=True)
@@ -726,6 +762,7 @@ class _DeviceRunner:
         device_id = self.device.device_id
         graceful = False
         tasks: list[asyncio.Task[object]] = []
+        self._session_boot = self.core.boot
         try:
             if self.s.status:
                 await client.publish(status_topic(device_id), b"online", qos=1, retain=True)

@@ -3,7 +3,7 @@
 Two files:
 
 - ``PATH``: fixed-width 24-byte little-endian records
-  ``kind u8, code u8, reserved u16, device u32, seq i64, ts_ms i64``,
+  ``kind u8, code u8, boot u16, device u32, seq i64, ts_ms i64``,
   written through a buffer (one ``write`` per 256 KiB or per flush), so that
   recording a reading costs a ``struct.pack`` and never slows publishing;
 - ``PATH.devices``: one JSON line per device (index, id, measurement, profile),
@@ -19,6 +19,11 @@ Record kinds:
 - ``FAULTY``: a payload that must be rejected (``code`` says which fault);
 - ``WRONG_TOPIC``: a payload published on another device's topic (must be dropped
   by the broker).
+
+``boot`` counts the device's restarts (the ``reboot`` fault; 0 without one, and in
+ledgers written before it existed, where the field was reserved and 0). A
+rebooted device counts from seq 0 again, so a reading is named by
+(device, boot, seq): each boot has its own seq range in the audit's arrays.
 
 A crash can leave a partial last record; readers ignore it. The file is the
 input of :mod:`citygate.simulators.audit` and lets a later run resume each
@@ -113,8 +118,9 @@ def read_records(path: Path) -> bytes:
 class ResumePoint:
     """Where a device continues: its next seq and the last timestamp it used."""
 
-    next_seq: int = 0
-    last_ts_ms: int = -1
+    next_seq: int = 0  # in the last boot
+    last_ts_ms: int = -1  # of every boot
+    boot: int = 0
 
 
 class LedgerWriter:
@@ -150,18 +156,19 @@ class LedgerWriter:
         data = read_records(self.path)
         if not data:
             return
-        next_seq: dict[int, int] = {}
+        next_seq: dict[int, tuple[int, int]] = {}  # device -> (boot, next seq in it)
         last_ts: dict[int, int] = {}
-        for kind, _code, _r, dev, seq, ts in RECORD.iter_unpack(data):
+        for kind, _code, boot, dev, seq, ts in RECORD.iter_unpack(data):
             if kind == RecordKind.WRONG_TOPIC:
                 continue
-            if seq >= next_seq.get(dev, 0):
-                next_seq[dev] = seq + 1
+            if (boot, seq + 1) > next_seq.get(dev, (0, 0)):
+                next_seq[dev] = (boot, seq + 1)
             if ts > last_ts.get(dev, -1):
                 last_ts[dev] = ts
         for dev in self._devices:
             if dev.index in next_seq:
-                self.resume[dev.device_id] = ResumePoint(next_seq[dev.index], last_ts.get(dev.index, -1))
+                boot, nxt = next_seq[dev.index]
+                self.resume[dev.device_id] = ResumePoint(nxt, last_ts.get(dev.index, -1), boot)
 
     def device(self, device_id: str, measurement: str, profile: str, profile_version: int) -> int:
         """The device's index in this ledger (registered on first use)."""
@@ -185,14 +192,14 @@ class LedgerWriter:
         self._dev_file.flush()
         return idx
 
-    def add(self, kind: RecordKind, device: int, seq: int, ts_ms: int, code: int = 0) -> None:
-        self._buf += RECORD.pack(kind, code, 0, device, seq, ts_ms)
+    def add(self, kind: RecordKind, device: int, seq: int, ts_ms: int, code: int = 0, boot: int = 0) -> None:
+        self._buf += RECORD.pack(kind, code, boot, device, seq, ts_ms)
         self.records += 1
         if len(self._buf) >= _FLUSH_BYTES:
             self.flush()
 
-    def produced(self, device: int, seq: int, ts_ms: int) -> None:
-        self.add(RecordKind.PRODUCED, device, seq, ts_ms)
+    def produced(self, device: int, seq: int, ts_ms: int, boot: int = 0) -> None:
+        self.add(RecordKind.PRODUCED, device, seq, ts_ms, boot=boot)
 
     def flush(self) -> None:
         if self._buf:
@@ -220,22 +227,49 @@ STATE_DROPPED: Final = 2
 STATE_FAULTY: Final = 3
 
 
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One boot of a device in its arrays: seq ``s`` of boot ``boot`` is slot
+    ``offset + s - base``, for ``base <= s < base + size``."""
+
+    boot: int
+    base: int
+    offset: int
+    size: int
+
+
 @dataclass(slots=True)
 class DeviceEntries:
-    """One device's ledger, as compact arrays indexed by ``seq - base``."""
+    """One device's ledger, as compact arrays of slots.
+
+    A device that never rebooted has one segment: slot ``seq - base``. One that did has
+    one segment per boot, one after the other (boot 0 first), since its seqs repeat.
+    """
 
     device: LedgerDevice
-    base: int = 0
+    base: int = 0  # of the first segment (the only one without reboots)
     ts_ms: array[int] = field(default_factory=lambda: array("q"))
     state: bytearray = field(default_factory=bytearray)
     held: bytearray = field(default_factory=bytearray)  # 1: still held by the device at the end
-    conflicts: int = 0  # the same seq recorded with two timestamps (a broken resume)
+    conflicts: int = 0  # the same (boot, seq) recorded with two timestamps (a broken resume)
     wrong_topic: int = 0
     min_ts: int = 0
     max_ts: int = -1
+    segments: tuple[Segment, ...] = ()
 
     def count(self, state: int) -> int:
         return self.state.count(state)
+
+    def slots(self, seq: int) -> list[int]:
+        """The slots of ``seq``, one per boot that used it (boot order)."""
+        return [g.offset + seq - g.base for g in self.segments if g.base <= seq < g.base + g.size]
+
+    def seq_of(self, slot: int) -> tuple[int, int]:
+        """(boot, seq) of a slot."""
+        for g in self.segments:
+            if g.offset <= slot < g.offset + g.size:
+                return g.boot, g.base + slot - g.offset
+        raise IndexError(slot)
 
 
 @dataclass(slots=True)
@@ -254,39 +288,65 @@ def load(path: Path, only: set[str] | None = None) -> LedgerData:
     n = len(devices)
     lo = [1 << 62] * n
     hi = [-1] * n
-    for kind, _code, _r, dev, seq, _ts in RECORD.iter_unpack(data):
+    later: dict[tuple[int, int], list[int]] = {}  # (device, boot >= 1) -> [lo, hi]
+    for kind, _code, boot, dev, seq, _ts in RECORD.iter_unpack(data):
         if dev >= n:
             raise LedgerError(f"{path}: a record names device {dev}, but only {n} are registered")
         if kind == RecordKind.WRONG_TOPIC:
+            continue
+        if boot:
+            span = later.get((dev, boot))
+            if span is None:
+                later[dev, boot] = [seq, seq]
+            elif seq < span[0]:
+                span[0] = seq
+            elif seq > span[1]:
+                span[1] = seq
             continue
         if seq < lo[dev]:
             lo[dev] = seq
         if seq > hi[dev]:
             hi[dev] = seq
+    boots: dict[int, list[tuple[int, int, int]]] = {}  # device -> [(boot, lo, hi)] for boot >= 1
+    for (dev, boot), (a, b) in sorted(later.items()):
+        boots.setdefault(dev, []).append((boot, a, b))
     entries: list[DeviceEntries | None] = []
+    # slot = seq - shift: boot 0 from a list, later boots from a dict
+    shift = [0] * n
+    shifts: dict[tuple[int, int], int] = {}
     for d in devices:
         if only is not None and d.device_id not in only:
             entries.append(None)
             continue
-        size = hi[d.index] - lo[d.index] + 1 if hi[d.index] >= 0 else 0
+        i = d.index
+        segments: list[Segment] = []
+        if hi[i] >= 0:
+            segments.append(Segment(0, lo[i], 0, hi[i] - lo[i] + 1))
+            shift[i] = lo[i]
+        for boot, a, b in boots.get(i, []):
+            offset = sum(g.size for g in segments)
+            segments.append(Segment(boot, a, offset, b - a + 1))
+            shifts[i, boot] = a - offset
+        size = sum(g.size for g in segments)
         entries.append(
             DeviceEntries(
                 device=d,
-                base=lo[d.index] if size else 0,
+                base=segments[0].base if segments else 0,
                 ts_ms=array("q", bytes(8 * size)),
                 state=bytearray(size),
                 held=bytearray(size),
                 min_ts=1 << 62,
+                segments=tuple(segments),
             )
         )
-    for kind, _code, _r, dev, seq, ts in RECORD.iter_unpack(data):
+    for kind, _code, boot, dev, seq, ts in RECORD.iter_unpack(data):
         e = entries[dev]
         if e is None:
             continue
         if kind == RecordKind.WRONG_TOPIC:
             e.wrong_topic += 1
             continue
-        i = seq - e.base
+        i = seq - (shifts[dev, boot] if boot else shift[dev])
         if kind == RecordKind.PRODUCED or kind == RecordKind.FAULTY:
             if e.state[i] != STATE_NONE and e.ts_ms[i] != ts:
                 e.conflicts += 1

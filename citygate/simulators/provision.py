@@ -68,7 +68,7 @@ def device_ids(prefix: str, n: int) -> list[str]:
 
 
 def planned_records(
-    prefix: str, n: int, mix: Mapping[str, float], registry: ProfileRegistry
+    prefix: str, n: int, mix: Mapping[str, float], registry: ProfileRegistry, gateway: str | None = None
 ) -> list[DeviceRecord]:
     """The records a fresh fleet of ``n`` would get (deterministic)."""
     out: list[DeviceRecord] = []
@@ -86,6 +86,7 @@ def planned_records(
                 district=district,
                 lat=round(50.10 + ((i * 37) % 1000) / 10000.0, 5),
                 lon=round(8.60 + ((i * 91) % 1000) / 10000.0, 5),
+                gateways=(gateway,) if gateway else (),
             )
         )
     return out
@@ -99,22 +100,32 @@ def ensure_devices(
     registry: ProfileRegistry,
     *,
     days: int | None = None,
+    gateway: str | None = None,
 ) -> list[DeviceRecord]:
-    """The fleet's inventory records; devices without a certificate are issued and registered."""
+    """The fleet's inventory records; devices without a certificate are issued and registered,
+    and, with ``gateway``, every device is assigned to it (the gateway it reports through)."""
     inventory = Inventory.load(pki.inventory_path)
-    wanted = planned_records(prefix, n, mix, registry)
+    wanted = planned_records(prefix, n, mix, registry, gateway)
     records: list[DeviceRecord] = []
     missing: list[DeviceRecord] = []
+    moved: list[str] = []
     for r in wanted:
         known = inventory.get(r.device_id)
         has_cert = pki.files(CertKind.DEVICE, r.device_id).cert.exists()
         if known is not None and has_cert:
             records.append(known)
+            if gateway and known.gateways != (gateway,):
+                moved.append(r.device_id)
         else:
             missing.append(r)
             records.append(r)
     for start in range(0, len(missing), _ISSUE_CHUNK):
         pki.issue_devices(missing[start : start + _ISSUE_CHUNK], days=days)
+    if moved and gateway:
+        pki.assign(moved, [gateway], actor="citygate sim")
+        records = [
+            r.model_copy(update={"gateways": (gateway,)}) if r.device_id in moved else r for r in records
+        ]
     return records
 
 

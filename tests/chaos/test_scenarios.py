@@ -23,5 +23,5 @@ def test_scenario(scenario, tmp_path):
     assert result.passed, result.describe()
 
 
-def test_all_fourteen_scenarios_are_there():
-    assert [s.number for s in scenarios()] == list(range(1, 15))
+def test_all_seventeen_scenarios_are_there():
+    assert [s.number for s in scenarios()] == list(range(1, 18))

@@ -4,16 +4,10 @@ exactly one clear id. Real uvicorn with mTLS, real InfluxDB, certificates from t
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
-from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-from citygate.certs.pki import CaName, CertFiles, CertKind
+from citygate.certs.pki import CertKind
+from citygate.chaos.forge import unclear_identity_certificates
 from citygate.contract.inventory import DeviceRecord, GatewayRecord, Inventory
 from tests.cloud.conftest import OTHER_GATEWAY, aq_values, post_batch, reading, unique_ts_ns
 from tests.conftest import GATEWAY_ID
@@ -108,44 +102,11 @@ def test_revoking_a_device_or_a_gateway_takes_it_out_of_the_inventory(cloud_fact
     assert '"action":"revoke"' in audit and "dev-to-revoke" in audit and "gw-to-revoke" in audit
 
 
-def _forged(pki, tmp: Path, name: str, cn: str, uris: list[str]) -> CertFiles:
-    """A certificate signed by the real infrastructure CA with a chosen CN and SAN URIs."""
-    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert_path(CaName.INFRA).read_bytes())
-    ca_key = serialization.load_pem_private_key((pki.settings.dir / "infra-ca" / "ca.key").read_bytes(), None)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(u) for u in uris]), False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
-        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
-    )
-    files = CertFiles(cert=tmp / f"{name}.pem", key=tmp / f"{name}.key", chain=tmp / f"{name}-chain.pem")
-    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return files
-
-
 def test_certificates_with_an_unclear_identity_are_refused(cloud_factory, influxdb, test_pki, tmp_path):
     rc = cloud_factory(influx_url=influxdb.url, influx_db=_db(influxdb))
-    cases = {
-        "two": ("gw-test", ["urn:citygate:gateway:gw-test", "urn:citygate:gateway:gw-cloud-b"]),
-        "cn": ("gw-evil", ["urn:citygate:gateway:gw-test"]),
-        "badid": ("bad id!", ["urn:citygate:gateway:bad id!"]),
-        "kinds": ("gw-test", ["urn:citygate:gateway:gw-test", "urn:citygate:device:dev-a"]),
-    }
-    for name, (cn, uris) in cases.items():
-        client = rc.client(_forged(test_pki.pki, tmp_path, name, cn, uris))
-        resp = post_batch(client, [reading()])
-        assert resp.status_code == 403, (name, resp.text)
-        assert resp.json()["error"] == "bad_identity", (name, resp.text)
+    certs = unclear_identity_certificates(test_pki.pki, tmp_path, GATEWAY_ID, OTHER_GATEWAY)
+    assert len(certs) == 4
+    for label, files in certs.items():
+        resp = post_batch(rc.client(files), [reading()])
+        assert resp.status_code == 403, (label, resp.text)
+        assert resp.json()["error"] == "bad_identity", (label, resp.text)

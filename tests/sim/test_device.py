@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import orjson
 
 from citygate.simulators.device import DeviceCore
@@ -123,3 +125,27 @@ def test_skewed_timestamps_never_repeat() -> None:
     b = core.stamp(200_000, skew_ms=-100_000)  # a late clock lands on a used ts
     assert b != a
     assert core.stamp(200_000) == 200_000  # normal readings are unaffected by the skew
+
+
+def test_reboot_counts_from_0_with_a_clock_behind_and_never_reuses_a_timestamp() -> None:
+    core = make(track_recent=True)
+    old = []
+    for i in range(20):  # one reading every 100 ms
+        kept, _ = core.produce(core.stamp(core.clock_ms(10_000 + 100 * i)), {"x": float(i)})
+        old.append((kept.seq, kept.ts_ms))
+    core.on_ack([(0, 17)])  # 18 and 19 are still unconfirmed
+    lost = core.reboot(behind_ms=1_500)
+    assert [k.seq for k in lost] == [18, 19]
+    assert core.held == 0 and core.counters.dropped == 2
+    assert (core.boot, core.next_seq, core.clock_offset_ms) == (1, 0, -1_500)
+    new = []
+    for i in range(20):  # the clock now reads 1.5 s behind: the first ones land among the old ones
+        kept, _ = core.produce(core.stamp(core.clock_ms(12_000 + 100 * i)), {"x": float(i)})
+        new.append((kept.seq, kept.ts_ms))
+    assert [s for s, _ in new] == list(range(20))
+    assert new[0][1] == 10_500 + 1  # 10,500 was an old reading's timestamp: bumped by 1 ms
+    assert {t for _, t in new}.isdisjoint(t for _, t in old)
+    assert all(a < b for (_, a), (_, b) in itertools.pairwise(new))  # and still rising
+    assert sum(1 for _, t in new if t < old[-1][1]) == 14  # 10,501 ... 11,801, between old readings
+    core.reboot(behind_ms=500)
+    assert (core.boot, core.clock_offset_ms) == (2, -2_000)  # each reboot sets it back further

@@ -98,3 +98,38 @@ def test_bad_payloads_are_rejected_for_their_reason(
     assert result.reason == reason, result
     good = v.validate("x", bad_payload(FaultKind.MALFORMED, 1, ts, values, p)[:0] or b"{}")
     assert not isinstance(good, Reading)
+
+
+def test_reboot_parse_and_plan() -> None:
+    r = parse_fault("reboot:share=0.1,count=2,at=20,every=15,behind=10,down=0.5")
+    assert (r.kind, r.share, r.count, r.at, r.every) == (FaultKind.REBOOT, 0.1, 2, 20.0, 15.0)
+    assert (r.behind_s, r.down_s) == (10.0, 0.5)
+    defaults = parse_fault("reboot:devices=d001")
+    assert (defaults.behind_s, defaults.down_s, defaults.first) == (30.0, 1.0, 5.0)
+    plan = resolve([r], IDS, seed=1)
+    assert len(plan.devices) == 10
+    assert plan.planned() == {FaultKind.REBOOT: 20}
+    p = next(iter(plan.devices.values()))
+    assert [(b.at_s, b.behind_ms, b.down_s) for b in p.reboots] == [(20.0, 10_000, 0.5), (35.0, 10_000, 0.5)]
+    assert p.reboots[0].up_s == 20.5
+    assert p.payload == {} and p.offline == []  # a reboot is neither a payload fault nor an offline one
+    for bad in (
+        "reboot:share=0.1,down=0",
+        "reboot:share=0.1,behind=-1",
+        "reboot:share=0.1,behind=x",
+        "nan:share=0.1,behind=10",  # behind and down are the reboot's keys only
+        "offline:share=0.1,down=1",
+    ):
+        with pytest.raises(ConfigError):
+            parse_fault(bad)
+    with pytest.raises(ConfigError, match="still down"):
+        resolve([FaultRequest(FaultKind.REBOOT, devices=("d001",), count=2, every=1, down_s=2)], IDS, seed=1)
+
+
+def test_reboot_keeps_the_earlier_fault_codes() -> None:
+    """Ledgers store FAULT_CODES: the new kind comes last, the others keep their numbers."""
+    from citygate.simulators.faults import FAULT_CODES
+
+    assert FAULT_CODES[FaultKind.CLOCK_SKEW] == 6
+    assert FAULT_CODES[FaultKind.REVOKED_CERT] == 10
+    assert FAULT_CODES[FaultKind.REBOOT] == 11

@@ -330,3 +330,49 @@ def test_stop_while_devices_cannot_connect_does_not_starve_the_loop(sim_pki: Pki
     assert fleet.stats.produced > 0 and fleet.stats.held_at_end == fleet.stats.produced
     assert stopped_in < 5.0
     assert max(gaps) < 0.5
+
+
+@pytest.mark.parametrize("client", ["lite", "aiomqtt"])
+def test_a_rebooted_device_counts_from_0_behind_and_the_audit_tells_its_boots_apart(
+    sim_pki: Pki,
+    sim_broker: LocalMosquitto,
+    gateway: StandInGateway,
+    influxdb: LocalInfluxDB,
+    tmp_path: Path,
+    client: str,
+) -> None:
+    prefix = f"rb{client[:2]}"
+    victim = f"{prefix}-00001"
+    ledger = tmp_path / "ledger.bin"
+    stats = run_fleet(
+        sim_pki,
+        sim_broker,
+        prefix,
+        4,
+        ledger=ledger,
+        faults=[FaultRequest(FaultKind.REBOOT, devices=(victim,), at=2.0, behind_s=1.0, down_s=0.3)],
+        interval_s=0.1,
+        count=40,
+        confirm=True,
+        backoff_base_s=0.1,
+        backoff_max_s=0.3,
+        client=client,
+    )
+    assert stats.faults == stats.faults_planned == Counter({"reboot": 1})
+    assert stats.produced == 4 * 40
+    assert stats.held_at_end == 0
+    gateway.wait_quiet()
+    docs = [orjson.loads(p) for p in gateway.by_device()[victim]]
+    restart = next(i for i, d in enumerate(docs) if i and d["seq"] < docs[i - 1]["seq"])
+    before, after = docs[:restart], docs[restart:]
+    assert after[0]["seq"] == 0
+    assert after[0]["ts"] < max(d["ts"] for d in before)  # its clock came back behind
+    assert min(d["ts"] for d in before) < after[0]["ts"]  # among its earlier readings
+    assert len({(d["seq"], d["ts"]) for d in docs}) == len({d["ts"] for d in docs})  # no ts twice
+    store_readings(influxdb, f"sim_{prefix}", sim_pki, gateway.by_device())
+    report = audit(ledger, InfluxV1Source(influxdb.url, f"sim_{prefix}"))
+    t = report.total
+    assert report.ledger_conflicts == 0
+    assert t.expected + t.dropped == 4 * 40  # dropped: what the victim held unconfirmed at the reboot
+    assert (t.lost, t.duplicated, t.unexpected) == (0, 0, 0), t
+    assert len(load(ledger).entries[victim].segments) == 2

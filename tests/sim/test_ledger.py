@@ -84,3 +84,26 @@ def test_a_million_records_write_and_load_fast(tmp_path: Path) -> None:
     assert data.records == 1_000_000
     assert sum(e.count(STATE_EXPECTED) for e in data.entries.values()) == 1_000_000
     assert written < 6 and loaded < 6, (written, loaded)
+
+
+def test_a_rebooted_device_has_one_segment_per_boot(tmp_path: Path) -> None:
+    path = tmp_path / "l.bin"
+    with LedgerWriter(path) as w:
+        a = w.device("a", "noise", "noise", 1)
+        for seq in range(5):
+            w.produced(a, seq, 1000 + 10 * seq)
+        w.add(RecordKind.DROPPED, a, 4, 1040)  # lost at the reboot
+        for seq in range(3):  # boot 1: seq 0 again, timestamps among the old ones
+            w.produced(a, seq, 1005 + 10 * seq, boot=1)
+        w.add(RecordKind.HELD, a, 2, 1025, boot=1)
+    w = LedgerWriter(path)
+    assert (w.resume["a"].boot, w.resume["a"].next_seq, w.resume["a"].last_ts_ms) == (1, 3, 1040)
+    w.produced(a, 3, 1041, boot=1)  # a resumed run continues in the last boot
+    w.close()
+    e = load(path).entries["a"]
+    assert e.conflicts == 0  # the same seqs with other timestamps, but in another boot
+    assert [(g.boot, g.base, g.offset, g.size) for g in e.segments] == [(0, 0, 0, 5), (1, 0, 5, 4)]
+    assert list(e.ts_ms) == [1000, 1010, 1020, 1030, 1040, 1005, 1015, 1025, 1041]
+    assert list(e.state) == [STATE_EXPECTED] * 4 + [STATE_DROPPED] + [STATE_EXPECTED] * 4
+    assert e.slots(3) == [3, 8] and e.slots(4) == [4] and e.slots(9) == []
+    assert e.seq_of(7) == (1, 2) and e.held[7] == 1
