@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 SYSTEM_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test demo system venv lint unit
+.PHONY: test demo system venv lint unit requirements
 
 # Install the servers the tests start (never started as services here).
 system:
@@ -28,9 +28,14 @@ system:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+# Every package at the version and with the hashes in requirements/dev.txt (pip refuses any
+# other file), then citygate itself, editable, without touching them: no dependency, no build
+# requirement comes from anywhere else (hatchling is in the file too). `make requirements`
+# regenerates the files after a change to pyproject.toml's dependencies.
+$(VENV)/.installed: pyproject.toml requirements/dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q --require-hashes -r requirements/dev.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $@
 
 venv: $(VENV)/.installed
@@ -47,3 +52,19 @@ test: system venv lint
 
 demo: system venv
 	$(BIN)/citygate demo
+
+# Pin and hash every dependency again (latest versions within pyproject.toml's ranges), with
+# pip-tools in a throwaway venv (not .venv). Hashes cover every file PyPI has for each
+# version: the aarch64 wheels a Raspberry Pi installs too (README.md, "Deployment").
+PIP_COMPILE_FLAGS := --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+	--no-emit-trusted-host --upgrade
+requirements:
+	rm -rf /tmp/citygate-pip-tools && $(PYTHON) -m venv /tmp/citygate-pip-tools
+	/tmp/citygate-pip-tools/bin/pip install -q pip-tools
+	for extra in gateway cloud; do \
+	  /tmp/citygate-pip-tools/bin/pip-compile -q $(PIP_COMPILE_FLAGS) --extra $$extra \
+	    -o requirements/$$extra.txt pyproject.toml || exit 1; \
+	done
+	/tmp/citygate-pip-tools/bin/pip-compile -q $(PIP_COMPILE_FLAGS) --extra dev \
+	  --unsafe-package citygate --build-deps-for editable -o requirements/dev.txt pyproject.toml
+	rm -rf /tmp/citygate-pip-tools

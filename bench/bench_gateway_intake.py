@@ -174,8 +174,7 @@ def run_agent(pki, broker, devices, files, total, work: Path) -> dict:
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"the agent committed {h['readings_in']:,} of {total:,} readings in 600 s; "
-                    f"health: {h}"
+                    f"the agent committed {h['readings_in']:,} of {total:,} readings in 600 s; health: {h}"
                 )
             time.sleep(0.2)
         elapsed = time.perf_counter() - t0

@@ -142,14 +142,34 @@ def deadletters(
         for col in ("received (UTC)", "device", "reason", "detail", "payload"):
             t.add_column(col, overflow="fold")
         for d in items:
+            # Everything but the time is device text: plain Text (never rich markup, so a
+            # payload like {"[/]":1} is shown, not parsed), control characters made visible.
             t.add_row(
                 f"{dt.datetime.fromtimestamp(d.received_ns / 1e9, dt.UTC):%Y-%m-%d %H:%M:%S}",
-                d.device_id or "-",
-                d.reason,
-                d.detail,
-                d.payload[:80].decode("utf-8", "replace"),
+                plain(d.device_id or "-"),
+                plain(d.reason),
+                plain(d.detail),
+                plain(d.payload[:80].decode("utf-8", "replace")),
             )
         console.print(t)
+
+
+def visible(text: str) -> str:
+    """``text`` with every character a terminal could act on spelled out (``\\x1b``,
+    ``\\u202e``): control characters (C0, DEL, C1), format characters (bidi overrides,
+    zero-width), line and paragraph separators. A backslash already in the text stays as it is."""
+    return "".join(ch if ch.isprintable() else _escape(ord(ch)) for ch in text)
+
+
+def _escape(code: int) -> str:
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def plain(text: str) -> Text:
+    """Device text for a table cell: :func:`visible`, as a Text (no markup is parsed)."""
+    return Text(visible(text))
 
 
 held_app = typer.Typer(

@@ -74,7 +74,12 @@ class GatewayAgent:
             host=settings.broker_host,
             port=settings.broker_port,
             client_id=f"citygate-gateway-{self.gateway_id}",
-            tls=BrokerTls(settings.ca_file, settings.cert_file, settings.key_file),
+            tls=BrokerTls(
+                settings.ca_file,
+                settings.cert_file,
+                settings.key_file,
+                server_name=settings.broker_server_name,
+            ),
             keepalive=settings.mqtt_keepalive_s,
             queue_max=settings.intake_queue_max,
             clock=self.clock.now_ns,

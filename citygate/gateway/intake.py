@@ -21,8 +21,10 @@ Only paho's own thread (``loop_start``) touches the socket; see :meth:`MqttIntak
 from __future__ import annotations
 
 import queue
+import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -51,6 +53,10 @@ class IncomingMessage(NamedTuple):
     qos: int
     generation: int  # which broker connection delivered it
     received_ns: int
+    # The broker's retain flag: set only on a copy replayed from its retained store because
+    # the agent (re)subscribed, never on a live delivery (MQTT 3.1.1, 3.3.1.3). The pipeline
+    # refuses such copies (see Pipeline.process).
+    retain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +64,49 @@ class BrokerTls:
     ca_file: Path
     cert_file: Path
     key_file: Path
+    # The name the broker's certificate must carry (SNI and hostname check); None: the host
+    # connected to. For a broker reached by an address its certificate does not name.
     server_name: str | None = None
+
+
+class _ServerNameContext(ssl.SSLContext):
+    """A client context that checks the server's certificate for a fixed name.
+
+    paho wraps its socket with ``server_hostname=<the host it connects to>`` and has no
+    setting for another name (``tls_insecure_set`` only turns the check off). This context
+    substitutes ``server_name``; the check itself stays the standard library's
+    (``check_hostname``, which also makes paho skip its own match against the host).
+    """
+
+    server_name: str | None = None
+
+    def wrap_socket(
+        self,
+        sock: socket.socket,
+        server_side: bool = False,
+        do_handshake_on_connect: bool = True,
+        suppress_ragged_eofs: bool = True,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLSocket:
+        return super().wrap_socket(
+            sock,
+            server_side=server_side,
+            do_handshake_on_connect=do_handshake_on_connect,
+            suppress_ragged_eofs=suppress_ragged_eofs,
+            server_hostname=self.server_name or server_hostname,
+            session=session,
+        )
+
+
+def broker_tls_context(tls: BrokerTls) -> ssl.SSLContext:
+    """The agent's TLS context for the broker: trust ``ca_file`` only, present the gateway's
+    certificate, check the broker's certificate for ``server_name`` (or the host)."""
+    ctx = _ServerNameContext(ssl.PROTOCOL_TLS_CLIENT)  # verify_mode CERT_REQUIRED, check_hostname
+    ctx.load_verify_locations(cafile=str(tls.ca_file))
+    ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    ctx.server_name = tls.server_name
+    return ctx
 
 
 _PUBACK = 0x40
@@ -139,13 +187,13 @@ class MqttIntake:
         self._client.max_inflight_messages_set(1000)  # our outgoing confirmations to devices
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
+        self._last_connect_error: str | None = None
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
 
     def _configure_tls(self) -> None:
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self._tls.ca_file))
-        ctx.load_cert_chain(str(self._tls.cert_file), str(self._tls.key_file))
-        self._client.tls_set_context(ctx)
+        self._client.tls_set_context(broker_tls_context(self._tls))
 
     # -- paho callbacks (network thread) -------------------------------------------
 
@@ -164,10 +212,20 @@ class MqttIntake:
             self._generation += 1
             self._connected = True
         self.connects += 1
+        self._last_connect_error = None
         log.info("connected to broker", host=self.host, port=self.port, session_present=flags.session_present)
         # Subscribe every time: cheap, and correct even if the broker lost the session.
         client.subscribe(TELEMETRY_FILTER, qos=1)
         self._subscribed.set()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        # paho calls this inside its ``except OSError`` around a failed (re)connect, so the
+        # error is at hand: a refused TCP connection, or a certificate that does not match
+        # (broker_server_name). Logged when it changes, not at every retry.
+        error = str(sys.exc_info()[1])
+        if error != self._last_connect_error:
+            self._last_connect_error = error
+            log.warning("cannot connect to broker; retrying", host=self.host, port=self.port, error=error)
 
     def _on_disconnect(
         self,
@@ -186,7 +244,7 @@ class MqttIntake:
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         item = IncomingMessage(
-            msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, self._clock()
+            msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, self._clock(), bool(msg.retain)
         )
         while not self._stopping:  # stopping: not acked, the broker delivers it after the restart
             try:

@@ -35,6 +35,8 @@ log = structlog.get_logger("citygate.gateway.pipeline")
 _NOT_CONFIRMED = frozenset({RejectReason.UNKNOWN_DEVICE, RejectReason.UNKNOWN_PROFILE})
 # Judged against the gateway's clock, which may be the wrong one (see clock_trusted).
 _TIME_REASONS = frozenset({RejectReason.TIMESTAMP_IN_FUTURE, RejectReason.TIMESTAMP_TOO_OLD})
+# Dead-letter reason of a telemetry message the broker delivered from its retained store.
+RETAINED = "retained"
 
 
 def seq_of(payload: bytes) -> int | None:
@@ -213,6 +215,25 @@ class Pipeline:
             if device_id is None:
                 dead.append(
                     DeadLetter(m.received_ns, None, "bad_topic", f"unexpected topic {m.topic!r}", m.payload)
+                )
+                continue
+            if m.retain:
+                # A retained message is a broker artefact, not a reading in flight: the broker
+                # replays it with the retain flag each time the agent subscribes (every start and
+                # reconnect), and after a restart the resend check has forgotten it, so it was
+                # stored again each time. The live copy (delivered without the flag) was judged
+                # when it came; this one is dead-lettered, counted (rejected.retained) and not
+                # stored. Nor confirmed: a device that never had its reading confirmed resends it,
+                # and a resend without the flag is taken.
+                dead.append(
+                    DeadLetter(
+                        m.received_ns,
+                        device_id,
+                        RETAINED,
+                        "a retained message replayed by the broker; devices must publish telemetry "
+                        "with retain=false",
+                        m.payload,
+                    )
                 )
                 continue
             result = validate(device_id, m.payload, m.received_ns)

@@ -27,7 +27,9 @@ class GatewaySettings(CitygateSettings):
     # -- local broker (its gateway listener) -------------------------------------
     broker_host: str = "127.0.0.1"
     broker_port: Annotated[int, Field(ge=1, le=65535)] = 8884
-    # Server name to check in the broker's certificate (default: broker_host).
+    # Server name to check in the broker's certificate, and to send as SNI (default:
+    # broker_host). For a broker dialled by an address its certificate does not carry, e.g.
+    # 127.0.0.1 with a certificate for the gateway's host name (citygate.gateway.intake).
     broker_server_name: str | None = None
     mqtt_keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
     # Devices hold unconfirmed readings; a short coalescing interval keeps ack traffic low.
@@ -60,7 +62,6 @@ class GatewaySettings(CitygateSettings):
 
     # -- forwarder --------------------------------------------------------------
     cloud_url: str
-    # Server name to check in the cloud's certificate (default: the URL's host).
     batch_max_readings: Annotated[int, Field(ge=1, le=5000)] = 2000
     batch_max_delay_s: PositiveFloat = 0.5
     # Readings received within this window go first (the live lane).

@@ -19,10 +19,12 @@ GATEWAY_MOSQUITTO = MosquittoConfig(
     server_key=TLS / "broker.key",
     device_acl=Path("/etc/mosquitto/citygate-devices.acl"),
     gateway_acl=Path("/etc/mosquitto/citygate-gateways.acl"),
-    persistence_dir=Path("/var/lib/mosquitto"),
     device_host="0.0.0.0",  # noqa: S104 - devices reach the broker over the site network
     device_port=8883,
     gateway_host="127.0.0.1",
     gateway_port=8884,
     log_file=None,
+    # /etc/mosquitto/conf.d/citygate.conf beside Debian's /etc/mosquitto/mosquitto.conf, which
+    # sets pid_file, persistence, persistence_location /var/lib/mosquitto/ and log_dest.
+    dropin=True,
 )

@@ -1,6 +1,9 @@
 """The committed Mosquitto template is exactly what the tested renderer produces."""
 
+from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from citygate.servers.deploy_templates import GATEWAY_MOSQUITTO
 from citygate.servers.mosquitto import DEVICE_ACL, GATEWAY_ACL, render_config
@@ -26,3 +29,19 @@ def test_template_separates_trust_per_listener():
         assert "use_identity_as_username true" in section
         assert "allow_anonymous false" in section
         assert "crlfile" in section
+
+
+def test_template_is_a_conf_d_drop_in():
+    # Debian's /etc/mosquitto/mosquitto.conf sets these before its include_dir; a second
+    # persistence_location stops Mosquitto ("Duplicate persistence_location value"), a second
+    # log_dest logs everything twice. tests/integration/test_mosquitto_debian_dropin.py runs it.
+    keys = {line.split()[0] for line in render_config(GATEWAY_MOSQUITTO).splitlines() if line[:1].isalpha()}
+    assert not keys & {"pid_file", "persistence", "persistence_location", "log_dest", "include_dir"}
+    assert "autosave_interval" in keys
+
+
+def test_the_test_brokers_config_stands_alone(tmp_path):
+    conf = render_config(replace(GATEWAY_MOSQUITTO, dropin=False, persistence_dir=tmp_path))
+    assert f"persistence_location {tmp_path}/" in conf and "log_dest stderr" in conf
+    with pytest.raises(ValueError, match="persistence_dir"):
+        replace(GATEWAY_MOSQUITTO, dropin=False)

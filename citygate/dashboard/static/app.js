@@ -164,13 +164,30 @@ function renderSilent(list) {
       el("td", {}, fmtAge(d.expected_interval_s)))));
 }
 
+// The last hour at one point a minute, averaged by the cloud (the read API's parameters are
+// agg and interval_s). A profile with a bool or string field cannot be averaged (422): its
+// last value of each minute instead, asked for directly from then on.
+const lastOnly = new Set();
+async function minuteSeries(d) {
+  const path = `/v1/devices/${encodeURIComponent(d.device_id)}/series?interval_s=60&agg=`;
+  if (!lastOnly.has(d.profile)) {
+    try {
+      return await api(`${path}mean`);
+    } catch (e) {
+      if (!/: HTTP 422$/.test(e.message)) throw e;
+      lastOnly.add(d.profile);
+    }
+  }
+  return api(`${path}last`);
+}
+
 async function renderLatest(devices) {
   const byProfile = new Map();
   for (const d of devices.devices) if (d.last_seen && !byProfile.has(d.profile)) byProfile.set(d.profile, d);
   const cards = [];
   for (const [profile, d] of byProfile) {
     try {
-      const r = await api(`/v1/devices/${encodeURIComponent(d.device_id)}/series?aggregate=mean&interval=60`);
+      const r = await minuteSeries(d);
       const s = r.series[0];
       if (!s) continue;
       const field = r.fields.find((f) => f !== "seq") || r.fields[0];
