@@ -101,6 +101,33 @@ SCENARIOS: tuple[Scenario, ...] = (
         "the same line protocol posted straight to InfluxDB's /write in 5,000-point batches",
     ),
     Scenario(
+        "cloud-readers",
+        "Gateway ingest latency while readers pull large site reads at full speed (one cloud, "
+        "gateways on their own listener, InfluxDB 1.x)",
+        "bench_readers.py",
+        ("--devices", "50", "--per-device", "10000", "--readers", "4", "--seconds", "20"),
+        ("--devices", "10", "--per-device", "2000", "--readers", "2", "--seconds", "5"),
+        (
+            Metric("ingest_alone_p99_ms", "POST /v1/ingest p99, no readers (baseline)", "ms"),
+            Metric(
+                "ingest_readers_p99_ms",
+                "POST /v1/ingest p99 while readers pull",
+                "ms",
+                1000,
+                higher_is_better=False,
+            ),
+            Metric("ingest_alone_p50_ms", "POST /v1/ingest p50, no readers", "ms"),
+            Metric("ingest_readers_p50_ms", "POST /v1/ingest p50 while readers pull", "ms"),
+            Metric("p99_ratio", "p99 with readers / alone", "", higher_is_better=False),
+            Metric("direct_write_readers_p99_ms", "InfluxDB /write p99 while readers pull (same rate)", "ms"),
+            Metric("reads_per_s", "site reads answered/s", "1/s"),
+            Metric("rows_per_read", "rows per read (cap: max_query_points)", ""),
+            Metric("reads_failed", "reads failed (5xx)", "", higher_is_better=False),
+            Metric("cloud_rss_peak_mb", "cloud peak RSS while readers pull", "MB", higher_is_better=False),
+        ),
+        "the same ingest probe with no readers, in the same run (and InfluxDB's own /write beside it)",
+    ),
+    Scenario(
         "e2e-latency",
         "End-to-end latency: device publish -> point visible in InfluxDB, under load",
         "bench_e2e_latency.py",

@@ -3,6 +3,11 @@
 Nothing happens at import. Errors become specific JSON answers: 401/403 for
 callers, 4xx for whole-batch problems, 503 + Retry-After whenever the
 database did not confirm (the gateways keep the data and come back).
+
+The lifespan also starts and stops the gateways' own listener when
+``gateway_port`` is set (:mod:`citygate.cloud.listeners`). Every response carries
+the security headers of :mod:`citygate.cloud.headers`; ``/docs`` and ``/redoc``
+exist only with ``api_docs = true`` (they load scripts from a CDN).
 """
 
 from __future__ import annotations
@@ -11,17 +16,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from citygate.cloud.auth import AuthError, RevocationUnavailable
 from citygate.cloud.fleet import HeartbeatError
+from citygate.cloud.headers import SecurityHeadersMiddleware
 from citygate.cloud.ingest import BatchError
+from citygate.cloud.listeners import GatewayListener, ListenerGuard
 from citygate.cloud.metrics import RequestMetricsMiddleware
+from citygate.cloud.readclient import SeriesReader
+from citygate.cloud.reads import TokenReadLimiter
 from citygate.cloud.settings import CloudSettings
 from citygate.cloud.sink import QueryError, SinkUnavailable
 from citygate.cloud.state import CloudState
+from citygate.errors import ConfigError
 
 log = structlog.get_logger("citygate.cloud")
 
@@ -35,21 +46,34 @@ def create_app(settings: CloudSettings) -> FastAPI:
     from citygate import dashboard
     from citygate.cloud.routes import fleet, ingest, ops, reads
 
+    same_host = (settings.gateway_host or settings.host) == settings.host
+    if settings.gateway_port and settings.gateway_port == settings.port and same_host:
+        raise ConfigError("[cloud] gateway_port must differ from port (or be 0: no gateway listener)")
     state = CloudState(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.open()
-        log.info(
-            "cloud_started",
-            sink=state.sink.target,
-            influx_api=settings.influx_api,
-            readers=len(settings.reader_tokens),
-            operators=len(settings.operator_tokens),
-        )
+        app.state.read_slots = anyio.CapacityLimiter(settings.read_concurrency)
+        app.state.series_reader = SeriesReader(settings)
+        gateways: GatewayListener | None = None
         try:
+            if settings.gateway_port:
+                gateways = GatewayListener(settings, app)
+                await gateways.start()
+            log.info(
+                "cloud_started",
+                sink=state.sink.target,
+                influx_api=settings.influx_api,
+                readers=len(settings.reader_tokens),
+                operators=len(settings.operator_tokens),
+                gateway_port=settings.gateway_port or settings.port,
+            )
             yield
         finally:
+            if gateways is not None:
+                await gateways.stop()
+            await app.state.series_reader.aclose()
             await state.close()
             log.info("cloud_stopped")
 
@@ -58,8 +82,13 @@ def create_app(settings: CloudSettings) -> FastAPI:
         version="1",
         summary="Authenticated gateway ingest into InfluxDB; fleet health; series reads.",
         lifespan=lifespan,
+        # Swagger UI and ReDoc load their scripts from a CDN onto this origin, where the
+        # dashboard keeps an operator token: only when asked for. /openapi.json stays.
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
     )
     app.state.cloud = state
+    app.state.read_limiter = TokenReadLimiter(settings.read_concurrency_per_token)
     app.include_router(ingest.router)
     app.include_router(fleet.router)
     app.include_router(reads.router)
@@ -102,5 +131,9 @@ def create_app(settings: CloudSettings) -> FastAPI:
         log.error("query_refused", detail=str(exc)[:300], path=request.url.path)
         return _error(502, "query_refused", "the database refused the query")
 
+    # Starlette: the middleware added last runs first.
+    wrong_listener = state.metrics.auth_failures.labels("wrong_listener")
+    app.add_middleware(ListenerGuard, gateway_port=settings.gateway_port, on_refused=wrong_listener.inc)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
+    app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -43,12 +43,24 @@ def select_series(
     interval_s: int | None,
     group_by_device: bool,
     limit: int,
+    device_column: bool = False,
+    slimit: int | None = None,
 ) -> str:
-    """One SELECT over [start, end) for a device or a site, raw or aggregated."""
+    """One SELECT over [start, end) for a device or a site, raw or aggregated.
+
+    ``LIMIT`` counts rows per series. A raw read of a site therefore does not group by
+    device: with ``device_column`` the ``device_id`` tag is selected as a column, the
+    answer is one series in time order, and ``LIMIT`` caps the rows of all devices
+    together. ``slimit`` caps the number of series (aggregated reads grouped by device).
+    """
     if not fields:
         raise ValueError("at least one field")
+    if device_column and (aggregate is not None or group_by_device):
+        raise ValueError("device_column is for raw reads that are not grouped by device")
     if aggregate is None:
         cols = ", ".join(ident(f) for f in fields)
+        if device_column:
+            cols = f"{ident('device_id')}, {cols}"
     else:
         cols = ", ".join(f"{aggregate.value}({ident(f)}) AS {ident(f)}" for f in fields)
     where = [f"{ident(k)} = {literal(v)}" for k, v in sorted(tag_filters.items())]
@@ -65,7 +77,10 @@ def select_series(
         q += " GROUP BY " + ", ".join(group)
         if aggregate is not None:
             q += " fill(none)"
-    return q + f" LIMIT {int(limit)}"
+    q += f" LIMIT {int(limit)}"
+    if slimit is not None:
+        q += f" SLIMIT {int(slimit)}"
+    return q
 
 
 def latest_per_tag(measurement: str, field: str, tag: str, since_ns: int) -> str:

@@ -172,3 +172,25 @@ class CloudSettings(CitygateSettings):
             assert self.influx_bucket is not None
             return self.influx_bucket
         return self.influx_db
+
+    # -- hardening: read limits, the gateway listener, anonymous clients, API docs ----
+    # (fields appended here in one block; docs/CLOUD.md "Read API" and "Listeners")
+    # A raw (non-aggregated) read covers at most this long a time range; longer ones need agg.
+    max_raw_range_s: Annotated[float, Field(gt=0, le=10 * 365 * 86400, allow_inf_nan=False)] = 7 * 86400.0
+    # Series reads one token may have in flight at once; beyond it 429 with Retry-After.
+    read_concurrency_per_token: Annotated[int, Field(ge=1, le=1000)] = 4
+    # Reads fetched and rendered at once, all tokens together; more wait for their turn. Each
+    # is parsed and rendered in slices on the event loop that also answers gateway batches.
+    read_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    # The gateways' own listener (mTLS always required, its own connection budget). 0: off,
+    # gateways use `port` as before. When set, /v1/ingest and heartbeats answer only there.
+    gateway_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    gateway_host: str | None = None  # default: `host`
+    gateway_max_connections: Annotated[int, Field(ge=16, le=100_000)] = 1000
+    # Every listener: a TLS handshake not complete after this long is dropped (asyncio: 60 s).
+    tls_handshake_timeout_s: Annotated[float, Field(gt=0, le=120, allow_inf_nan=False)] = 10.0
+    # Keep-alive of connections without a client certificate (those with one: 30 s).
+    anonymous_keep_alive_s: Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)] = 5.0
+    # /docs and /redoc (Swagger UI, ReDoc) load their scripts from a CDN onto this origin,
+    # where the dashboard keeps an operator token: off unless asked for. /openapi.json stays.
+    api_docs: bool = False

@@ -1,20 +1,41 @@
-"""The read API for downstream services: a device's or a site's series, raw or aggregated."""
+"""The read API for downstream services: a device's or a site's series, raw or aggregated.
+
+Each token has at most ``read_concurrency_per_token`` reads in flight (429 with
+``Retry-After`` beyond), and at most ``read_concurrency`` reads of all tokens are
+fetched and rendered at once (the others wait). The database's answer is read in
+chunks and cut at ``max_query_points`` rows over all its series
+(:mod:`citygate.cloud.readclient`); the body is rendered in pieces with the event loop
+running in between, so a large answer never stalls the gateway batches on that loop.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
+import anyio
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from citygate.cloud.influxql import Aggregate
-from citygate.cloud.reads import ReadError, SeriesQuery, SeriesResult, build_query, collect, to_csv
+from citygate.cloud.readclient import SeriesReader
+from citygate.cloud.reads import (
+    ReadError,
+    SeriesQuery,
+    SeriesResult,
+    TokenReadLimiter,
+    TooManyReads,
+    build_query,
+    render_pieces,
+)
 from citygate.cloud.routes.deps import Reader, State
 from citygate.cloud.routes.fleet import _require_influxql
 from citygate.cloud.state import CloudState
 from citygate.contract.profiles import DeviceProfile
 
 router = APIRouter(tags=["read"])
+
+# Seconds a client told 429 (too many reads of its token in flight) should wait.
+READ_RETRY_AFTER_S = 1
 
 Start = Annotated[
     str | None, Query(description="RFC 3339 with offset, or epoch ns; default end - 1 h", max_length=40)
@@ -28,15 +49,49 @@ Interval = Annotated[int | None, Query(description="Aggregation interval in seco
 Format = Annotated[Literal["json", "csv"], Query()]
 TimeFormat = Annotated[Literal["rfc3339", "ns"], Query(description="Time column: RFC 3339 or epoch ns")]
 
+_ERRORS: dict[int | str, dict[str, str]] = {
+    422: {
+        "description": "Parameters that make no query: unknown field, bad time, a range or size over a limit"
+    },
+    429: {"description": "This token has its share of reads in flight; retry after Retry-After seconds"},
+}
+
+
+def read_limiter(request: Request) -> TokenReadLimiter:
+    limiter: TokenReadLimiter = request.app.state.read_limiter
+    return limiter
+
 
 async def _run(
-    state: CloudState, query: SeriesQuery, device_id: str | None, fmt: str, time_format: str
+    request: Request,
+    state: CloudState,
+    token: str,
+    query: SeriesQuery,
+    device_id: str | None,
+    fmt: str,
+    time_format: str,
 ) -> Response:
-    results = await state.sink.query(query.influxql(), epoch="ns" if time_format == "ns" else None)
-    result = collect(results, query, device_id)
-    if fmt == "csv":
-        return Response(content=to_csv(result), media_type="text/csv")
-    return Response(content=result.model_dump_json(), media_type="application/json")
+    reader: SeriesReader = request.app.state.series_reader
+    slots: anyio.CapacityLimiter = request.app.state.read_slots
+    try:
+        with read_limiter(request).hold(token):
+            async with slots:
+                got = await reader.read(
+                    query, epoch="ns" if time_format == "ns" else None, device_id=device_id
+                )
+                pieces, media_type = render_pieces(query, got, fmt)
+                body: list[bytes] = []
+                for piece in pieces:
+                    body.append(piece)
+                    await anyio.sleep(0)  # gateway batches go in between pieces
+    except TooManyReads as e:
+        state.metrics.reads_refused.labels("too_many_in_flight").inc()
+        raise HTTPException(
+            429,
+            f"this token already has {state.settings.read_concurrency_per_token} reads in flight",
+            headers={"Retry-After": str(READ_RETRY_AFTER_S)},
+        ) from e
+    return Response(content=b"".join(body), media_type=media_type)
 
 
 def _query(
@@ -49,7 +104,9 @@ def _query(
     end: str | None,
     agg: Aggregate | None,
     interval_s: int | None,
+    devices: int = 1,
 ) -> SeriesQuery:
+    s = state.settings
     try:
         return build_query(
             profile,
@@ -60,8 +117,10 @@ def _query(
             aggregate=agg,
             interval_s=interval_s,
             group_by_device=group,
-            max_points=state.settings.max_query_points,
+            max_points=s.max_query_points,
             now_ns=time.time_ns(),
+            max_raw_range_s=s.max_raw_range_s,
+            devices=devices,
         )
     except ReadError as e:
         raise HTTPException(e.status, e.detail) from e
@@ -70,11 +129,12 @@ def _query(
 @router.get(
     "/v1/devices/{device_id}/series",
     response_model=SeriesResult,
-    responses={200: {"content": {"text/csv": {}}}},
+    responses={200: {"content": {"text/csv": {}}}, **_ERRORS},
 )
 async def device_series(
     device_id: str,
-    _reader: Reader,
+    request: Request,
+    reader: Reader,
     state: State,
     start: Start = None,
     end: End = None,
@@ -93,15 +153,18 @@ async def device_series(
     if profile is None:
         raise HTTPException(404, "the device's profile is not known to this service")
     q = _query(state, profile, {"device_id": device_id}, False, fields, start, end, agg, interval_s)
-    return await _run(state, q, device_id, format, time_format)
+    return await _run(request, state, reader, q, device_id, format, time_format)
 
 
 @router.get(
-    "/v1/sites/{site}/series", response_model=SeriesResult, responses={200: {"content": {"text/csv": {}}}}
+    "/v1/sites/{site}/series",
+    response_model=SeriesResult,
+    responses={200: {"content": {"text/csv": {}}}, **_ERRORS},
 )
 async def site_series(
     site: str,
-    _reader: Reader,
+    request: Request,
+    reader: Reader,
     state: State,
     profile: Annotated[str, Query(description="Profile (sensor type) whose series to read")],
     profile_version: int | None = None,
@@ -116,7 +179,8 @@ async def site_series(
     """Every device of one profile at one site, one series per device."""
     _require_influxql(state)
     inventory = state.inventory.validator.inventory
-    if not any(r.site == site and r.profile == profile for r in inventory.values()):
+    devices = sum(1 for r in inventory.values() if r.site == site and r.profile == profile)
+    if not devices:
         raise HTTPException(404, "no device of that profile at that site in the inventory")
     found = (
         state.registry.find(profile, profile_version)
@@ -125,5 +189,5 @@ async def site_series(
     )
     if found is None:
         raise HTTPException(404, "unknown profile or version")
-    q = _query(state, found, {"site": site}, True, fields, start, end, agg, interval_s)
-    return await _run(state, q, None, format, time_format)
+    q = _query(state, found, {"site": site}, True, fields, start, end, agg, interval_s, devices)
+    return await _run(request, state, reader, q, None, format, time_format)
