@@ -206,12 +206,17 @@ def _refused(peer: MqttPeer) -> bool:
     return ok
 
 
-def _https(ctx: ChaosContext, cert: CertFiles | None, *, timeout: float = 15.0) -> httpx.Client:
+def _https(
+    ctx: ChaosContext, cert: CertFiles | None, *, timeout: float = 15.0, readers: bool = False
+) -> httpx.Client:
+    """A client of the gateways' listener (what a gateway, or an impostor, talks to), or with
+    ``readers`` of the readers' and operators' listener."""
     assert ctx.stack is not None
     sctx = ssl.create_default_context(cafile=str(_infra_ca(ctx)))
     if cert is not None:
         sctx.load_cert_chain(str(cert.cert), str(cert.key))
-    return httpx.Client(base_url=ctx.stack.cloud_url, verify=sctx, timeout=timeout, trust_env=False)
+    url = ctx.stack.cloud_url if readers else ctx.stack.gateway_url
+    return httpx.Client(base_url=url, verify=sctx, timeout=timeout, trust_env=False)
 
 
 def _outcome(fn: Callable[[], httpx.Response]) -> int | str:
@@ -519,7 +524,7 @@ def _certificates(ctx: ChaosContext) -> None:
     case = tuple[str, CertFiles | None, Callable[[httpx.Client], httpx.Response], set[int | str]]
     cases: list[case] = [
         ("device certificate", pki.files(CertKind.DEVICE, "cert-ok"), post_empty, {"refused"}),
-        ("no certificate", None, post_empty, {401, 403}),
+        ("no certificate", None, post_empty, {401, 403, "refused"}),
         ("foreign-CA gateway certificate with A's name", foreign_gw, post_empty, {"refused"}),
         ("revoked gateway", gw_revoked, post_empty, {403, "refused"}),
         ("expired gateway", gw_expired, post_empty, {403, "refused"}),
@@ -1142,7 +1147,7 @@ def _secrets(ctx: ChaosContext) -> None:
     pki = _pki(ctx)
     fleet = ctx.start_fleet(ctx.count(20, 200), ctx.size(100, 1000))
     bogus = "chaos-bogus-" + "b" * 30
-    with _https(ctx, pki.files(CertKind.GATEWAY, node.name)) as c:
+    with _https(ctx, pki.files(CertKind.GATEWAY, node.name), readers=True) as c:
         for token in (stack.operator_token, bogus):
             for url in ("/v1/gateways", "/metrics", "/v1/devices"):
                 c.get(url, headers={"Authorization": f"Bearer {token}"})
@@ -1245,7 +1250,8 @@ def _secrets(ctx: ChaosContext) -> None:
     # Listeners: exactly what the configuration says, loopback here.
     want = {
         "agent": {("127.0.0.1", node.http_port)},
-        "cloud": {(cfg.host, cfg.port)},
+        "cloud": {(cfg.host, cfg.port)}
+        | ({(cfg.gateway_host or cfg.host, cfg.gateway_port)} if cfg.gateway_port else set()),
         "broker": {
             (node.broker.config.device_host, node.broker.device_port),
             (node.broker.config.gateway_host, node.broker.gateway_port),

@@ -22,7 +22,6 @@ import psutil
 
 from citygate.certs.pki import CaName
 from citygate.chaos.harness import ChaosContext, Scenario
-from citygate.servers.process import port_open
 
 
 def _default_fleet(ctx: ChaosContext, **kw: object) -> None:
@@ -115,7 +114,7 @@ def _cloud_outage(ctx: ChaosContext) -> None:
         ctx.sleep(ctx.rng.uniform(1.0, 3.0))
         stack.cloud.kill()
         ctx.sleep(ctx.rng.uniform(0.5, 3.0))
-        stack.cloud.start(lambda: port_open("127.0.0.1", stack.cloud_port), timeout=60)
+        stack.cloud.start(stack.cloud_listening, timeout=60)
     ctx.act(f"cloud service kill -9 and restart {restarts} times")
     backlog = ctx.count(5_000, 1_000_000)
     node.proxy.cut()

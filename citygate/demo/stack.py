@@ -87,7 +87,8 @@ class DemoStack:
     pki: Pki | None = None
     influx: LocalInfluxDB | None = None
     cloud: ManagedProcess | None = None
-    cloud_port: int = 0
+    cloud_port: int = 0  # readers, operators, the dashboard, probes
+    gateway_port: int = 0  # the gateways' own listener (mTLS required, its own connection budget)
     operator_token: str = ""
     nodes: list[GatewayNode] = field(default_factory=list)
     started: list[object] = field(default_factory=list)
@@ -99,6 +100,11 @@ class DemoStack:
     @property
     def cloud_url(self) -> str:
         return f"https://localhost:{self.cloud_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        """Where gateways post batches and heartbeats."""
+        return f"https://localhost:{self.gateway_port}"
 
     @property
     def cloud_inventory_path(self) -> Path:
@@ -124,6 +130,7 @@ class DemoStack:
         assert self.pki is not None and self.influx is not None
         server = self.pki.files(CertKind.SERVER, "localhost")
         self.cloud_port = free_port()
+        self.gateway_port = free_port()
         self.operator_token = secrets.token_urlsafe(32)
         token_file = self.dir / "operator-token"
         token_file.write_text(self.operator_token + "\n")
@@ -139,6 +146,7 @@ class DemoStack:
                 {
                     "host": "127.0.0.1",
                     "port": self.cloud_port,
+                    "gateway_port": self.gateway_port,
                     "tls_cert": str(server.cert),
                     "tls_key": str(server.key),
                     "client_ca": str(self.pki.ca_cert_path(CaName.INFRA)),
@@ -162,8 +170,12 @@ class DemoStack:
             [sys.executable, "-m", "citygate", "cloud", "run", "--config", str(cfg)],
             log_path=self.dir / "cloud.log",
         )
-        self.cloud.start(lambda: port_open("127.0.0.1", self.cloud_port), timeout=60)
+        self.cloud.start(self.cloud_listening, timeout=60)
         self.started.append(self.cloud)
+
+    def cloud_listening(self) -> bool:
+        """Both of the cloud's listeners accept connections."""
+        return port_open("127.0.0.1", self.cloud_port) and port_open("127.0.0.1", self.gateway_port)
 
     def _start_gateway(self, i: int) -> None:
         assert self.pki is not None
@@ -174,7 +186,7 @@ class DemoStack:
         broker = LocalMosquitto(work / "mosquitto", self.pki)
         broker.start()
         self.started.append(broker)
-        proxy = TcpProxy("127.0.0.1", self.cloud_port)
+        proxy = TcpProxy("127.0.0.1", self.gateway_port)
         proxy.start()
         self.started.append(proxy)
         http_port = free_port()

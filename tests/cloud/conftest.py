@@ -21,11 +21,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 from pydantic import SecretStr
 
 from citygate.certs.pki import CaName, CertFiles, CertKind
-from citygate.cloud.server import uvicorn_config
+from citygate.cloud.server import cloud_server, uvicorn_config
 from citygate.cloud.settings import CloudSettings
 from citygate.contract.inventory import DeviceRecord, GatewayRecord, Inventory
 from citygate.servers.process import free_port
@@ -122,7 +121,7 @@ class RunningCloud:
         self.settings = settings
         self.cloud_pki = cloud_pki
         self.config = uvicorn_config(settings)
-        self.server = uvicorn.Server(self.config)
+        self.server = cloud_server(self.config, settings)  # with the TLS handshake timeout, as deployed
         self.thread = threading.Thread(target=self.server.run, name="cloud", daemon=True)
         self._clients: list[httpx.Client] = []
 
