@@ -55,9 +55,7 @@ def check_config(
     """
     from citygate.cloud.app import create_app
     from citygate.cloud.settings import CloudSettings
-    from citygate.config import read_toml_section
     from citygate.contract import windows
-    from citygate.errors import ConfigError
 
     with cli_errors():
         settings = CloudSettings.load(config)
@@ -67,13 +65,5 @@ def check_config(
         typer.echo(windows.describe("cloud", cloud))
         if gateway_config is not None:
             # Read as plain TOML: checking a gateway file must not need the gateway's code.
-            section = read_toml_section(gateway_config, "gateway")
-            if not section:
-                raise ConfigError(f"{gateway_config} has no [gateway] section; is it a gateway config?")
-            gateway = windows.read_windows(section, windows.GATEWAY_DEFAULTS, f"{gateway_config} [gateway]")
-            typer.echo(windows.describe(f"gateway {gateway_config}", gateway))
-            warnings = windows.window_warnings(gateway, cloud)
-            for warning in warnings:
-                typer.echo(warning)
-            if not warnings:
-                typer.echo("the gateway's windows are within the cloud's: nothing it accepts would be held")
+            for line in windows.check_against(gateway_config, "gateway", cloud, i_am_gateway=False):
+                typer.echo(line)

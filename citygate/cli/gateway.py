@@ -320,11 +320,9 @@ def check_config(
     ] = None,
 ) -> None:
     """Load the configuration and the files it names, then exit (0 if the agent would start)."""
-    from citygate.config import read_toml_section
     from citygate.contract import windows as w
     from citygate.contract.inventory import Inventory
     from citygate.contract.profiles import ProfileRegistry
-    from citygate.errors import ConfigError
     from citygate.gateway.agent import gateway_id_from_cert
     from citygate.gateway.settings import GatewaySettings
 
@@ -339,14 +337,6 @@ def check_config(
             f"outbox_max_age_s={s.outbox_max_age_s:g}"
         )
         if cloud_config is not None:
-            section = read_toml_section(cloud_config, "cloud")
-            if not section:
-                raise ConfigError(f"{cloud_config} has no [cloud] section; is it a cloud config?")
             gateway = {k: float(getattr(s, k)) for k in w.GATEWAY_DEFAULTS}
-            cloud = w.read_windows(section, w.CLOUD_DEFAULTS, f"{cloud_config} [cloud]")
-            typer.echo(w.describe(f"cloud {cloud_config}", cloud))
-            warnings = w.window_warnings(gateway, cloud)
-            for warning in warnings:
-                typer.echo(warning)
-            if not warnings:
-                typer.echo("the gateway's windows are within the cloud's: nothing it accepts would be held")
+            for line in w.check_against(cloud_config, "cloud", gateway, i_am_gateway=True):
+                typer.echo(line)

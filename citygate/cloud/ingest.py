@@ -19,7 +19,6 @@ the checks are those of :class:`citygate.contract.wire.IngestBatch`.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import zlib
 from collections import Counter
@@ -29,7 +28,7 @@ from typing import Any
 import orjson
 
 from citygate.cloud.lineprotocol import ReadingEncoder
-from citygate.contract.validation import Reading, Rejection, Validator
+from citygate.contract.validation import Reading, Rejection, Validator, fmt_duration, fmt_ts
 from citygate.contract.wire import NOT_ASSIGNED, RECEIVED_IN_FUTURE, RECEIVED_TOO_OLD, RejectedReading
 
 _BATCH_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -182,8 +181,8 @@ def prepare(
                     i,
                     device_id[:64],
                     RECEIVED_IN_FUTURE,
-                    f"received_ms {_fmt_ts(at_ns)} is {_fmt_dur(at_ns - now_ns)} ahead of the cloud's "
-                    f"clock {_fmt_ts(now_ns)} (limit max_future_s = {_fmt_dur(max_future_ns)}): "
+                    f"received_ms {fmt_ts(at_ns)} is {fmt_duration(at_ns - now_ns)} ahead of the cloud's "
+                    f"clock {fmt_ts(now_ns)} (limit max_future_s = {fmt_duration(max_future_ns)}): "
                     "the gateway's clock is ahead by about that much; check its time synchronisation",
                 )
                 continue
@@ -193,9 +192,9 @@ def prepare(
                     i,
                     device_id[:64],
                     RECEIVED_TOO_OLD,
-                    f"received_ms {_fmt_ts(at_ns)} is {_fmt_dur(now_ns - at_ns)} before the cloud's "
-                    f"clock {_fmt_ts(now_ns)}: the gateway held this reading longer than the cloud's "
-                    f"max_buffered_s = {_fmt_dur(max_buffered_ns)}",
+                    f"received_ms {fmt_ts(at_ns)} is {fmt_duration(now_ns - at_ns)} before the cloud's "
+                    f"clock {fmt_ts(now_ns)}: the gateway held this reading longer than the cloud's "
+                    f"max_buffered_s = {fmt_duration(max_buffered_ns)}",
                 )
                 continue
         result: Reading | Rejection = validate(device_id, r, at_ns)
@@ -236,23 +235,3 @@ def _kind(v: object) -> str:
     if isinstance(v, list | dict):
         return "an array" if isinstance(v, list) else "an object"
     return f"a {type(v).__name__}"
-
-
-def _fmt_ts(ns: int) -> str:
-    try:
-        secs, frac = divmod(ns, _NS)
-        t = dt.datetime.fromtimestamp(secs, tz=dt.UTC)
-    except (OverflowError, ValueError, OSError):
-        return f"{ns // 1_000_000} ms since the epoch"
-    return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{frac // 1_000_000:03d}Z"
-
-
-def _fmt_dur(ns: int) -> str:
-    if ns >= 10**27:  # ns / _NS would overflow a float
-        return "more than 10**18 s"
-    s = ns / _NS
-    if s >= 86400 * 365 * 1000:
-        return f"{s:.3g} s"
-    if s >= 86400:
-        return f"{s:.0f} s ({s / 86400:.1f} days)"
-    return f"{s:.3f} s"

@@ -291,7 +291,8 @@ def _show(v: object) -> str:
     return f"a {type(v).__name__}"
 
 
-def _fmt_ts(ts_ns: int) -> str:
+def fmt_ts(ts_ns: int) -> str:
+    """A timestamp for an error message: RFC 3339 to the millisecond, or the raw number."""
     try:
         secs, frac = divmod(ts_ns, 1_000_000_000)
         dt = datetime.fromtimestamp(secs, tz=UTC)
@@ -301,7 +302,8 @@ def _fmt_ts(ts_ns: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}Z"
 
 
-def _fmt_dur(ns: int) -> str:
+def fmt_duration(ns: int) -> str:
+    """A duration for an error message, in seconds (and days past one)."""
     if ns >= 10**27:  # ns / _NS would overflow a float for the absurd ones
         return "more than 10**18 s"
     s = ns / _NS
@@ -659,15 +661,15 @@ class Validator:
         if ahead > self._max_future_ns:
             return Rejection(
                 RejectReason.TIMESTAMP_IN_FUTURE,
-                f"time {_fmt_ts(ts_ns)} is {_fmt_dur(ahead)} ahead of the receiver's clock "
-                f"{_fmt_ts(now_ns)} (limit {_fmt_dur(self._max_future_ns)}); "
+                f"time {fmt_ts(ts_ns)} is {fmt_duration(ahead)} ahead of the receiver's clock "
+                f"{fmt_ts(now_ns)} (limit {fmt_duration(self._max_future_ns)}); "
                 "check the device clock",
             )
         if -ahead > self._max_past_ns:
             return Rejection(
                 RejectReason.TIMESTAMP_TOO_OLD,
-                f"time {_fmt_ts(ts_ns)} is {_fmt_dur(-ahead)} older than the receiver's clock "
-                f"{_fmt_ts(now_ns)} (limit {_fmt_dur(self._max_past_ns)})",
+                f"time {fmt_ts(ts_ns)} is {fmt_duration(-ahead)} older than the receiver's clock "
+                f"{fmt_ts(now_ns)} (limit {fmt_duration(self._max_past_ns)})",
             )
         return None
 
@@ -936,8 +938,8 @@ class Validator:
                 elif rec_ns != ts_ns:
                     return Rejection(
                         RejectReason.BAD_SHAPE,
-                        f"SenML record {i} has time {_fmt_ts(rec_ns)} but record 0 has "
-                        f"{_fmt_ts(ts_ns)}: send one pack per reading, all records at one time",
+                        f"SenML record {i} has time {fmt_ts(rec_ns)} but record 0 has "
+                        f"{fmt_ts(ts_ns)}: send one pack per reading, all records at one time",
                     )
                 last_time = resolved
 

@@ -16,6 +16,7 @@ as a table, without importing the other side's code.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from citygate.errors import ConfigError
 
@@ -58,6 +59,22 @@ def read_windows(
 def describe(side: str, windows: Mapping[str, float]) -> str:
     """One line: ``cloud windows: max_past_s = ..., ...``."""
     return f"{side} windows: " + ", ".join(f"{k} = {fmt_seconds(v)}" for k, v in windows.items())
+
+
+def check_against(path: Path, side: str, mine: Mapping[str, float], *, i_am_gateway: bool) -> list[str]:
+    """The lines ``check-config`` prints about the other side's config file at ``path``: its
+    windows, then one WARNING per disagreement, or that they agree. ``side`` is its section."""
+    from citygate.config import read_toml_section
+
+    section = read_toml_section(path, side)
+    if not section:
+        raise ConfigError(f"{path} has no [{side}] section; is it a {side} config?")
+    defaults = CLOUD_DEFAULTS if i_am_gateway else GATEWAY_DEFAULTS
+    theirs = read_windows(section, defaults, f"{path} [{side}]")
+    gateway, cloud = (mine, theirs) if i_am_gateway else (theirs, mine)
+    warnings = window_warnings(gateway, cloud)
+    ok = "the gateway's windows are within the cloud's: nothing it accepts would be held"
+    return [describe(f"{side} {path}", theirs), *(warnings or [ok])]
 
 
 def window_warnings(gateway: Mapping[str, float], cloud: Mapping[str, float]) -> list[str]:

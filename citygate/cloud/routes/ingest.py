@@ -44,21 +44,9 @@ def _prepare(
     """The prepared batch and the contract_version of the inventory it was validated with."""
     s = state.settings
     data = decode_body(body, encoding, s.max_decompressed_bytes)
-    batch_id, raw = parse_batch(data, s.max_batch_readings)
-    validator, version = state.inventory.current()
-    buffered = s.max_buffered_s
-    prepared = prepare(
-        batch_id,
-        raw,
-        validator,
-        state.encoder,
-        time.time_ns(),
-        gateway_id=gateway_id,
-        max_buffered_s=buffered,
-    )
-    unknown = (RejectReason.UNKNOWN_DEVICE.value, RejectReason.UNKNOWN_PROFILE.value, NOT_ASSIGNED)
-    if any(prepared.reasons.get(r) for r in unknown) and state.inventory.refresh():
-        batch_id, raw = parse_batch(data, s.max_batch_readings)  # prepare() consumed the parsed readings
+
+    def attempt() -> tuple[PreparedBatch, str]:
+        batch_id, raw = parse_batch(data, s.max_batch_readings)  # prepare() consumes the parsed readings
         validator, version = state.inventory.current()
         prepared = prepare(
             batch_id,
@@ -67,8 +55,15 @@ def _prepare(
             state.encoder,
             time.time_ns(),
             gateway_id=gateway_id,
-            max_buffered_s=buffered,
+            max_buffered_s=s.max_buffered_s,
         )
+        return prepared, version
+
+    prepared, version = attempt()
+    # A device registered or assigned a moment ago: read the inventory once more before refusing.
+    unknown = (RejectReason.UNKNOWN_DEVICE.value, RejectReason.UNKNOWN_PROFILE.value, NOT_ASSIGNED)
+    if any(prepared.reasons.get(r) for r in unknown) and state.inventory.refresh():
+        prepared, version = attempt()
     return prepared, version
 
 
