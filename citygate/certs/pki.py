@@ -1,6 +1,6 @@
 """A small certificate authority for citygate, built on ``cryptography``.
 
-Two separate trust roots (see docs/PKI.md for why):
+Three separate trust roots (see docs/PKI.md for why):
 
 - the **device CA** signs device certificates only. The broker's device
   listener trusts this CA and nothing else, so a gateway or server
@@ -9,15 +9,23 @@ Two separate trust roots (see docs/PKI.md for why):
 - the **infrastructure CA** signs gateway certificates (clientAuth) and
   server certificates (serverAuth, with SANs): the broker's and the cloud's
   TLS servers, and the gateway's client identity at the broker's gateway
-  listener and at the cloud.
+  listener and at the cloud;
+- the **client CA** signs people's client certificates: readers and operators
+  (clientAuth), for a cloud with ``client_cert_mode = "required"``. Not the
+  infrastructure CA: the broker's gateway listener trusts every infrastructure
+  certificate, so a reader's would read every device's telemetry there. Only
+  the cloud's readers' listener trusts this CA (``people_ca``). A PKI made
+  before it existed gets it on the first reader or operator certificate.
 
 On disk (``<dir>``)::
 
     device-ca/  ca.pem  ca.key (0600)  crl.pem
     infra-ca/   ca.pem  ca.key (0600)  crl.pem
+    client-ca/  ca.pem  ca.key (0600)  crl.pem
     issued/device/<id>/  cert.pem  key.pem (0600)  chain.pem   (+ archive/ on renewal)
     issued/gateway/<id>/ ...
     issued/server/<host>/ ...
+    issued/reader/<name>/ ...     issued/operator/<name>/ ...
     index.json       every certificate ever issued, with revocation state
     inventory.json   the device inventory (unless configured elsewhere)
 """
@@ -56,16 +64,30 @@ class CertKind(StrEnum):
     DEVICE = "device"
     GATEWAY = "gateway"
     SERVER = "server"
+    READER = "reader"  # a person's client certificate (client CA); a token still decides the role
+    OPERATOR = "operator"
 
 
 class CaName(StrEnum):
     DEVICE = "device-ca"
     INFRA = "infra-ca"
+    CLIENT = "client-ca"  # people: readers and operators
+
+
+PERSON_KINDS = frozenset({CertKind.READER, CertKind.OPERATOR})
+_CLIENT_KINDS = frozenset({"device", "gateway", "reader", "operator"})  # kinds a SAN URI may name
+_CA_TITLES = {
+    CaName.DEVICE: "device CA",
+    CaName.INFRA: "infrastructure CA",
+    CaName.CLIENT: "client CA (readers, operators)",
+}
 
 
 def ca_for(kind: CertKind) -> CaName:
     """Which CA signs which kind: the heart of the trust separation."""
-    return CaName.DEVICE if kind is CertKind.DEVICE else CaName.INFRA
+    if kind is CertKind.DEVICE:
+        return CaName.DEVICE
+    return CaName.CLIENT if kind in PERSON_KINDS else CaName.INFRA
 
 
 def identity_uri(kind: CertKind, name: str) -> str:
@@ -187,6 +209,13 @@ class Pki:
     def crl_path(self, ca: CaName) -> Path:
         return self._ca_dir(ca) / "crl.pem"
 
+    def has_ca(self, ca: CaName) -> bool:
+        """False for the client CA of a PKI made before it existed (until its first use)."""
+        return self.ca_cert_path(ca).exists()
+
+    def present_cas(self) -> list[CaName]:
+        return [ca for ca in CaName if self.has_ca(ca)]
+
     @property
     def inventory_path(self) -> Path:
         return self.settings.inventory_path
@@ -199,7 +228,7 @@ class Pki:
 
     @classmethod
     def init(cls, settings: PkiSettings, *, now: dt.datetime | None = None) -> Pki:
-        """Create both CAs, empty CRLs and an index. Refuses an existing CA."""
+        """Create the three CAs, empty CRLs and an index. Refuses an existing CA."""
         now = now or _now()
         root = settings.dir
         root.mkdir(parents=True, exist_ok=True)
@@ -209,44 +238,7 @@ class Pki:
             if (d / "ca.key").exists() or (d / "ca.pem").exists():
                 raise AlreadyExistsError(f"a CA already exists in {d}; refusing to overwrite it")
         for ca in CaName:
-            d = root / ca.value
-            d.mkdir(mode=0o700, exist_ok=True)
-            key = ec.generate_private_key(ec.SECP256R1())
-            _write_private_key(d / "ca.key", key)
-            title = "device CA" if ca is CaName.DEVICE else "infrastructure CA"
-            subject = x509.Name(
-                [
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, settings.organization),
-                    x509.NameAttribute(NameOID.COMMON_NAME, f"{settings.organization} {title}"),
-                ]
-            )
-            cert = (
-                x509.CertificateBuilder()
-                .subject_name(subject)
-                .issuer_name(subject)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - _CLOCK_SKEW)
-                .not_valid_after(now + dt.timedelta(days=settings.ca_days))
-                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-                .add_extension(
-                    x509.KeyUsage(
-                        digital_signature=True,
-                        content_commitment=False,
-                        key_encipherment=False,
-                        data_encipherment=False,
-                        key_agreement=False,
-                        key_cert_sign=True,
-                        crl_sign=True,
-                        encipher_only=False,
-                        decipher_only=False,
-                    ),
-                    critical=True,
-                )
-                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-                .sign(key, hashes.SHA256())
-            )
-            atomic_write(d / "ca.pem", cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+            _create_ca(root / ca.value, _CA_TITLES[ca], settings, now)
         pki = cls(settings)
         with pki._locked() as index:
             pki._save_index(index)
@@ -297,7 +289,10 @@ class Pki:
         return list(self._load_index().certs)
 
     def ca_certificates(self) -> dict[CaName, x509.Certificate]:
-        return {ca: x509.load_pem_x509_certificate(self.ca_cert_path(ca).read_bytes()) for ca in CaName}
+        return {
+            ca: x509.load_pem_x509_certificate(self.ca_cert_path(ca).read_bytes())
+            for ca in self.present_cas()
+        }
 
     def _ca_key(self, ca: CaName) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         cert = x509.load_pem_x509_certificate(self.ca_cert_path(ca).read_bytes())
@@ -386,6 +381,47 @@ class Pki:
             renew=renew,
             server_sans=sans,
         )[0]
+
+    def issue_reader(self, name: str, *, days: int | None = None, renew: bool = False) -> CertFiles:
+        """A reader's client certificate (client CA); see :meth:`issue_person`."""
+        return self.issue_person(CertKind.READER, name, days=days, renew=renew)
+
+    def issue_operator(self, name: str, *, days: int | None = None, renew: bool = False) -> CertFiles:
+        """An operator's client certificate (client CA); see :meth:`issue_person`."""
+        return self.issue_person(CertKind.OPERATOR, name, days=days, renew=renew)
+
+    def issue_person(
+        self, kind: CertKind, name: str, *, days: int | None = None, renew: bool = False
+    ) -> CertFiles:
+        """A person's client certificate (clientAuth, SAN ``urn:citygate:<kind>:<name>``, client CA).
+
+        It only lets its holder connect to a cloud that requires client certificates
+        (``people_ca``): what they may do is still decided by their bearer token. The
+        client CA is created here if this PKI predates it.
+        """
+        if kind not in PERSON_KINDS:
+            raise PkiError(f"{kind.value} is not a person's certificate kind (reader, operator)")
+        validate_id(name, kind=f"{kind.value} name")
+        self.ensure_ca(CaName.CLIENT)
+        return self._issue_many(
+            kind,
+            [name],
+            days=days or self.settings.person_days,
+            not_before=None,
+            renew=renew,
+        )[0]
+
+    def ensure_ca(self, ca: CaName, *, now: dt.datetime | None = None) -> bool:
+        """Create ``ca`` (and its empty CRL) if this PKI has none yet; True if it was created."""
+        if self.has_ca(ca):
+            return False
+        now = now or _now()
+        with self._locked() as index:
+            if self.has_ca(ca):  # another CLI made it meanwhile
+                return False
+            _create_ca(self._ca_dir(ca), _CA_TITLES[ca], self.settings, now)
+            self._write_crls(index, now, only=(ca,))
+        return True
 
     def _issue_many(
         self,
@@ -575,14 +611,15 @@ class Pki:
         return revoked
 
     def write_crls(self, now: dt.datetime | None = None) -> dict[CaName, Path]:
-        """Re-sign both CRLs with a fresh nextUpdate (run this regularly, e.g. daily)."""
+        """Re-sign every CA's CRL with a fresh nextUpdate (run this regularly, e.g. daily)."""
         with self._locked() as index:
             self._write_crls(index, now or _now())
             self._save_index(index)
-        return {ca: self.crl_path(ca) for ca in CaName}
+        return {ca: self.crl_path(ca) for ca in self.present_cas()}
 
-    def _write_crls(self, index: _Index, now: dt.datetime) -> None:
-        for ca in CaName:
+    def _write_crls(self, index: _Index, now: dt.datetime, only: Sequence[CaName] | None = None) -> None:
+        """Re-sign the CRL of every CA this PKI has (a client CA not made yet has none)."""
+        for ca in only if only is not None else self.present_cas():
             ca_cert, ca_key = self._ca_key(ca)
             number = index.crl_numbers.get(ca.value, 0) + 1
             index.crl_numbers[ca.value] = number
@@ -606,8 +643,53 @@ class Pki:
         self._save_index(index)
 
     def crl_next_update(self, ca: CaName) -> dt.datetime | None:
-        crl = x509.load_pem_x509_crl(self.crl_path(ca).read_bytes())
+        """The CRL's nextUpdate; None without one (a client CA not made yet)."""
+        try:
+            data = self.crl_path(ca).read_bytes()
+        except FileNotFoundError:
+            return None
+        crl = x509.load_pem_x509_crl(data)
         return crl.next_update_utc
+
+
+def _create_ca(d: Path, title: str, settings: PkiSettings, now: dt.datetime) -> None:
+    """A self-signed CA (EC P-256) in ``d``: ca.key (0600) and ca.pem."""
+    d.mkdir(mode=0o700, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    _write_private_key(d / "ca.key", key)
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, settings.organization),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{settings.organization} {title}"),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _CLOCK_SKEW)
+        .not_valid_after(now + dt.timedelta(days=settings.ca_days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    atomic_write(d / "ca.pem", cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
 
 
 def _superseded(c: IssuedCert) -> IssuedCert:
@@ -687,7 +769,7 @@ def certificate_identity(cert: x509.Certificate) -> tuple[CertKind, str] | None:
 
 def _identity(cert: x509.Certificate) -> tuple[CertKind, str] | None:
     found = _citygate_uris(cert)
-    if len(found) != 1 or found[0][0] not in {"device", "gateway"}:
+    if len(found) != 1 or found[0][0] not in _CLIENT_KINDS:
         return None
     return CertKind(found[0][0]), found[0][1]
 
@@ -708,16 +790,16 @@ def _citygate_uris(cert: x509.Certificate) -> list[tuple[str, str]]:
 
 def identity_problem(cert: x509.Certificate) -> str | None:
     """Why this certificate's citygate identity cannot be trusted, or None if it is one clear
-    device or gateway identity: exactly one ``urn:citygate:`` URI, of a known kind, whose id
-    passes the id rules and equals the subject's CN."""
+    device, gateway, reader or operator identity: exactly one ``urn:citygate:`` URI, of a known
+    kind, whose id passes the id rules and equals the subject's CN."""
     found = _citygate_uris(cert)
     if not found:
         return "it names no citygate identity (no urn:citygate: URI)"
     if len(found) > 1:
         return f"it names {len(found)} citygate identities; a certificate must name exactly one"
     kind, name = found[0]
-    if kind not in {"device", "gateway"}:
-        return f"its urn:citygate: URI names no device or gateway ({kind[:20]!r})"
+    if kind not in _CLIENT_KINDS:
+        return f"its urn:citygate: URI names no device, gateway, reader or operator ({kind[:20]!r})"
     try:
         validate_id(name, kind=f"{kind} id")
     except InvalidIdentifierError as e:

@@ -31,6 +31,7 @@ class PkiSettings(CitygateSettings):
     device_days: Annotated[int, Field(ge=1, le=825)] = 90
     gateway_days: Annotated[int, Field(ge=1, le=825)] = 365
     server_days: Annotated[int, Field(ge=1, le=825)] = 365
+    person_days: Annotated[int, Field(ge=1, le=825)] = 365  # reader and operator certificates
     ca_days: Annotated[int, Field(ge=30, le=7300)] = 3650
     # A CRL past its nextUpdate makes Mosquitto refuse every client: keep it
     # short enough to force regular re-signing, long enough to survive a weekend.

@@ -18,7 +18,8 @@ from citygate.contract.ids import validate_id
 from citygate.contract.inventory import DeviceRecord, Inventory
 
 app = typer.Typer(
-    help="Certificate authority: CAs, device/gateway/server certificates, CRLs.", no_args_is_help=True
+    help="Certificate authority: CAs, device/gateway/server/reader/operator certificates, CRLs.",
+    no_args_is_help=True,
 )
 issue_app = typer.Typer(help="Issue a certificate.", no_args_is_help=True)
 app.add_typer(issue_app, name="issue")
@@ -62,7 +63,7 @@ def init(
         str | None, typer.Option("--org", help="Organization name in certificates.")
     ] = None,
 ) -> None:
-    """Create the device CA and the infrastructure CA (EC P-256), their CRLs and the index."""
+    """Create the device, infrastructure and client CAs (EC P-256), their CRLs and the index."""
     with cli_errors():
         settings = PkiSettings.load(config, dir=pki_dir, organization=organization)
         pki = Pki.init(settings)
@@ -162,6 +163,46 @@ def issue_server(
         console.print(f"server [bold]{hostname}[/] issued:\n  cert {files.cert}\n  key  {files.key}")
 
 
+def _issue_person(kind: CertKind, name: str, days: int | None, renew: bool, pki: Pki) -> None:
+    created = not pki.has_ca(CaName.CLIENT)
+    files = pki.issue_person(kind, name, days=days, renew=renew)
+    if created:
+        console.print(f"created the client CA {pki.ca_cert_path(CaName.CLIENT)} (the cloud's people_ca)")
+    console.print(
+        f"{kind.value} [bold]{name}[/] issued:\n  cert {files.cert}\n  key  {files.key}\n"
+        f"  (with a {kind.value} token, for a cloud with people_ca; the certificate alone grants nothing)"
+    )
+
+
+PersonNameArg = Annotated[str, typer.Argument(help="Name: letters, digits, - _ . : (max 64).")]
+
+
+@issue_app.command("reader")
+def issue_reader(
+    name: PersonNameArg,
+    days: DaysOpt = None,
+    renew: RenewOpt = False,
+    config: ConfigOpt = None,
+    pki_dir: DirOpt = None,
+) -> None:
+    """Issue a reader's client certificate (clientAuth, client CA; never the infrastructure CA)."""
+    with cli_errors():
+        _issue_person(CertKind.READER, name, days, renew, _open(config, pki_dir))
+
+
+@issue_app.command("operator")
+def issue_operator(
+    name: PersonNameArg,
+    days: DaysOpt = None,
+    renew: RenewOpt = False,
+    config: ConfigOpt = None,
+    pki_dir: DirOpt = None,
+) -> None:
+    """Issue an operator's client certificate (clientAuth, client CA; never the infrastructure CA)."""
+    with cli_errors():
+        _issue_person(CertKind.OPERATOR, name, days, renew, _open(config, pki_dir))
+
+
 @app.command()
 def assign(
     device_ids: Annotated[list[str], typer.Argument(help="Device id(s).")],
@@ -196,7 +237,7 @@ def _assigned_gateways(pki: Pki, device_id: str) -> tuple[str, ...]:
 
 @app.command()
 def revoke(
-    name: Annotated[str, typer.Argument(help="Device id, gateway id or server host name.")],
+    name: Annotated[str, typer.Argument(help="Device id, gateway id, server host name, reader or operator.")],
     kind: Annotated[
         CertKind | None, typer.Option("--kind", help="Needed only if the name is ambiguous.")
     ] = None,
@@ -215,7 +256,7 @@ def revoke(
 
 @app.command()
 def crl(config: ConfigOpt = None, pki_dir: DirOpt = None) -> None:
-    """Re-sign both CRLs with a fresh nextUpdate (schedule this daily)."""
+    """Re-sign every CA's CRL with a fresh nextUpdate (schedule this daily)."""
     with cli_errors():
         pki = _open(config, pki_dir)
         for ca, path in pki.write_crls().items():

@@ -21,7 +21,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from citygate.cloud.auth import AuthError, RevocationUnavailable
+from citygate.cloud.auth import AuthError, PersonCertGuard, RevocationUnavailable
 from citygate.cloud.fleet import HeartbeatError
 from citygate.cloud.headers import SecurityHeadersMiddleware
 from citygate.cloud.ingest import BatchError
@@ -132,6 +132,12 @@ def create_app(settings: CloudSettings) -> FastAPI:
         return _error(502, "query_refused", "the database refused the query")
 
     # Starlette: the middleware added last runs first.
+    if state.people_verifier is not None:
+        app.add_middleware(
+            PersonCertGuard,
+            verifier=state.people_verifier,
+            on_refused=lambda reason: state.metrics.auth_failures.labels(reason).inc(),
+        )
     wrong_listener = state.metrics.auth_failures.labels("wrong_listener")
     app.add_middleware(ListenerGuard, gateway_port=settings.gateway_port, on_refused=wrong_listener.inc)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)

@@ -8,6 +8,13 @@ checks again that the certificate was issued by that CA, that it names a
 gateway, and that its serial is not on the CA's CRL. The CRL file is re-read
 when it changes on disk, so ``citygate pki revoke`` takes effect without a
 restart (unlike Mosquitto, which reads it only at start and on SIGHUP).
+
+Readers and operators may present a certificate of the client CA (``people_ca``;
+``citygate pki issue reader|operator``) on the main listener. It only gets them
+through a TLS handshake that requires a certificate: their bearer token still
+decides what they may do. :class:`PersonCertGuard` refuses every request that
+presents a revoked, expired or malformed one (403), the client CA's CRL reloaded
+on change like the infrastructure CA's.
 """
 
 from __future__ import annotations
@@ -17,17 +24,18 @@ import functools
 import hmac
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from pydantic import SecretStr
 
-from citygate.certs.pki import CertKind, certificate_identity, identity_problem
+from citygate.certs.pki import PERSON_KINDS, CertKind, certificate_identity, identity_problem
 
 log = structlog.get_logger("citygate.cloud.auth")
 
@@ -67,6 +75,13 @@ class GatewayIdentity:
     def cert_days_left(self, now: dt.datetime | None = None) -> float:
         now = now or dt.datetime.now(dt.UTC)
         return (self.not_after - now).total_seconds() / 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class PersonIdentity:
+    kind: CertKind  # READER or OPERATOR: who the certificate says, not what the token allows
+    name: str
+    serial: int
 
 
 def file_key(path: Path) -> tuple[int, int, int] | None:
@@ -214,6 +229,74 @@ class CertificateVerifier:
         if cert.serial in revoked:
             raise AuthError(403, "revoked", f"the certificate of gateway {cert.name!r} is revoked")
         return GatewayIdentity(gateway_id=cert.name, serial=cert.serial, not_after=cert.not_after)
+
+    def person(self, scope: Mapping[str, Any]) -> PersonIdentity | None:
+        """The reader or operator whose certificate of this CA the request presents; None when it
+        presents none of this CA. AuthError if it is revoked, expired or malformed,
+        RevocationUnavailable if the CRL cannot be trusted (fail closed)."""
+        tls = (scope.get("extensions") or {}).get("tls")
+        chain = tls.get("client_cert_chain") if isinstance(tls, dict) else None
+        if not chain:
+            return None
+        try:
+            cert = self._parse(str(chain[0]))
+        except ValueError:
+            return None  # not this CA's: the TLS layer verified it against another one
+        if not cert.issuer_ok:
+            return None
+        if cert.problem is not None:
+            raise AuthError(403, "bad_identity", f"the client certificate is refused: {cert.problem}")
+        if cert.kind is None or cert.kind not in PERSON_KINDS or not cert.name:
+            raise AuthError(
+                403, "not_a_person", "the client certificate is not a reader or operator certificate"
+            )
+        now = dt.datetime.now(dt.UTC)
+        if cert.not_after <= now:
+            raise AuthError(403, "expired", "the client certificate has expired")
+        self.reload_crl()
+        revoked = self._revoked
+        if revoked is None:
+            raise RevocationUnavailable("the client CA's revocation list cannot be read or verified")
+        self._check_fresh(now)
+        if cert.serial in revoked:
+            raise AuthError(403, "revoked", f"the certificate of {cert.kind.value} {cert.name!r} is revoked")
+        return PersonIdentity(kind=cert.kind, name=cert.name, serial=cert.serial)
+
+
+class PersonCertGuard:
+    """Pure ASGI middleware: a request presenting a client-CA certificate that is revoked,
+    expired or malformed is refused (403; 503 while the CRL cannot be trusted), whatever the
+    route. A valid one changes nothing: tokens decide access."""
+
+    def __init__(
+        self, app: Any, *, verifier: CertificateVerifier, on_refused: Callable[[str], None] | None = None
+    ) -> None:
+        self.app = app
+        self.verifier = verifier
+        self.on_refused = on_refused
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers: list[tuple[bytes, bytes]] = []
+        try:
+            self.verifier.person(scope)
+        except AuthError as e:
+            status, reason, detail = e.status, e.reason, e.detail
+        except RevocationUnavailable as e:
+            status, reason, detail = 503, "crl_unavailable", str(e)
+            headers.append((b"retry-after", b"30"))
+        else:
+            await self.app(scope, receive, send)
+            return
+        if self.on_refused is not None:
+            self.on_refused(reason)
+        log.warning("auth_refused", reason=reason, path=str(scope.get("path", "")))
+        body = orjson.dumps({"error": reason, "detail": detail})
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 class TokenAuth:

@@ -5,9 +5,11 @@ server with its **own connection budget** (uvicorn's ``limit_concurrency`` count
 the connections of its own server only):
 
 * the **main listener** (``host``:``port``, ``client_cert_mode``): readers,
-  operators, the dashboard, probes, and the gateways too unless they have their own;
+  operators, the dashboard, probes, and the gateways too unless they have their own.
+  It trusts the infrastructure CA (``client_ca``) and, when set, the client CA of
+  people's certificates (``people_ca``: readers, operators);
 * the **gateway listener** (``gateway_host``:``gateway_port``, when the port is
-  not 0): a client certificate from the client CA is always required (anonymous
+  not 0): a client certificate from the infrastructure CA only is always required (anonymous
   clients fail the handshake), ``gateway_max_connections`` connections, and it
   answers only ``POST /v1/ingest``, heartbeats, ``/healthz`` and ``/readyz``.
   Then the main listener refuses the gateway routes (403 ``use_gateway_listener``,
@@ -34,6 +36,7 @@ import re
 import ssl
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
 import orjson
@@ -86,6 +89,20 @@ def _ssl_factory(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) 
     return ctx
 
 
+SslFactory = Callable[[uvicorn.Config, Callable[[], ssl.SSLContext]], ssl.SSLContext]
+
+
+def _ssl_factory_trusting(extra_ca: Path) -> SslFactory:
+    """The TLS context of :func:`_ssl_factory`, trusting ``extra_ca`` for client certificates too."""
+
+    def factory(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        ctx = _ssl_factory(config, default)
+        ctx.load_verify_locations(cafile=str(extra_ca))
+        return ctx
+
+    return factory
+
+
 class _OnGatewayListener:
     """The app as the gateway listener serves it: each scope says which listener it came from."""
 
@@ -101,8 +118,10 @@ def listener_config(settings: CloudSettings, app: Any, *, gateway: bool) -> uvic
     """A uvicorn Config for one listener: TLS with client certificates from the client CA only.
 
     The main listener runs the app's lifespan; the gateway listener's (``gateway=True``)
-    always requires a certificate, has its own connection budget and no lifespan.
+    always requires a certificate, has its own connection budget and no lifespan. Only the
+    main listener also trusts ``people_ca`` (readers' and operators' certificates).
     """
+    factory: SslFactory = _ssl_factory
     if gateway:
         host, port = settings.gateway_host or settings.host, settings.gateway_port
         cert_reqs, limit = ssl.CERT_REQUIRED, settings.gateway_max_connections
@@ -110,6 +129,8 @@ def listener_config(settings: CloudSettings, app: Any, *, gateway: bool) -> uvic
     else:
         host, port, limit = settings.host, settings.port, settings.max_connections
         cert_reqs = ssl.CERT_REQUIRED if settings.client_cert_mode == "required" else ssl.CERT_OPTIONAL
+        if settings.people_ca is not None:
+            factory = _ssl_factory_trusting(settings.people_ca)
     return uvicorn.Config(
         app,
         host=host,
@@ -119,7 +140,7 @@ def listener_config(settings: CloudSettings, app: Any, *, gateway: bool) -> uvic
         ssl_keyfile=str(settings.tls_key),
         ssl_ca_certs=str(settings.client_ca),
         ssl_cert_reqs=cert_reqs,
-        ssl_context_factory=_ssl_factory,
+        ssl_context_factory=factory,
         proxy_headers=False,  # identity comes from the TLS handshake, never from headers
         server_header=False,
         lifespan="off" if gateway else "on",

@@ -194,3 +194,20 @@ class CloudSettings(CitygateSettings):
     # /docs and /redoc (Swagger UI, ReDoc) load their scripts from a CDN onto this origin,
     # where the dashboard keeps an operator token: off unless asked for. /openapi.json stays.
     api_docs: bool = False
+
+    # -- people's client certificates (docs/CLOUD.md "Listeners", docs/PKI.md) -----
+    # The client CA (citygate pki issue reader|operator) and its CRL: both or neither. Set, the
+    # main listener (`port`) trusts it besides client_ca, so with client_cert_mode = "required"
+    # readers and operators come with their own certificate (plus their token, which alone
+    # decides the role); a revoked one is refused. The gateway listener and the gateway routes
+    # keep accepting only gateway certificates from client_ca.
+    people_ca: Path | None = None
+    people_crl: Path | None = None
+
+    @model_validator(mode="after")
+    def _people_ca_with_crl(self) -> Self:
+        if (self.people_ca is None) != (self.people_crl is None):
+            raise ValueError("people_ca and people_crl go together")
+        if self.people_ca is not None and self.people_ca == self.client_ca:
+            raise ValueError("people_ca is the client CA (client-ca/ca.pem), not the infrastructure CA")
+        return self

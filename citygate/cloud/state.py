@@ -206,6 +206,21 @@ class CloudState:
             settings.client_ca, settings.client_crl, grace_s=settings.crl_grace_s, warn_s=settings.crl_warn_s
         )
         self.tokens = TokenAuth(settings.reader_tokens, settings.operator_tokens)
+        # People's client certificates (client CA), checked on every request that presents one.
+        self.people_verifier: CertificateVerifier | None = None
+        if settings.people_ca is not None and settings.people_crl is not None:
+            for key in ("people_ca", "people_crl"):
+                path = getattr(settings, key)
+                if not path.is_file():
+                    raise ConfigError(
+                        f"[cloud] {key} (env CITYGATE_CLOUD_{key.upper()}): {path} is not a file"
+                    )
+            self.people_verifier = CertificateVerifier(
+                settings.people_ca,
+                settings.people_crl,
+                grace_s=settings.crl_grace_s,
+                warn_s=settings.crl_warn_s,
+            )
         self._sink: Sink | None = None
 
     @property

@@ -2,8 +2,8 @@
 """Fetch the citygate CRLs onto a gateway before their nextUpdate (docs/PKI.md).
 
 Installed as /usr/local/sbin/citygate-crl-fetch and run by citygate-crl-fetch.timer.
-For each CA (``device-ca``, ``infra-ca``) it downloads ``<URL>/<ca>.crl.pem`` and
-installs it as ``<tls dir>/<ca>.crl.pem`` only if the CRL is
+For each CA (``device-ca``, ``infra-ca``; ``client-ca`` on the cloud if asked) it
+downloads ``<URL>/<ca>.crl.pem`` and installs it as ``<tls dir>/<ca>.crl.pem`` only if the CRL is
 
 - signed by the CA certificate this gateway already trusts (``<tls dir>/<ca>.pem``),
 - not past its nextUpdate (a stale CRL makes Mosquitto refuse every client), and
@@ -108,7 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="citygate-crl-fetch", description=__doc__.splitlines()[0])
     p.add_argument("url", help="where <ca>.crl.pem are published, e.g. https://pki.city.example/crl")
     p.add_argument("--tls-dir", type=Path, default=Path("/etc/citygate/tls"))
-    p.add_argument("--ca", action="append", choices=["device-ca", "infra-ca"], help="default: both")
+    p.add_argument(
+        "--ca",
+        action="append",
+        choices=["device-ca", "infra-ca", "client-ca"],
+        help="default: device-ca and infra-ca (client-ca: the cloud's people_crl)",
+    )
     p.add_argument("--cafile", type=Path, help="trust this CA for an https:// URL (default: the system's)")
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--warn-hours", type=float, default=48.0)

@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from citygate.certs.pki import CaName, CertKind, Pki, certificate_identity
+from citygate.certs.pki import CaName, CertKind, Pki, ca_for, certificate_identity, identity_problem
 from citygate.certs.settings import PkiSettings
 from citygate.contract.ids import validate_id
 from citygate.contract.inventory import DeviceRecord, Inventory
@@ -187,3 +187,87 @@ def test_expired_certificates_show_as_expired(pki):
     (entry,) = [c for c in pki.certificates() if c.name == "old"]
     assert entry.status() == "expired"
     assert entry.days_left() < 0
+
+
+# -- people's client certificates: readers and operators, the client CA --------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "issue"), [(CertKind.READER, "issue_reader"), (CertKind.OPERATOR, "issue_operator")]
+)
+def test_reader_and_operator_certificates_come_from_the_client_ca(pki, kind, issue):
+    files = getattr(pki, issue)("ana")
+    cert = _load(files.cert)
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "ana"
+    assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.CLIENT_AUTH
+    ]
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [f"urn:citygate:{kind.value}:ana"]
+    assert certificate_identity(cert) == (kind, "ana") and identity_problem(cert) is None
+    assert stat.S_IMODE(files.key.stat().st_mode) == 0o600
+    assert ca_for(kind) is CaName.CLIENT
+    # Issued by the client CA, and never by the infrastructure CA: the broker's gateway
+    # listener trusts every infrastructure certificate.
+    cert.verify_directly_issued_by(_load(pki.ca_cert_path(CaName.CLIENT)))
+    for other in (CaName.INFRA, CaName.DEVICE):
+        with pytest.raises((InvalidSignature, ValueError)):
+            cert.verify_directly_issued_by(_load(pki.ca_cert_path(other)))
+    assert [(c.kind, c.name, c.ca) for c in pki.certificates()] == [(kind, "ana", CaName.CLIENT)]
+    assert files.cert.parent == pki.dir / "issued" / kind.value / "ana"
+
+
+def test_init_creates_the_client_ca_with_its_crl(pki):
+    key = pki.dir / "client-ca" / "ca.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert pki.crl_next_update(CaName.CLIENT) is not None
+    names = {_load(pki.ca_cert_path(c)).subject for c in CaName}
+    assert len(names) == 3  # three distinct CAs
+    assert set(pki.write_crls()) == set(CaName)
+
+
+def test_an_older_pki_without_a_client_ca_gets_one_on_first_person_certificate(pki):
+    import shutil
+
+    shutil.rmtree(pki.dir / "client-ca")  # as made before the client CA existed
+    old = Pki(pki.settings)
+    gw = old.issue_gateway("gw-1")  # the rest keeps working
+    assert set(old.write_crls()) == {CaName.DEVICE, CaName.INFRA}
+    assert old.crl_next_update(CaName.CLIENT) is None
+    assert set(old.ca_certificates()) == {CaName.DEVICE, CaName.INFRA}
+    files = old.issue_reader("ana")
+    assert stat.S_IMODE((pki.dir / "client-ca" / "ca.key").stat().st_mode) == 0o600
+    _load(files.cert).verify_directly_issued_by(_load(old.ca_cert_path(CaName.CLIENT)))
+    assert old.crl_next_update(CaName.CLIENT) is not None
+    assert not old.ensure_ca(CaName.CLIENT)  # made once
+    # Revocation lands on the client CA's CRL, and every CA's CRL is re-signed.
+    numbers_before = {
+        ca: _crl(old, ca).extensions.get_extension_for_class(x509.CRLNumber).value.crl_number for ca in CaName
+    }
+    (revoked,) = old.revoke("ana", kind=CertKind.READER)
+    for ca in CaName:
+        crl = _crl(old, ca)
+        assert (
+            crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == numbers_before[ca] + 1
+        )
+        assert (crl.get_revoked_certificate_by_serial_number(revoked.serial) is not None) is (
+            ca is CaName.CLIENT
+        )
+    assert _load(gw.cert).serial_number not in {r.serial_number for r in _crl(old, CaName.INFRA)}
+
+
+def test_person_certificates_refuse_other_kinds_and_bad_names(pki):
+    with pytest.raises(PkiError, match="reader, operator"):
+        pki.issue_person(CertKind.GATEWAY, "gw-1")
+    with pytest.raises(InvalidIdentifierError, match="reader name"):
+        pki.issue_reader("a/b")
+    pki.issue_reader("ana")
+    with pytest.raises(AlreadyExistsError):
+        pki.issue_reader("ana")
+    pki.issue_operator("ana")  # another kind, another identity
+    with pytest.raises(PkiError, match="several kinds"):
+        pki.revoke("ana")
+
+
+def _crl(pki: Pki, ca: CaName) -> x509.CertificateRevocationList:
+    return x509.load_pem_x509_crl(pki.crl_path(ca).read_bytes())

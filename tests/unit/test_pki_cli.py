@@ -126,3 +126,25 @@ def test_console_script_runs(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "envpki" / "infra-ca" / "ca.key").exists()
+
+
+def test_reader_and_operator_certificates(pki_dir):
+    d = str(pki_dir)
+    r = run("pki", "issue", "reader", "ana", "--dir", d)
+    assert r.exit_code == 0, r.output
+    assert (pki_dir / "issued" / "reader" / "ana" / "cert.pem").exists()
+    assert run("pki", "issue", "operator", "bo", "--days", "30", "--dir", d).exit_code == 0
+    rows = {(x["kind"], x["name"]): x for x in orjson.loads(run("pki", "list", "--json", "--dir", d).stdout)}
+    assert {k: v["status"] for k, v in rows.items()} == {
+        ("reader", "ana"): "valid",
+        ("operator", "bo"): "valid",
+    }
+    assert 29 < rows[("operator", "bo")]["days_left"] <= 30
+    r = run("pki", "list", "--dir", d)
+    assert "client-ca CRL next update" in r.stdout
+    r = run("pki", "revoke", "ana", "--kind", "reader", "--dir", d)
+    assert r.exit_code == 0 and "revoked reader ana" in r.stdout
+    r = run("pki", "crl", "--dir", d)
+    assert r.exit_code == 0 and "client-ca" in r.stdout
+    r = run("pki", "issue", "reader", "a/b", "--dir", d)
+    assert r.exit_code == 2 and "reader name" in r.stderr

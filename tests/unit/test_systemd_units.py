@@ -58,6 +58,7 @@ def test_the_ca_machine_resigns_the_crls_daily_and_publishes_them():
     assert published == {
         "device-ca.crl.pem": f"{pki_dir}/device-ca/crl.pem",
         "infra-ca.crl.pem": f"{pki_dir}/infra-ca/crl.pem",
+        "client-ca.crl.pem": f"{pki_dir}/client-ca/crl.pem",
     }
 
 
