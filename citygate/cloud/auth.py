@@ -2,7 +2,7 @@
 
 A gateway's id comes from its certificate (SAN ``urn:citygate:gateway:<id>``,
 :func:`citygate.certs.pki.certificate_identity`), never from the body or the
-URL (DESIGN guarantee 5). The TLS layer already refused certificates that do
+URL (docs/ARCHITECTURE.md, guarantee 5). The TLS layer already refused certificates that do
 not chain to the infrastructure CA (device CA, foreign CAs); here the app
 checks again that the certificate was issued by that CA, that it names a
 gateway, and that its serial is not on the CA's CRL. The CRL file is re-read

@@ -4,7 +4,7 @@ Plain code over plain data (no HTTP, no database), so it is easy to test and
 to fuzz. Whole-batch problems raise :class:`BatchError` with a specific
 status (400 bad gzip, 413 too large / zip bomb, 415 unknown encoding, 422
 bad shape); a bad reading inside a valid batch becomes a per-reading
-rejection and the rest of the batch goes on (DESIGN guarantee 4).
+rejection and the rest of the batch goes on (docs/ARCHITECTURE.md, guarantee 4).
 
 Every reading is validated again with the gateway's own validator
 (:meth:`Validator.validate_obj`): the cloud trusts no gateway's validation.

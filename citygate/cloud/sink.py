@@ -4,7 +4,7 @@
 only modules that talk to the database; this one holds their common parts:
 the error classification and the narrowing-down of a refused write.
 
-Classification (DESIGN guarantee 1 and 4):
+Classification (docs/ARCHITECTURE.md, guarantees 1 and 4):
 
 * *retryable* -- connection refused/reset, timeouts, 5xx, 429, and also 401/403
   and "database not found" (a configuration fault the operator must fix; the

@@ -6,7 +6,7 @@ once into plain tuples and dicts, payloads are parsed with orjson, and values
 are checked by hand instead of through pydantic. A gateway on a Pi serving a
 few thousand devices must not spend its CPU here.
 
-It is also the first line of defence (DESIGN guarantee 4), so nothing a device
+It is also the first line of defence (docs/ARCHITECTURE.md, guarantee 4), so nothing a device
 sends can make it raise: every input becomes a Reading or a Rejection whose
 reason is countable (``RejectReason``) and whose detail tells the device
 vendor exactly what to fix.

@@ -62,7 +62,7 @@ class MosquittoConfig:
     gateway_port: int = 8884
     log_file: Path | None = None
     # QoS1 messages queued per client beyond which Mosquitto silently drops:
-    # sized for the agent's persistent session across a restart (PITFALLS.md).
+    # sized for the agent's persistent session across a restart (docs/GATEWAY.md, bounds).
     max_queued_messages: int = 200_000
     max_queued_bytes: int = 0
     max_inflight_messages: int = 1000

@@ -1,6 +1,6 @@
 """One simulated device's memory: keep, resend, bound. Plain code, no I/O.
 
-A real sensor with end-to-end confirmation (DESIGN.md guarantee 1) keeps each
+A real sensor with end-to-end confirmation (docs/ARCHITECTURE.md, guarantee 1) keeps each
 reading until the gateway confirms it on ``devices/{id}/ack`` (exact seq
 ranges, :mod:`citygate.contract.acks`), resends what is
 unconfirmed after a timeout and after every reconnect, and has a small memory:

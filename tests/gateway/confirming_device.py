@@ -1,4 +1,4 @@
-"""A device that supports end-to-end confirmation (DESIGN.md, guarantee 1), for gateway tests.
+"""A device that supports end-to-end confirmation (docs/ARCHITECTURE.md, guarantee 1), for gateway tests.
 
 It keeps every reading until the gateway confirms its seq on devices/{id}/ack
 (exact ranges, citygate.contract.acks),
