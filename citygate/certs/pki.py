@@ -39,16 +39,21 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
 import orjson
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from citygate.certs.identity import PERSON_KINDS as PERSON_KINDS
+from citygate.certs.identity import CaName as CaName
+from citygate.certs.identity import CertKind as CertKind
+from citygate.certs.identity import ca_for as ca_for
+from citygate.certs.identity import certificate_identity as certificate_identity
+from citygate.certs.identity import identity_problem as identity_problem
 from citygate.certs.settings import PkiSettings
+from citygate.certs.x509_build import build_leaf, create_ca, write_private_key
 from citygate.contract.ids import validate_hostname, validate_id
 from citygate.contract.inventory import DeviceRecord, GatewayRecord, Inventory
 from citygate.errors import AlreadyExistsError, InvalidIdentifierError, NotFoundError, PkiError
@@ -60,39 +65,11 @@ RESERVED_DEVICE_PREFIX = "citygate-"
 _CLOCK_SKEW = dt.timedelta(minutes=5)  # not_before slack for devices with slightly late clocks
 
 
-class CertKind(StrEnum):
-    DEVICE = "device"
-    GATEWAY = "gateway"
-    SERVER = "server"
-    READER = "reader"  # a person's client certificate (client CA); a token still decides the role
-    OPERATOR = "operator"
-
-
-class CaName(StrEnum):
-    DEVICE = "device-ca"
-    INFRA = "infra-ca"
-    CLIENT = "client-ca"  # people: readers and operators
-
-
-PERSON_KINDS = frozenset({CertKind.READER, CertKind.OPERATOR})
-_CLIENT_KINDS = frozenset({"device", "gateway", "reader", "operator"})  # kinds a SAN URI may name
 _CA_TITLES = {
     CaName.DEVICE: "device CA",
     CaName.INFRA: "infrastructure CA",
     CaName.CLIENT: "client CA (readers, operators)",
 }
-
-
-def ca_for(kind: CertKind) -> CaName:
-    """Which CA signs which kind: the heart of the trust separation."""
-    if kind is CertKind.DEVICE:
-        return CaName.DEVICE
-    return CaName.CLIENT if kind in PERSON_KINDS else CaName.INFRA
-
-
-def identity_uri(kind: CertKind, name: str) -> str:
-    """The SAN URI that names a certificate's role and identity."""
-    return f"urn:citygate:{kind.value}:{name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,23 +149,6 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
-def _write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    """Write a key 0600, refusing to replace an existing file."""
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as e:
-        raise AlreadyExistsError(f"refusing to overwrite existing private key {path}") from e
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 class Pki:
     """The certificate authority in one directory. Create with :meth:`init`, open with the constructor."""
 
@@ -238,7 +198,7 @@ class Pki:
             if (d / "ca.key").exists() or (d / "ca.pem").exists():
                 raise AlreadyExistsError(f"a CA already exists in {d}; refusing to overwrite it")
         for ca in CaName:
-            _create_ca(root / ca.value, _CA_TITLES[ca], settings, now)
+            create_ca(root / ca.value, _CA_TITLES[ca], settings, now, _CLOCK_SKEW)
         pki = cls(settings)
         with pki._locked() as index:
             pki._save_index(index)
@@ -419,7 +379,7 @@ class Pki:
         with self._locked() as index:
             if self.has_ca(ca):  # another CLI made it meanwhile
                 return False
-            _create_ca(self._ca_dir(ca), _CA_TITLES[ca], self.settings, now)
+            create_ca(self._ca_dir(ca), _CA_TITLES[ca], self.settings, now, _CLOCK_SKEW)
             self._write_crls(index, now, only=(ca,))
         return True
 
@@ -481,7 +441,7 @@ class Pki:
                     ]
                 files.cert.parent.mkdir(parents=True, exist_ok=True)
                 key = ec.generate_private_key(ec.SECP256R1())
-                cert = _build_leaf(
+                cert = build_leaf(
                     kind,
                     name,
                     key.public_key(),
@@ -492,7 +452,7 @@ class Pki:
                     self.settings.organization,
                     server_sans,
                 )
-                _write_private_key(files.key, key)
+                write_private_key(files.key, key)
                 pem = cert.public_bytes(serialization.Encoding.PEM)
                 atomic_write(files.cert, pem, mode=0o644)
                 atomic_write(files.chain, pem + ca_pem, mode=0o644)
@@ -652,46 +612,6 @@ class Pki:
         return crl.next_update_utc
 
 
-def _create_ca(d: Path, title: str, settings: PkiSettings, now: dt.datetime) -> None:
-    """A self-signed CA (EC P-256) in ``d``: ca.key (0600) and ca.pem."""
-    d.mkdir(mode=0o700, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    _write_private_key(d / "ca.key", key)
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, settings.organization),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"{settings.organization} {title}"),
-        ]
-    )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _CLOCK_SKEW)
-        .not_valid_after(now + dt.timedelta(days=settings.ca_days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    atomic_write(d / "ca.pem", cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
-
-
 def _superseded(c: IssuedCert) -> IssuedCert:
     return IssuedCert(
         kind=c.kind,
@@ -703,111 +623,6 @@ def _superseded(c: IssuedCert) -> IssuedCert:
         revocation_reason=c.revocation_reason,
         superseded=True,
     )
-
-
-def _build_leaf(
-    kind: CertKind,
-    name: str,
-    public_key: ec.EllipticCurvePublicKey,
-    ca_cert: x509.Certificate,
-    ca_key: ec.EllipticCurvePrivateKey,
-    start: dt.datetime,
-    end: dt.datetime,
-    organization: str,
-    server_sans: list[x509.GeneralName] | None,
-) -> x509.Certificate:
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"{kind.value}s"),
-            x509.NameAttribute(NameOID.COMMON_NAME, name),
-        ]
-    )
-    if kind is CertKind.SERVER:
-        eku = [ExtendedKeyUsageOID.SERVER_AUTH]
-        sans = server_sans or [x509.DNSName(name)]
-    else:
-        eku = [ExtendedKeyUsageOID.CLIENT_AUTH]
-        sans = [x509.UniformResourceIdentifier(identity_uri(kind, name))]
-    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
-
-def certificate_identity(cert: x509.Certificate) -> tuple[CertKind, str] | None:
-    """(kind, name) from a citygate certificate's SAN URI, or None if it has none or its identity
-    is not exactly one (see :func:`identity_problem`)."""
-    return None if identity_problem(cert) else _identity(cert)
-
-
-def _identity(cert: x509.Certificate) -> tuple[CertKind, str] | None:
-    found = _citygate_uris(cert)
-    if len(found) != 1 or found[0][0] not in _CLIENT_KINDS:
-        return None
-    return CertKind(found[0][0]), found[0][1]
-
-
-def _citygate_uris(cert: x509.Certificate) -> list[tuple[str, str]]:
-    """(kind, id) of every ``urn:citygate:<kind>:<id>`` URI in the certificate's SAN."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    out = []
-    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
-        parts = uri.split(":", 3)
-        if len(parts) >= 3 and parts[:2] == ["urn", "citygate"]:
-            out.append((parts[2], parts[3] if len(parts) == 4 else ""))
-    return out
-
-
-def identity_problem(cert: x509.Certificate) -> str | None:
-    """Why this certificate's citygate identity cannot be trusted, or None if it is one clear
-    device, gateway, reader or operator identity: exactly one ``urn:citygate:`` URI, of a known
-    kind, whose id passes the id rules and equals the subject's CN."""
-    found = _citygate_uris(cert)
-    if not found:
-        return "it names no citygate identity (no urn:citygate: URI)"
-    if len(found) > 1:
-        return f"it names {len(found)} citygate identities; a certificate must name exactly one"
-    kind, name = found[0]
-    if kind not in _CLIENT_KINDS:
-        return f"its urn:citygate: URI names no device, gateway, reader or operator ({kind[:20]!r})"
-    try:
-        validate_id(name, kind=f"{kind} id")
-    except InvalidIdentifierError as e:
-        return f"its {kind} id is not valid: {e}"
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if len(cns) != 1 or cns[0].value != name:
-        return f"its subject CN does not equal its {kind} id {name!r}"
-    return None
 
 
 def _actor() -> str:

@@ -177,30 +177,28 @@ def _issue_person(kind: CertKind, name: str, days: int | None, renew: bool, pki:
 PersonNameArg = Annotated[str, typer.Argument(help="Name: letters, digits, - _ . : (max 64).")]
 
 
-@issue_app.command("reader")
-def issue_reader(
-    name: PersonNameArg,
-    days: DaysOpt = None,
-    renew: RenewOpt = False,
-    config: ConfigOpt = None,
-    pki_dir: DirOpt = None,
-) -> None:
-    """Issue a reader's client certificate (clientAuth, client CA; never the infrastructure CA)."""
-    with cli_errors():
-        _issue_person(CertKind.READER, name, days, renew, _open(config, pki_dir))
+def _person_command(kind: CertKind) -> None:
+    """``citygate pki issue reader|operator NAME``: the same command for both kinds."""
+
+    def command(
+        name: PersonNameArg,
+        days: DaysOpt = None,
+        renew: RenewOpt = False,
+        config: ConfigOpt = None,
+        pki_dir: DirOpt = None,
+    ) -> None:
+        with cli_errors():
+            _issue_person(kind, name, days, renew, _open(config, pki_dir))
+
+    command.__doc__ = (
+        f"Issue {'an' if kind is CertKind.OPERATOR else 'a'} {kind.value}'s client certificate "
+        "(clientAuth, client CA; never the infrastructure CA)."
+    )
+    issue_app.command(kind.value)(command)
 
 
-@issue_app.command("operator")
-def issue_operator(
-    name: PersonNameArg,
-    days: DaysOpt = None,
-    renew: RenewOpt = False,
-    config: ConfigOpt = None,
-    pki_dir: DirOpt = None,
-) -> None:
-    """Issue an operator's client certificate (clientAuth, client CA; never the infrastructure CA)."""
-    with cli_errors():
-        _issue_person(CertKind.OPERATOR, name, days, renew, _open(config, pki_dir))
+for _kind in (CertKind.READER, CertKind.OPERATOR):
+    _person_command(_kind)
 
 
 @app.command()

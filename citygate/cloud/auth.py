@@ -35,7 +35,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from pydantic import SecretStr
 
-from citygate.certs.pki import PERSON_KINDS, CertKind, certificate_identity, identity_problem
+from citygate.certs.identity import PERSON_KINDS, CertKind, certificate_identity, identity_problem
 
 log = structlog.get_logger("citygate.cloud.auth")
 
@@ -202,14 +202,13 @@ class CertificateVerifier:
 
     def gateway(self, scope: Mapping[str, Any]) -> GatewayIdentity:
         """The calling gateway, or AuthError / RevocationUnavailable."""
-        tls = (scope.get("extensions") or {}).get("tls")
-        chain = tls.get("client_cert_chain") if isinstance(tls, dict) else None
-        if not chain:
+        pem = _presented(scope)
+        if pem is None:
             raise AuthError(
                 401, "no_client_cert", "a gateway client certificate (citygate pki issue gateway) is required"
             )
         try:
-            cert = self._parse(str(chain[0]))
+            cert = self._parse(pem)
         except ValueError as e:
             raise AuthError(401, "bad_client_cert", "the client certificate cannot be parsed") from e
         if not cert.issuer_ok:
@@ -218,28 +217,31 @@ class CertificateVerifier:
             raise AuthError(403, "bad_identity", f"the client certificate is refused: {cert.problem}")
         if cert.kind is not CertKind.GATEWAY or not cert.name:
             raise AuthError(403, "not_a_gateway", "the client certificate is not a gateway certificate")
+        self._check_current(cert, "the revocation list", f"gateway {cert.name!r}")
+        return GatewayIdentity(gateway_id=cert.name, serial=cert.serial, not_after=cert.not_after)
+
+    def _check_current(self, cert: ClientCert, crl_name: str, who: str) -> None:
+        """Not expired, and not on a CRL that is itself readable, verified and fresh."""
         now = dt.datetime.now(dt.UTC)
         if cert.not_after <= now:
             raise AuthError(403, "expired", "the client certificate has expired")
         self.reload_crl()
         revoked = self._revoked
         if revoked is None:
-            raise RevocationUnavailable("the revocation list cannot be read or verified")
+            raise RevocationUnavailable(f"{crl_name} cannot be read or verified")
         self._check_fresh(now)
         if cert.serial in revoked:
-            raise AuthError(403, "revoked", f"the certificate of gateway {cert.name!r} is revoked")
-        return GatewayIdentity(gateway_id=cert.name, serial=cert.serial, not_after=cert.not_after)
+            raise AuthError(403, "revoked", f"the certificate of {who} is revoked")
 
     def person(self, scope: Mapping[str, Any]) -> PersonIdentity | None:
         """The reader or operator whose certificate of this CA the request presents; None when it
         presents none of this CA. AuthError if it is revoked, expired or malformed,
         RevocationUnavailable if the CRL cannot be trusted (fail closed)."""
-        tls = (scope.get("extensions") or {}).get("tls")
-        chain = tls.get("client_cert_chain") if isinstance(tls, dict) else None
-        if not chain:
+        pem = _presented(scope)
+        if pem is None:
             return None
         try:
-            cert = self._parse(str(chain[0]))
+            cert = self._parse(pem)
         except ValueError:
             return None  # not this CA's: the TLS layer verified it against another one
         if not cert.issuer_ok:
@@ -250,17 +252,15 @@ class CertificateVerifier:
             raise AuthError(
                 403, "not_a_person", "the client certificate is not a reader or operator certificate"
             )
-        now = dt.datetime.now(dt.UTC)
-        if cert.not_after <= now:
-            raise AuthError(403, "expired", "the client certificate has expired")
-        self.reload_crl()
-        revoked = self._revoked
-        if revoked is None:
-            raise RevocationUnavailable("the client CA's revocation list cannot be read or verified")
-        self._check_fresh(now)
-        if cert.serial in revoked:
-            raise AuthError(403, "revoked", f"the certificate of {cert.kind.value} {cert.name!r} is revoked")
+        self._check_current(cert, "the client CA's revocation list", f"{cert.kind.value} {cert.name!r}")
         return PersonIdentity(kind=cert.kind, name=cert.name, serial=cert.serial)
+
+
+def _presented(scope: Mapping[str, Any]) -> str | None:
+    """The PEM of the client certificate a request's connection presented, if any."""
+    tls = (scope.get("extensions") or {}).get("tls")
+    chain = tls.get("client_cert_chain") if isinstance(tls, dict) else None
+    return str(chain[0]) if chain else None
 
 
 class PersonCertGuard:

@@ -15,7 +15,7 @@ import time
 import structlog
 from cryptography import x509
 
-from citygate.certs.pki import CertKind, certificate_identity
+from citygate.certs.identity import CertKind, certificate_identity
 from citygate.contract.inventory import Inventory
 from citygate.contract.profiles import ProfileRegistry
 from citygate.contract.validation import ValidationLimits, Validator
