@@ -238,6 +238,8 @@ class Forwarder:
         # A full batch: more may be due, look again after the next live batch.
         self._next_held_check = now if len(batch) >= self._split else now + _HELD_CHECK_S
         if not batch:
+            # An operator's discard (another process) changes the held rows' size: count it again.
+            self.outbox.refresh_held_bytes()
             return 0.0
         self.outbox.lease_held(r.id for r in batch)
         return self.send(batch, held=True)

@@ -154,3 +154,17 @@ def test_the_heartbeat_folds_rare_held_reasons_past_the_clouds_limit():
     out = _capped(held)
     assert len(out) == MAX_HELD_REASONS and sum(out.values()) == sum(held.values())
     assert out["cloud_r39"] == 40 and "cloud_r00" not in out
+
+
+def test_a_discard_from_another_process_gives_the_room_back_at_the_next_look(tmp_path):
+    size = _row(_r(0))
+    agent = _outbox(tmp_path, max_bytes=size * 3)
+    agent.commit([_r(i) for i in range(3)], now_ns=NOW, free_disk=10**12)
+    _hold_all(agent)
+    assert agent.commit([_r(3)], now_ns=NOW, free_disk=10**12).stored == 1  # full: the oldest held went
+    operator = _outbox(tmp_path, max_bytes=size * 3)  # citygate gateway held discard
+    assert operator.discard_held() == 2
+    operator.close()
+    agent.refresh_held_bytes()
+    res = agent.commit([_r(4), _r(5)], now_ns=NOW, free_disk=10**12)
+    assert res.stored == 2 and agent.stats().counters.get("dropped.overflow_oldest") == 1
