@@ -107,7 +107,7 @@ def start_replicas(n: int, work: Path, pki: Pki, influx: LocalInfluxDB, db: str)
             'log_level = "warning"\n'
         )
         p = subprocess.Popen(
-            [sys.executable, "-m", "citygate.cloud", "run", "--config", str(cfg)],
+            [sys.executable, "-m", "citygate", "cloud", "run", "--config", str(cfg)],
             stdout=subprocess.DEVNULL,
             stderr=(work / f"cloud-{i}.log").open("wb"),
         )

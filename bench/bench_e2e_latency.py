@@ -34,7 +34,9 @@ from citygate.contract.topics import telemetry_topic
 from citygate.demo.stack import DemoOptions, DemoStack
 
 
-def probe(stack: DemoStack, seconds: float, device: str = "probe-0001") -> list[float]:
+def probe(
+    stack: DemoStack, seconds: float, device: str = "probe-0001", interval_s: float = 0.1
+) -> list[float]:
     assert stack.pki is not None and stack.influx is not None
     node = stack.nodes[0]
     f = stack.pki.files(CertKind.DEVICE, device)
@@ -85,7 +87,7 @@ def probe(stack: DemoStack, seconds: float, device: str = "probe-0001") -> list[
         sent[ts] = time.monotonic()
         c.publish(telemetry_topic(device), payload, qos=1)
         seq += 1
-        time.sleep(0.1)
+        time.sleep(interval_s)
     done.set()
     w.join()
     c.disconnect()

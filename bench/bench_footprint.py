@@ -13,6 +13,12 @@ committed per second (``readings_in``) and delivered (``readings_out``): all
 processes share the machine's cores, so at high rates the simulator itself
 may be the limit; the numbers say so.
 
+Beside the disk bytes per reading, the floor for the same run: each commit's
+stored payloads rounded up to whole 4 KiB pages (the agent's
+``citygate_gateway_commit_floor_bytes``), per reading. And the latency a device
+sees at that rate: a probe device publishes every ``--probe-interval`` seconds
+and each reading is timed until InfluxDB has it (as ``bench_e2e_latency.py``).
+
 The footprint with a large backlog (1M readings) is measured by
 ``bench_gateway_backlog.py`` (scenario ``gateway-backlog``), not here.
 
@@ -26,12 +32,16 @@ import json
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import orjson
 import psutil
+from bench_e2e_latency import pct, probe
 
+from citygate.contract.inventory import DeviceRecord
 from citygate.demo.run import audit_ledger
 from citygate.demo.stack import DemoOptions, DemoStack, GatewayNode
 
@@ -46,10 +56,24 @@ def agent_counters(node: GatewayNode) -> tuple[int, int, int]:
     raise RuntimeError(f"agent /healthz not answering; log {node.agent.log_path}")
 
 
+def commit_metrics(node: GatewayNode) -> tuple[float, float]:
+    """(commits, floor bytes) from the agent's /metrics."""
+    text = httpx.get(f"http://127.0.0.1:{node.http_port}/metrics", timeout=10).text
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("citygate_gateway_commits_total", "citygate_gateway_commit_floor_bytes_total"):
+            values[name] = float(value)
+    return values.get("citygate_gateway_commits_total", 0.0), values.get(
+        "citygate_gateway_commit_floor_bytes_total", 0.0
+    )
+
+
 def sample(procs: dict[str, psutil.Process], node: GatewayNode, seconds: float) -> dict[str, object]:
     cpu0 = {k: sum(p.cpu_times()[:2]) for k, p in procs.items()}
     io0 = procs["agent"].io_counters().write_bytes
     in0, out0, depth0 = agent_counters(node)
+    commits0, floor0 = commit_metrics(node)
     rss: dict[str, list[float]] = {k: [] for k in procs}
     t0 = time.monotonic()
     while time.monotonic() - t0 < seconds:
@@ -60,12 +84,15 @@ def sample(procs: dict[str, psutil.Process], node: GatewayNode, seconds: float) 
     in1, out1, depth1 = agent_counters(node)
     io = procs["agent"].io_counters().write_bytes - io0
     committed = in1 - in0
+    commits1, floor1 = commit_metrics(node)
     return {
         "seconds": round(dt, 1),
         "achieved_rate": round(committed / dt, 1),
         "delivered_rate": round((out1 - out0) / dt, 1),
         "outbox_depth": {"start": depth0, "end": depth1},
         "agent_write_bytes_per_reading": round(io / committed, 1) if committed else None,
+        "floor_bytes_per_reading": round((floor1 - floor0) / committed, 1) if committed else None,
+        "readings_per_commit": round(committed / (commits1 - commits0), 1) if commits1 > commits0 else None,
         "procs": {
             k: {
                 "cpu_percent": round((sum(p.cpu_times()[:2]) - cpu0[k]) / dt * 100, 1),
@@ -94,7 +121,20 @@ def run_rate(
         time.sleep(max(8.0, args.devices / 250 + 6))
         if sim.poll() is not None:
             raise RuntimeError(f"simulator exited with {sim.returncode}; log {stack.dir / 'sim.log'}")
+        latencies: list[float] = []
+        prober = threading.Thread(
+            target=lambda: latencies.extend(probe(stack, args.seconds, interval_s=args.probe_interval)),
+            daemon=True,
+        )
+        prober.start()
         phase = sample(procs | {"simulator": psutil.Process(sim.pid)}, node, args.seconds)
+        prober.join(120)
+        phase["e2e_ms"] = {
+            "p50": pct(latencies, 0.5),
+            "p99": pct(latencies, 0.99),
+            "max": latencies[-1] * 1000 if latencies else None,
+            "n": len(latencies),
+        }
     finally:
         if sim.poll() is None:
             sim.send_signal(signal.SIGINT)
@@ -121,6 +161,7 @@ def main() -> None:
     ap.add_argument("--rates", type=float, nargs="+", default=[1000.0, 10000.0])
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--probe-interval", type=float, default=0.5, help="seconds between probe readings")
     args = ap.parse_args()
     phases: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-footprint-") as tmp:
@@ -128,8 +169,13 @@ def main() -> None:
         ledger = stack.dir / "load.ledger"
         try:
             stack.start_infrastructure()
-            assert stack.cloud is not None and stack.influx is not None
+            assert stack.cloud is not None and stack.influx is not None and stack.pki is not None
             node = stack.nodes[0]
+            stack.pki.issue_device(
+                DeviceRecord(
+                    device_id="probe-0001", profile="water_level", profile_version=1, gateways=(node.name,)
+                )
+            )
             pids = {
                 "agent": node.agent.pid,
                 "broker": node.broker.process.pid,
@@ -159,6 +205,9 @@ def main() -> None:
             f"cloud_cpu_{name}": p["cloud"]["cpu_percent"],
             f"influxdb_cpu_{name}": p["influxdb"]["cpu_percent"],
             f"disk_bytes_per_reading_{name}": ph["agent_write_bytes_per_reading"],
+            f"floor_bytes_per_reading_{name}": ph.get("floor_bytes_per_reading"),
+            f"readings_per_commit_{name}": ph.get("readings_per_commit"),
+            f"e2e_p99_ms_{name}": (ph.get("e2e_ms") or {}).get("p99"),  # type: ignore[union-attr]
         }
     summary |= {
         "expected": audit.get("expected"),
@@ -178,7 +227,10 @@ def main() -> None:
                 line += f" | {k} {p[k]['cpu_percent']:.0f}% {p[k]['rss_mb_max']:.0f} MB"
         bpr = ph["agent_write_bytes_per_reading"]
         if bpr is not None and name != "idle":
-            line += f" | agent disk {bpr:.0f} B/reading"
+            line += f" | agent disk {bpr:.0f} B/reading (floor {ph['floor_bytes_per_reading']:.0f})"
+            e2e = ph["e2e_ms"]
+            assert isinstance(e2e, dict)
+            line += f" | e2e p50 {e2e['p50'] or 0:.0f} ms p99 {e2e['p99'] or 0:.0f} ms"
         print(line)
     print(
         f"audit: expected {audit.get('expected')}, stored {audit.get('stored')}, lost {audit.get('lost')}, "

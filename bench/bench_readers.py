@@ -320,7 +320,7 @@ def main() -> None:
             env["PYTHONPATH"] = str(args.cloud_pythonpath)
         influx.create_database("bench")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "citygate.cloud", "run", "--config", str(cfg)],
+            [sys.executable, "-m", "citygate", "cloud", "run", "--config", str(cfg)],
             stdout=subprocess.DEVNULL,
             stderr=(work / "cloud.log").open("wb"),
             env=env,

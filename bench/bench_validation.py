@@ -22,7 +22,8 @@ import orjson
 
 from citygate.contract.inventory import DeviceRecord, Inventory
 from citygate.contract.profiles import DeviceProfile, FieldSpec, ProfileRegistry
-from citygate.contract.validation import Reading, Validator
+from citygate.contract.readings import Reading
+from citygate.contract.validation import Validator
 
 N_DEVICES = 1000
 

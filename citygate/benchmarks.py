@@ -1,6 +1,7 @@
 """``citygate bench``: run the benchmark scenarios and write a JSON file, a markdown report and plots.
 
-Each scenario is a script in ``bench/`` (a source checkout) that measures the
+Each scenario is a script in ``bench/`` (a source checkout; the wheel ships the same
+scripts as ``citygate/_bench/``, see :func:`bench_dir`) that measures the
 system and a baseline **in the same run on the same machine** and prints its
 numbers as a JSON object on its last line. The runner repeats each scenario,
 reports min/median/max of every headline number, puts each number beside its
@@ -25,7 +26,11 @@ import orjson
 
 from citygate.errors import ConfigError
 
-BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+_HERE = Path(__file__).resolve().parent
+# Installed: the wheel carries bench/*.py as citygate/_bench/ (pyproject.toml, force-include).
+# Checkout: bench/ beside the package. The packaged copy first, so an installed citygate
+# never runs some unrelated site-packages/bench/.
+BENCH_DIRS: tuple[Path, ...] = (_HERE / "_bench", _HERE.parent / "bench")
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +260,18 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
+def bench_dir() -> Path:
+    """The directory holding the scenario scripts, installed or in a checkout."""
+    for d in BENCH_DIRS:
+        if all((d / s.script).is_file() for s in SCENARIOS):
+            return d
+    raise ConfigError(
+        "the benchmark scripts were not found (looked in "
+        + ", ".join(str(d) for d in BENCH_DIRS)
+        + "): reinstall citygate from its wheel, or run from a source checkout"
+    )
+
+
 @dataclass
 class ScenarioRun:
     scenario: Scenario
@@ -316,8 +333,7 @@ def run_scenarios(
     unknown = [n for n in names if n not in by_name]
     if unknown:
         raise ConfigError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
-    if not BENCH_DIR.is_dir():
-        raise ConfigError(f"{BENCH_DIR} not found: citygate bench runs from a source checkout")
+    bench = bench_dir()
     runs = []
     for name in names or [s.name for s in SCENARIOS]:
         sc = by_name[name]
@@ -328,7 +344,7 @@ def run_scenarios(
             log(f"[{sc.name}] run {i + 1}/{n} ...")
             args = sc.quick_args if quick else sc.full_args
             proc = subprocess.run(
-                [sys.executable, str(BENCH_DIR / sc.script), *args],
+                [sys.executable, str(bench / sc.script), *args],
                 capture_output=True,
                 text=True,
                 timeout=3600,

@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-import orjson
+import tomli_w
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
@@ -45,15 +45,8 @@ def toml_section(section: str, values: dict[str, Any]) -> str:
     """A ``[section]`` of TOML from plain values (dict values become ``[section.key]`` tables).
 
     For tools that write configuration files (the demo, tests, benchmarks).
-    JSON string, number, bool and array literals are valid TOML.
     """
-    lines = [f"[{section}]"]
-    lines += [f"{k} = {orjson.dumps(v).decode()}" for k, v in values.items() if not isinstance(v, dict)]
-    for k, v in values.items():
-        if isinstance(v, dict):
-            lines.append(f"\n[{section}.{k}]")
-            lines += [f"{kk} = {orjson.dumps(vv).decode()}" for kk, vv in v.items()]
-    return "\n".join(lines) + "\n"
+    return tomli_w.dumps({section: values})
 
 
 def read_toml_section(path: Path, section: str) -> dict[str, Any]:

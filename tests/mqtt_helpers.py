@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ssl
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+Message = tuple[str, bytes]
 
 
 @dataclass
@@ -17,18 +19,13 @@ class Connection:
     connected: bool
     reason: str
     client: mqtt.Client | None = None
-    messages: list[tuple[str, bytes]] = field(default_factory=list)
-    _cond: threading.Condition = field(default_factory=threading.Condition)
+    messages: list[Message] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def wait_for(self, pred, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not pred(self.messages):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-            return True
+    def received(self) -> list[Message]:
+        """A copy of the messages received so far (paho's thread appends to ``messages``)."""
+        with self._lock:
+            return list(self.messages)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, timeout: float = 5.0) -> None:
         assert self.client is not None
@@ -73,21 +70,20 @@ def connect(
     conn = Connection(connected=False, reason="timeout", client=client)
     outcome = threading.Event()
 
-    def on_connect(c, userdata, flags, reason_code, properties):
+    def on_connect(c: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         conn.connected = not reason_code.is_failure
         conn.reason = str(reason_code)
         outcome.set()
 
-    def on_disconnect(c, userdata, flags, reason_code, properties):
+    def on_disconnect(c: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if not outcome.is_set():
             conn.reason = f"disconnected before CONNACK: {reason_code}"
             outcome.set()
         conn.connected = False
 
-    def on_message(c, userdata, msg):
-        with conn._cond:
-            conn.messages.append((msg.topic, msg.payload))
-            conn._cond.notify_all()
+    def on_message(c: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with conn._lock:
+            conn.messages.append((msg.topic, bytes(msg.payload)))
 
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect

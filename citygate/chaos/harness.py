@@ -15,8 +15,6 @@ One scenario body serves the fast CI case and the long run: sizes come from
 from __future__ import annotations
 
 import random
-import signal
-import subprocess
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -24,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from citygate.certs.pki import CaName, Pki
+from citygate.chaos.health import tally
 from citygate.demo.run import audit_ledger
-from citygate.demo.stack import DemoOptions, DemoStack, GatewayNode
+from citygate.demo.stack import DemoOptions, DemoStack, FleetProcess, GatewayNode, SimRun, stop_fleets
 
 AUDIT_KEYS = ("expected", "stored", "lost", "duplicated", "unexpected", "dropped")
 
@@ -85,24 +83,6 @@ class ScenarioResult:
         return "\n".join(lines)
 
 
-@dataclass
-class Fleet:
-    """One ``citygate sim run`` process against the gateway's broker."""
-
-    name: str
-    ledger: Path
-    stats_file: Path
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def stats(self) -> dict[str, Any]:
-        try:
-            doc: dict[str, Any] = orjson.loads(self.stats_file.read_bytes())
-            return doc
-        except (OSError, orjson.JSONDecodeError):
-            return {}
-
-
 class ChaosContext:
     """What a scenario works with; owns every process it starts."""
 
@@ -112,7 +92,7 @@ class ChaosContext:
         self.rng = random.Random(seed)  # noqa: S311 - fault timing, not secrets
         self.result = result
         self.stack: DemoStack | None = None
-        self.fleets: list[Fleet] = []
+        self.fleets: list[FleetProcess] = []
         self._cleanups: list[Callable[[], None]] = []
 
     # -- sizes and records -------------------------------------------------------
@@ -168,6 +148,16 @@ class ChaosContext:
         assert self.stack is not None and self.stack.nodes, "start_system() first"
         return self.stack.nodes[0]
 
+    @property
+    def pki(self) -> Pki:
+        assert self.stack is not None and self.stack.pki is not None, "start_system() first"
+        return self.stack.pki
+
+    @property
+    def infra_ca(self) -> Path:
+        """The CA every TLS client here verifies the broker and the cloud with."""
+        return self.pki.ca_cert_path(CaName.INFRA)
+
     def health(self) -> dict[str, Any]:
         return dict(self.node.health() or {})
 
@@ -186,42 +176,25 @@ class ChaosContext:
         client: str = "lite",
         extra: Sequence[str] = (),
         wait_connected: bool = True,
-    ) -> Fleet:
+    ) -> FleetProcess:
         """Simulated devices with end-to-end confirmation and a ledger, publishing until stopped."""
         assert self.stack is not None
-        work = self.dir / name
-        work.mkdir(parents=True, exist_ok=True)
-        ledger, stats_file, log_path = work / "ledger.bin", work / "stats.json", work / "sim.log"
-        argv = self.stack.sim_command(
-            self.node,
-            devices=devices,
+        run = SimRun(
+            devices,
+            duration_s,
             rate=rate,
-            duration_s=duration_s,
-            ledger=ledger,
             client=client,
-            extra=[
-                "--prefix",
-                prefix,
-                "--resend-after",
-                "3",
-                "--drain",
-                "120",
-                "--stats-file",
-                str(stats_file),
-                *extra,
-            ],
+            prefix=prefix,
+            extra=("--resend-after", "3", "--drain", "120", *extra),
         )
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        fleet = Fleet(name, ledger, stats_file, proc, log_path)
+        fleet = self.stack.start_fleet(self.node, run, self.dir / name, name=name, stats=True)
         self.fleets.append(fleet)
         self.act(f"{devices:,} simulated devices ({client}) publishing {rate:,.0f} readings/s")
         if wait_connected:
 
             def connected() -> bool:
-                if fleet.proc.poll() is not None:
-                    tail = fleet.log.read_text(errors="replace").strip().splitlines()[-3:]
-                    raise RuntimeError(f"the simulator exited ({fleet.proc.returncode}): {' | '.join(tail)}")
+                if (note := fleet.exit_note()) is not None:
+                    raise RuntimeError(note)
                 return int(fleet.stats().get("connected", 0)) >= devices
 
             self.wait_for(
@@ -230,6 +203,10 @@ class ChaosContext:
                 what=f"{devices} devices connected",
             )
         return fleet
+
+    def start_standard_fleet(self, *, client: str = "lite") -> FleetProcess:
+        """The fleet most faults strike under: 100 devices at 400 readings/s (long: 1,000 at 3,000/s)."""
+        return self.start_fleet(self.count(100, 1000), self.size(400.0, 3000.0), client=client)
 
     def wait_for(self, cond: Callable[[], bool], *, timeout: float, what: str, every: float = 0.25) -> float:
         """Seconds until ``cond()`` holds; raises TimeoutError naming ``what``."""
@@ -247,15 +224,8 @@ class ChaosContext:
 
     def stop_fleets(self, timeout: float = 180.0) -> None:
         """SIGINT: the devices stop producing and wait for the confirmations of what they hold."""
-        for f in self.fleets:
-            if f.proc.poll() is None:
-                f.proc.send_signal(signal.SIGINT)
-        for f in self.fleets:
-            try:
-                f.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                f.proc.kill()
-                self.check(f"{f.name}: simulator stopped", False, f"no exit within {timeout:.0f} s")
+        for f in stop_fleets(self.fleets, timeout):
+            self.check(f"{f.name}: simulator stopped", False, f"no exit within {timeout:.0f} s")
 
     def audit_fleets(
         self, *, drain_timeout: float = 300.0, expect_lost: int = 0, lost_slack: int = 0
@@ -267,10 +237,9 @@ class ChaosContext:
         drained = self.stack.wait_drained(drain_timeout)
         # Held readings (refused by the cloud for a reason the gateway does not share) are not in
         # the outbox's depth: named here, they explain a loss the audit is about to report.
-        held: dict[str, Any] = {}
+        held: dict[str, int] = {}
         for n in self.stack.nodes:
-            h: dict[str, Any] = dict(n.health() or {})
-            held.update(h.get("held") or {})
+            held.update(tally(n.health() or {}, "held"))
         self.check("gateway outbox drained", drained, f"held at the gateway: {held}" if held else "")
         time.sleep(1.0)
         total = dict.fromkeys(AUDIT_KEYS, 0)
@@ -298,9 +267,7 @@ class ChaosContext:
 
     def close(self) -> None:
         for f in self.fleets:
-            if f.proc.poll() is None:
-                f.proc.kill()
-                f.proc.wait(10)
+            f.kill()
         for fn in reversed(self._cleanups):
             try:
                 fn()

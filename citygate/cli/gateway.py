@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Annotated
 
@@ -64,17 +62,17 @@ def status(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Print the running agent's health numbers (from its local /healthz)."""
+    import httpx
+
     from citygate.gateway.settings import GatewaySettings
 
     with cli_errors():
         s = GatewaySettings.load(config)
         url = f"http://{s.http_host}:{s.http_port}/healthz"
         try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                doc = orjson.loads(r.read())
-        except urllib.error.HTTPError as e:
-            doc = orjson.loads(e.read())
-        except (urllib.error.URLError, OSError) as e:
+            # Any status: an unhealthy agent answers 503 with the same document.
+            doc = orjson.loads(httpx.get(url, timeout=5).content)
+        except (httpx.TransportError, OSError) as e:
             console.print(f"[red]agent not reachable at {url}: {e}[/]")
             raise typer.Exit(1) from e
         if as_json:
@@ -120,7 +118,7 @@ def deadletters(
 
     with cli_errors():
         s = GatewaySettings.load(config)
-        outbox = Outbox(s.outbox_path, s.outbox_limits())
+        outbox = Outbox(s.outbox_path, s.outbox_limits(), bookkeeper=False)
         try:
             items = outbox.deadletters(limit=limit, reason=reason)
         finally:
@@ -197,7 +195,7 @@ def held_list(
 
     with cli_errors():
         s = GatewaySettings.load(config)
-        outbox = Outbox(s.outbox_path, s.outbox_limits())
+        outbox = Outbox(s.outbox_path, s.outbox_limits(), bookkeeper=False)
         try:
             groups = outbox.held_groups()
             items = outbox.held_readings(limit, reason=reason, device_id=device) if limit else []
@@ -267,7 +265,7 @@ def _held_action(config: Path | None, reason: str | None, device: str | None, ye
     from citygate.gateway.settings import GatewaySettings
 
     s = GatewaySettings.load(config)
-    outbox = Outbox(s.outbox_path, s.outbox_limits())
+    outbox = Outbox(s.outbox_path, s.outbox_limits(), bookkeeper=False)
     try:
         matching = outbox.count_held(reason=reason, device_id=device)
         what = " ".join(

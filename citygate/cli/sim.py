@@ -15,6 +15,7 @@ from rich.console import Console
 
 from citygate.cli import cli_errors
 from citygate.errors import ConfigError
+from citygate.simulators.link import ClientKind
 
 app = typer.Typer(
     help="Device fleet simulator: realistic signals, faults on demand, a ledger and its audit.",
@@ -94,7 +95,7 @@ def run(
         float, typer.Option("--drain", min=0.0, help="Seconds to wait for confirmations at the end.")
     ] = 10.0,
     client: Annotated[
-        str,
+        ClientKind,
         typer.Option(
             "--client",
             help="MQTT client: aiomqtt (paho) or lite (citygate's own, batched writes, ~6x faster).",
@@ -124,8 +125,6 @@ def run(
         host, port = _host_port(gateway_broker)
         if rate is not None and interval is not None:
             raise ConfigError("--rate and --interval exclude each other")
-        if client not in ("lite", "aiomqtt"):
-            raise ConfigError(f"--client must be lite or aiomqtt, got {client!r}")
         if duration is None and count is None:
             raise ConfigError("say how long: --duration SECONDS or --count READINGS")
         requests = [parse_fault(f) for f in fault or []]

@@ -21,18 +21,23 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from citygate.cloud.auth import AuthError, PersonCertGuard, RevocationUnavailable
-from citygate.cloud.fleet import HeartbeatError
+from citygate.cloud.auth import PersonCertGuard
 from citygate.cloud.headers import SecurityHeadersMiddleware
-from citygate.cloud.ingest import BatchError
 from citygate.cloud.listeners import GatewayListener, ListenerGuard
 from citygate.cloud.metrics import RequestMetricsMiddleware
 from citygate.cloud.readclient import SeriesReader
 from citygate.cloud.reads import TokenReadLimiter
 from citygate.cloud.settings import CloudSettings
-from citygate.cloud.sink import QueryError, SinkUnavailable
 from citygate.cloud.state import CloudState
-from citygate.errors import ConfigError
+from citygate.errors import (
+    AuthError,
+    BatchError,
+    ConfigError,
+    HeartbeatError,
+    QueryError,
+    RevocationUnavailable,
+    SinkUnavailable,
+)
 
 log = structlog.get_logger("citygate.cloud")
 

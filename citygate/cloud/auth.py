@@ -36,22 +36,10 @@ from cryptography.exceptions import InvalidSignature
 from pydantic import SecretStr
 
 from citygate.certs.identity import PERSON_KINDS, CertKind, certificate_identity, identity_problem
+from citygate.contract.filestamp import FileStamp, file_stamp
+from citygate.errors import AuthError, RevocationUnavailable
 
 log = structlog.get_logger("citygate.cloud.auth")
-
-
-class AuthError(Exception):
-    """A refused caller: ``status`` 401 (no or unusable credentials) or 403 (not allowed)."""
-
-    def __init__(self, status: int, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.reason = reason
-        self.detail = detail
-
-
-class RevocationUnavailable(Exception):  # noqa: N818 - a state, not a bug
-    """The CRL cannot be read or verified: gateway calls are refused (fail closed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,15 +72,6 @@ class PersonIdentity:
     serial: int
 
 
-def file_key(path: Path) -> tuple[int, int, int] | None:
-    """Identity of a file's current content (inode, mtime, size): atomic replaces change the inode."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
 class CertificateVerifier:
     """Parses client certificates, checks the issuer, and checks the CRL (reloaded on change)."""
 
@@ -105,7 +84,7 @@ class CertificateVerifier:
         self._warn = dt.timedelta(seconds=warn_s)
         self._warned_at: dt.datetime | None = None
         self._lock = threading.Lock()
-        self._crl_key: tuple[int, int, int] | None = None
+        self._crl_key: FileStamp | None = None
         self._revoked: frozenset[int] | None = None
         self._crl_next_update: dt.datetime | None = None
         self._crl_number: int | None = None  # the highest seen: an older CRL must not undo a revocation
@@ -119,7 +98,7 @@ class CertificateVerifier:
 
     def reload_crl(self) -> None:
         """Re-read the CRL if the file changed; a bad CRL makes gateway calls fail closed."""
-        key = file_key(self._crl_path)
+        key = file_stamp(self._crl_path)
         if key == self._crl_key and self._revoked is not None:
             return
         with self._lock:

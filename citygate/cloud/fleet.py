@@ -21,15 +21,12 @@ from citygate.cloud.lineprotocol import FieldValue, encode_point
 from citygate.contract.inventory import Inventory
 from citygate.contract.profiles import ProfileRegistry
 from citygate.contract.wire import GatewayHealth
+from citygate.errors import HeartbeatError
 
 HEALTH_MEASUREMENT = "citygate_gateway_health"
 _REASON_RE = re.compile(r"[a-z0-9_]{1,40}")
 MAX_REASONS = 32
 _NS = 1_000_000_000
-
-
-class HeartbeatError(ValueError):
-    """A heartbeat that cannot be stored as sent (422)."""
 
 
 def heartbeat_line(gateway_id: str, health: GatewayHealth, cert_not_after: dt.datetime, now_ns: int) -> str:

@@ -15,13 +15,12 @@ import orjson
 
 from citygate.cloud.sink import (
     ErrorKind,
-    QueryError,
     Refused,
-    SinkUnavailable,
     WriteReport,
     classify_status,
     write_narrowing,
 )
+from citygate.errors import QueryError, SinkUnavailable
 
 
 def _error_text(resp: httpx.Response) -> str:

@@ -28,9 +28,9 @@ from citygate.cloud.influx_v1 import HttpInfluxSink, InfluxQLClient, make_http_c
 from citygate.cloud.sink import (
     ErrorKind,
     Refused,
-    SinkUnavailable,
     classify_status,
 )
+from citygate.errors import SinkUnavailable
 
 
 class InfluxV2Sink(HttpInfluxSink):

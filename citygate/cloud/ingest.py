@@ -19,7 +19,6 @@ the checks are those of :class:`citygate.contract.wire.IngestBatch`.
 
 from __future__ import annotations
 
-import re
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,25 +27,18 @@ from typing import Any
 import orjson
 
 from citygate.cloud.lineprotocol import ReadingEncoder
-from citygate.contract.validation import Reading, Rejection, Validator, fmt_duration, fmt_ts
+from citygate.contract.details import fmt_duration, fmt_ts
+from citygate.contract.readings import Reading, Rejection
+from citygate.contract.validation import Validator
+from citygate.contract.wire import BATCH_ID_RE as _BATCH_ID_RE
 from citygate.contract.wire import NOT_ASSIGNED, RECEIVED_IN_FUTURE, RECEIVED_TOO_OLD, RejectedReading
+from citygate.errors import BatchError
 
-_BATCH_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 # Parsing allocates a Python object of ~30-70 bytes per JSON value: 30 MiB of "[]," would
 # become a gigabyte. Every value but the first follows a ',' or a ':', so counting those
 # bounds the values before parsing. A wire reading with F fields has 2F + 8 of them.
 VALUES_PER_READING = 128
 _BATCH_KEYS = frozenset({"batch_id", "readings"})
-
-
-class BatchError(Exception):
-    """The whole batch is refused; nothing of it is written."""
-
-    def __init__(self, status: int, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.reason = reason
-        self.detail = detail
 
 
 def decode_body(body: bytes, content_encoding: str | None, max_decompressed: int) -> bytes:

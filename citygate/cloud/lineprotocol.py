@@ -21,7 +21,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-from citygate.contract.validation import Reading
+from citygate.contract.readings import Reading
 
 FieldValue = float | int | bool | str
 

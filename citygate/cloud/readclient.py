@@ -25,7 +25,8 @@ import orjson
 from citygate.cloud.influx_v1 import transport_error
 from citygate.cloud.reads import Collected, Collector, SeriesQuery
 from citygate.cloud.settings import CloudSettings
-from citygate.cloud.sink import ErrorKind, QueryError, SinkUnavailable, classify_status
+from citygate.cloud.sink import ErrorKind, classify_status
+from citygate.errors import QueryError, SinkUnavailable
 
 CHUNK_ROWS: Final = 2000
 

@@ -15,7 +15,6 @@ intervals times the site's devices. Results are rendered (JSON or CSV) by
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,7 +28,8 @@ from pydantic import BaseModel
 from citygate.cloud import influxql
 from citygate.cloud.influxql import Aggregate
 from citygate.contract.profiles import DeviceProfile
-from citygate.contract.validation import parse_rfc3339_ns
+from citygate.contract.rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
+from citygate.errors import ReadError, TooManyReads
 
 _NS = 1_000_000_000
 MAX_INTERVAL_S = 366 * 86400
@@ -40,15 +40,6 @@ TIME_MAX_NS: Final = 9_223_372_036_854_775_806
 _EPOCH_NS: Final = re.compile(r"-?[0-9]{1,19}")
 # A CSV cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection).
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
-
-
-class ReadError(ValueError):
-    """Parameters that cannot make a query (422) or name nothing known (404)."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,25 +279,29 @@ class Collector:
                     return True
         return False
 
-    def _append(self, key: str | None, columns: list[str], values: list[list[Any]]) -> None:
+    def _rows(self, key: str | None, columns: list[str]) -> list[list[Any]]:
+        """The rows of series ``key``, a new series with these columns on first sight."""
         rows = self._by_key.get(key)
         if rows is None:
             self._by_key[key] = rows = []
             self._columns[key] = columns
             self._order.append(key)
-        rows.extend(values)
+        return rows
+
+    def _append(self, key: str | None, columns: list[str], values: list[list[Any]]) -> None:
+        self._rows(key, columns).extend(values)
 
     def _split(self, columns: list[str], values: list[list[Any]]) -> None:
         i = columns.index("device_id")
         kept = columns[:i] + columns[i + 1 :]
+        by_key = self._by_key
         for row in values:
             dev = row.pop(i)
             key = dev if isinstance(dev, str) else str(dev)
-            rows = self._by_key.get(key)
+            # A dict lookup per row, a method call only per new device.
+            rows = by_key.get(key)
             if rows is None:
-                self._by_key[key] = rows = []
-                self._columns[key] = kept
-                self._order.append(key)
+                rows = self._rows(key, kept)
             rows.append(row)
 
     def done(self) -> Collected:
@@ -322,11 +317,6 @@ def collect(results: Sequence[Mapping[str, Any]], query: SeriesQuery, device_id:
     return c.done()
 
 
-def _iso(ns: int) -> str:
-    secs, frac = divmod(ns, _NS)
-    return dt.datetime.fromtimestamp(secs, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
-
-
 def _chunks(values: list[list[Any]]) -> Iterator[list[list[Any]]]:
     for i in range(0, len(values), PIECE_ROWS):
         yield values[i : i + PIECE_ROWS]
@@ -339,8 +329,8 @@ def json_pieces(query: SeriesQuery, got: Collected) -> Iterator[bytes]:
         "fields": query.fields,
         "aggregate": query.aggregate.value if query.aggregate else None,
         "interval_s": query.interval_s,
-        "start": _iso(query.start_ns),
-        "end": _iso(query.end_ns),
+        "start": format_rfc3339_ns(query.start_ns),
+        "end": format_rfc3339_ns(query.end_ns),
     }
     yield orjson.dumps(head)[:-1] + b',"series":['
     for n, (device_id, columns, values) in enumerate(got.series):
@@ -404,10 +394,6 @@ def render_pieces(query: SeriesQuery, got: Collected, fmt: str) -> tuple[Iterato
     if fmt == "csv":
         return csv_pieces(query, got), "text/csv; charset=utf-8"
     return json_pieces(query, got), "application/json"
-
-
-class TooManyReads(Exception):  # noqa: N818 - a state the caller answers 429 to
-    """This token already has its share of reads in flight."""
 
 
 class TokenReadLimiter:

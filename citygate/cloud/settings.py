@@ -211,3 +211,29 @@ class CloudSettings(CitygateSettings):
         if self.people_ca is not None and self.people_ca == self.client_ca:
             raise ValueError("people_ca is the client CA (client-ca/ca.pem), not the infrastructure CA")
         return self
+
+    # -- the dashboard's map (docs/CLOUD.md "Configuration") ----------------------
+    # The XYZ tile URL template behind the map of gateways and devices, e.g.
+    # "https://tile.openstreetmap.org/{z}/{x}/{y}.png" ({s}. as the host's first label for
+    # subdomains a, b, c). The page's Content-Security-Policy then allows images from that
+    # origin. Empty (the default): no tiles, the markers on a blank background, and the page
+    # asks nothing of any other host. https:// (http:// only to this machine).
+    dashboard_tile_url: Annotated[str, Field(max_length=500)] = ""
+
+    @field_validator("dashboard_tile_url")
+    @classmethod
+    def _tile_url_template(cls, v: str) -> str:
+        import re
+
+        template = r"https?://(\{s\}\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:[0-9]{1,5})?/[^\s\"'<>\\]*"
+        if v and (
+            re.fullmatch(template, v) is None
+            or not all(key in v for key in ("{z}", "{x}", "{y}"))
+            or not _safe_influx_url(v)  # https, or http to this machine (the page is HTTPS)
+        ):
+            raise ValueError(
+                "dashboard_tile_url must be empty or an https:// URL template with {z}, {x} and {y} "
+                "(and {s}. as the host's first label, if any), e.g. "
+                "https://tile.openstreetmap.org/{z}/{x}/{y}.png; http:// only to this machine"
+            )
+        return v

@@ -47,19 +47,6 @@ RETRYABLE_KINDS = frozenset(
 )
 
 
-class SinkUnavailable(Exception):  # noqa: N818 - reads better at the call sites than ...Error
-    """The database did not confirm the write (or query); nothing can be promised."""
-
-    def __init__(self, kind: ErrorKind, detail: str) -> None:
-        super().__init__(f"{kind.value}: {detail}")
-        self.kind = kind
-        self.detail = detail
-
-
-class QueryError(Exception):
-    """The database refused a query (a bug in query building, or an unsupported store)."""
-
-
 @dataclass(frozen=True, slots=True)
 class Refused:
     """A write answered with a client error: some line in the body is bad (or the body too large)."""

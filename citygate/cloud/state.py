@@ -16,13 +16,14 @@ from pathlib import Path
 import orjson
 import structlog
 
-from citygate.cloud.auth import CertificateVerifier, TokenAuth, file_key
+from citygate.cloud.auth import CertificateVerifier, TokenAuth
 from citygate.cloud.influx_v1 import InfluxV1Sink
 from citygate.cloud.ingest import DEFAULT_MAX_BUFFERED_S
 from citygate.cloud.lineprotocol import ReadingEncoder
 from citygate.cloud.metrics import CloudMetrics
 from citygate.cloud.settings import CloudSettings
 from citygate.cloud.sink import Sink
+from citygate.contract.filestamp import file_stamp
 from citygate.contract.inventory import Inventory
 from citygate.contract.profiles import ProfileRegistry
 from citygate.contract.validation import ValidationLimits, Validator
@@ -92,7 +93,7 @@ class InventoryHolder:
             "max_buffered_s": float(max_buffered_s),
         }
         self._profiles = profiles_digest(registry)
-        self._key = self._stat()
+        self._stamp = file_stamp(path)
         inv, data = _read_inventory(path)
         # One tuple, replaced at once: a request never pairs one inventory with another's version.
         self._current = (
@@ -100,9 +101,6 @@ class InventoryHolder:
             contract_version(data, self._profiles, self._window),
         )
         self._checked = time.monotonic()
-
-    def _stat(self) -> tuple[int, int, int] | None:
-        return file_key(self._path)
 
     @property
     def validator(self) -> Validator:
@@ -135,10 +133,10 @@ class InventoryHolder:
         now = time.monotonic()
         if force or now - self._checked >= self._every_s:
             self._checked = now
-            key = self._stat()
-            if key != self._key:
+            stamp = file_stamp(self._path)
+            if stamp != self._stamp:
                 with self._lock:
-                    if key != self._key:
+                    if stamp != self._stamp:
                         try:
                             inv, data = _read_inventory(self._path)
                         except InventoryError as e:
@@ -152,7 +150,7 @@ class InventoryHolder:
                                 devices=len(inv),
                                 contract_version=version,
                             )
-                        self._key = key
+                        self._stamp = stamp
 
 
 def make_sink(settings: CloudSettings, metrics: CloudMetrics) -> Sink:

@@ -10,9 +10,9 @@ gateway the device is assigned to, and only from registered gateways
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -162,28 +162,16 @@ class Inventory(Mapping[str, DeviceRecord]):
             raise InventoryError(f"{source}: not valid JSON: {e}") from e
         if not isinstance(doc, dict) or doc.get("format") != INVENTORY_FORMAT:
             raise InventoryError(f'{source}: expected an object with "format": {INVENTORY_FORMAT}')
-        raw = doc.get("devices")
-        if not isinstance(raw, dict):
-            raise InventoryError(f'{source}: "devices" must be an object')
-        devices: dict[str, DeviceRecord] = {}
-        for device_id, body in raw.items():
-            if not isinstance(body, dict):
-                raise InventoryError(f"{source}: device {device_id!r}: must be an object")
-            try:
-                devices[device_id] = DeviceRecord(device_id=device_id, **body)
-            except ValidationError as e:
-                raise InventoryError(f"{source}: device {device_id!r}: {e}") from e
-        raw_gw = doc.get("gateways", {})
-        if not isinstance(raw_gw, dict):
-            raise InventoryError(f'{source}: "gateways" must be an object')
-        gateways: dict[str, GatewayRecord] = {}
-        for gateway_id, body in raw_gw.items():
-            if not isinstance(body, dict):
-                raise InventoryError(f"{source}: gateway {gateway_id!r}: must be an object")
-            try:
-                gateways[gateway_id] = GatewayRecord(gateway_id=gateway_id, **body)
-            except ValidationError as e:
-                raise InventoryError(f"{source}: gateway {gateway_id!r}: {e}") from e
+        devices = _records(
+            source, doc.get("devices"), "devices", "device", lambda k, body: DeviceRecord(device_id=k, **body)
+        )
+        gateways = _records(
+            source,
+            doc.get("gateways", {}),
+            "gateways",
+            "gateway",
+            lambda k, body: GatewayRecord(gateway_id=k, **body),
+        )
         return cls(devices, gateways)
 
     @classmethod
@@ -199,3 +187,23 @@ class Inventory(Mapping[str, DeviceRecord]):
 
     def save(self, path: Path) -> None:
         atomic_write(path, self.to_json(), mode=0o644)
+
+
+_Record = TypeVar("_Record", DeviceRecord, GatewayRecord)
+
+
+def _records(
+    source: str, raw: object, section: str, what: str, make: Callable[[str, dict[str, Any]], _Record]
+) -> dict[str, _Record]:
+    """One section of the file (an object of id -> record body), each body made a record."""
+    if not isinstance(raw, dict):
+        raise InventoryError(f'{source}: "{section}" must be an object')
+    records: dict[str, _Record] = {}
+    for key, body in raw.items():
+        if not isinstance(body, dict):
+            raise InventoryError(f"{source}: {what} {key!r}: must be an object")
+        try:
+            records[key] = make(key, body)
+        except ValidationError as e:
+            raise InventoryError(f"{source}: {what} {key!r}: {e}") from e
+    return records

@@ -9,8 +9,8 @@ upgraded at once: a device's inventory record names the exact version it speaks.
 The models here check the files strictly (unknown keys, wrong types and
 impossible ranges are errors naming the file and the key) because a typo in a
 profile would otherwise silently reject, or worse accept, a whole fleet's data.
-The hot-path checking of payloads lives in :mod:`citygate.contract.validation`,
-which compiles these models into plain tuples once.
+The hot-path checking of payloads lives in :mod:`citygate.contract.validation`;
+:mod:`citygate.contract.rules` compiles these models into plain tuples once.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from citygate.contract.rfc3339 import RFC3339_PATTERN
 from citygate.errors import ProfileError
 
 FieldType = Literal["float", "int", "bool", "string"]
@@ -65,12 +66,6 @@ _JSON_TYPES: dict[str, str] = {
     "bool": "boolean",
     "string": "string",
 }
-
-# RFC 3339 date-time with a mandatory offset, fractional seconds up to ns.
-RFC3339_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
-    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
-)
 
 
 class FieldSpec(BaseModel):

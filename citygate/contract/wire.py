@@ -20,16 +20,25 @@ have made is final (dead-lettered); any other is held in the gateway's outbox
 and retried, at once when ``contract_version`` changes (docs/GATEWAY.md,
 "Held readings"). The batch is deleted from the outbox only on a 2xx. 503 and
 429 come with ``Retry-After``.
+
+The gateway writes the bodies by hand (:func:`wire_body`, :func:`batch_body`), not
+through the models: it encodes every reading it stores, and the model costs several
+times more. tests/contract/test_wire_forms.py holds the hand-written forms to the
+models' serialisation.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+import re
+from typing import Annotated, Final
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from citygate.contract.ids import MAX_ID_LENGTH
+from citygate.contract.readings import Reading, Value
+from citygate.contract.rfc3339 import format_rfc3339_ns
 
 # Defaults the cloud enforces (configurable there); the gateway keeps its batches under them.
 MAX_BATCH_READINGS = 5_000
@@ -39,9 +48,13 @@ MAX_DECOMPRESSED_BYTES = 32 * 1024 * 1024  # a zip bomb stops here
 INGEST_PATH = "/v1/ingest"
 HEARTBEAT_PATH = "/v1/gateways/{gateway_id}/heartbeat"
 
-ReadingValue = float | int | bool | str
+# The batch id rule: the model states it (min/max length and a pattern, as its JSON Schema
+# shows); the cloud's hand-written batch check (cloud/ingest.py) fullmatches BATCH_ID_RE.
+MAX_BATCH_ID_LENGTH: Final = 64
+_BATCH_ID_CHAR: Final = "[A-Za-z0-9._:-]"
+BATCH_ID_RE: Final = re.compile(f"{_BATCH_ID_CHAR}{{1,{MAX_BATCH_ID_LENGTH}}}")
 
-# Reasons the cloud gives beside citygate.contract.validation.RejectReason's.
+# Reasons the cloud gives beside citygate.contract.readings.RejectReason's.
 WRITE_REJECTED = "write_rejected"  # the database refused the point
 RECEIVED_IN_FUTURE = "received_in_future"  # received_ms ahead of the cloud's clock
 RECEIVED_TOO_OLD = "received_too_old"  # buffered at the gateway longer than max_buffered_s
@@ -53,9 +66,7 @@ def ts_to_wire(ts_ns: int) -> int | str:
     ms, rest = divmod(ts_ns, 1_000_000)
     if rest == 0:
         return ms
-    secs, frac = divmod(ts_ns, 1_000_000_000)
-    base = dt.datetime.fromtimestamp(secs, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{frac:09d}Z"
+    return format_rfc3339_ns(ts_ns)
 
 
 class WireReading(BaseModel):
@@ -66,7 +77,7 @@ class WireReading(BaseModel):
     device_id: Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
     ts: int | str
     seq: int | None = None
-    readings: dict[str, ReadingValue]
+    readings: dict[str, Value]
     # When the gateway received it (epoch ms, the gateway's trusted clock); absent from
     # gateways older than this field, and then the batch's arrival stands in.
     received_ms: int | None = None
@@ -77,8 +88,28 @@ class IngestBatch(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    batch_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+    batch_id: Annotated[
+        str, Field(min_length=1, max_length=MAX_BATCH_ID_LENGTH, pattern=f"^{_BATCH_ID_CHAR}+$")
+    ]
     readings: Annotated[list[WireReading], Field(max_length=MAX_BATCH_READINGS)]
+
+
+def wire_body(r: Reading, received_ns: int) -> bytes:
+    """``r`` received at ``received_ns``, as :class:`WireReading` serialises it."""
+    return orjson.dumps(
+        {
+            "device_id": r.device_id,
+            "ts": ts_to_wire(r.ts_ns),
+            "seq": r.seq,
+            "readings": r.values,
+            "received_ms": received_ns // 1_000_000,
+        }
+    )
+
+
+def batch_body(batch_id: str, bodies: list[bytes]) -> bytes:
+    """The :class:`IngestBatch` of readings already in their wire form (no re-encoding)."""
+    return b'{"batch_id":' + orjson.dumps(batch_id) + b',"readings":[' + b",".join(bodies) + b"]}"
 
 
 class RejectedReading(BaseModel):
@@ -86,7 +117,7 @@ class RejectedReading(BaseModel):
 
     index: int
     device_id: str
-    reason: str  # a citygate.contract.validation.RejectReason value, or one of the constants above
+    reason: str  # a citygate.contract.readings.RejectReason value, or one of the constants above
     detail: str
 
 

@@ -1,17 +1,29 @@
 """The operator dashboard: one static page served by the cloud service.
 
-No build step and no asset from the internet: HTML, CSS and JavaScript ship
-in ``static/`` inside the package. The page asks for an operator token once
+No build step and no asset from the internet: HTML, CSS and JavaScript ship in
+``static/`` inside the package, with two libraries vendored from npm into
+``static/vendor/`` (uPlot for the charts, Leaflet for the map; versions and
+licences in ``static/vendor/README.md``). The page asks for an operator token once
 (kept in the browser tab's sessionStorage), then polls the fleet API
-(``/v1/gateways``, ``/v1/gateways/{id}``, ``/v1/devices``) and the read API.
+(``/v1/gateways``, ``/v1/gateways/{id}``, ``/v1/devices``), the read API and
+``/dashboard/context`` (profiles' units, positions, map tiles:
+:mod:`citygate.dashboard.context`).
+
+The map's tiles come from ``dashboard_tile_url``; empty, the page draws its markers
+on a blank background and asks nothing of any other host.
 """
 
 from __future__ import annotations
 
+import hashlib
+from functools import lru_cache
 from importlib.resources import files
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
+
+from citygate.cloud.routes.deps import Operator, State
+from citygate.dashboard.context import build_context, content_security_policy
 
 router = APIRouter(include_in_schema=False)
 
@@ -21,30 +33,65 @@ _TYPES = {
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
 }
-_ASSETS = frozenset({"app.js", "style.css"})
-# The page talks only to its own origin and loads nothing from elsewhere.
-_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+# A fixed list: no path from the URL reaches the file system.
+_ASSETS = frozenset(
+    {
+        "app.js",
+        "style.css",
+        "vendor/uplot/uPlot.iife.min.js",
+        "vendor/uplot/uPlot.min.css",
+        "vendor/leaflet/leaflet.js",
+        "vendor/leaflet/leaflet.css",
+    }
 )
 
 
-def _read(name: str) -> bytes:
-    return (files("citygate.dashboard") / "static" / name).read_bytes()
+@lru_cache(maxsize=16)
+def _read(name: str) -> tuple[bytes, str]:
+    """The packaged file's bytes and its ETag (the files change only with the package)."""
+    node = files("citygate.dashboard") / "static"
+    for part in name.split("/"):
+        node = node / part
+    data = node.read_bytes()
+    return data, '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+
+
+def _not_modified(request: Request, etag: str) -> bool:
+    wanted = request.headers.get("if-none-match", "")
+    return etag in (t.strip().removeprefix("W/") for t in wanted.split(","))
 
 
 @router.get("/dashboard", response_class=HTMLResponse)
-async def dashboard() -> Response:
+async def dashboard(state: State) -> Response:
+    body, _ = _read("index.html")
+    csp = content_security_policy(state.settings.dashboard_tile_url)
     return Response(
-        _read("index.html"),
+        body,
         media_type=_TYPES[".html"],
-        headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store"},
+        headers={"Content-Security-Policy": csp, "Cache-Control": "no-store"},
     )
 
 
-@router.get("/dashboard/static/{name}")
-async def asset(name: str) -> Response:
-    if name not in _ASSETS:  # a fixed list: no path from the URL reaches the file system
+@router.get("/dashboard/static/{name:path}")
+async def asset(name: str, request: Request) -> Response:
+    if name not in _ASSETS:
         raise HTTPException(404, "no such asset")
-    suffix = name[name.rfind(".") :]
-    return Response(_read(name), media_type=_TYPES[suffix], headers={"Cache-Control": "no-cache"})
+    body, etag = _read(name)
+    headers = {"Cache-Control": "no-cache", "ETag": etag}
+    if _not_modified(request, etag):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=_TYPES[name[name.rfind(".") :]], headers=headers)
+
+
+@router.get("/dashboard/context")
+async def context(request: Request, _op: Operator, state: State) -> Response:
+    """Profiles (units), positions and the map's tiles; 304 while the inventory is unchanged."""
+    validator, version = state.inventory.current()
+    tile_url = state.settings.dashboard_tile_url
+    # The contract version names the inventory and the profiles; the tile URL is fixed per process.
+    etag = '"' + hashlib.sha256(f"{version}\n{tile_url}".encode()).hexdigest()[:32] + '"'
+    headers = {"Cache-Control": "private, no-cache", "ETag": etag}
+    if _not_modified(request, etag):
+        return Response(status_code=304, headers=headers)
+    ctx = build_context(validator.inventory, state.registry, tile_url, version)
+    return Response(ctx.model_dump_json(), media_type="application/json", headers=headers)

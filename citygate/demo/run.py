@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,15 +13,7 @@ from rich.live import Live
 from rich.table import Table
 
 from citygate.demo.live import render
-from citygate.demo.stack import DemoOptions, DemoStack, GatewayNode
-
-
-@dataclass
-class FleetProcess:
-    node: GatewayNode
-    ledger: Path
-    proc: subprocess.Popen[bytes]
-    log: Path
+from citygate.demo.stack import DemoOptions, DemoStack, FleetProcess, GatewayNode, SimRun, stop_fleets
 
 
 @dataclass
@@ -41,41 +31,16 @@ def start_fleet(
     stack: DemoStack, node: GatewayNode, devices: int, index: int, duration_s: float | None
 ) -> FleetProcess:
     """One simulator process per gateway: its devices, its district, its own ledger."""
-    work = stack.dir / "fleets" / node.name
-    work.mkdir(parents=True, exist_ok=True)
-    ledger = work / "ledger.bin"
-    log = work / "sim.log"
-    argv = [
-        sys.executable,
-        "-m",
-        "citygate",
-        "sim",
-        "run",
-        "--devices",
-        str(devices),
-        "--gateway-broker",
-        f"127.0.0.1:{node.broker.device_port}",
-        "--gateway",
-        node.name,
-        "--pki-dir",
-        str(stack.dir / "pki"),
-        "--prefix",
-        node.district,
-        "--no-progress",
+    run = SimRun(
+        devices,
         # The demo stops the devices itself (SIGINT); the simulator wants an upper bound.
-        "--duration",
-        str((duration_s or 864_000) + 60),
-        "--interval",
-        str(stack.opts.interval_s),
-        "--seed",
-        str(stack.opts.seed + index),
-        "--ledger",
-        str(ledger),
-        "--json",
-    ]
-    with log.open("ab") as f:
-        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-    return FleetProcess(node, ledger, proc, log)
+        duration_s=(duration_s or 864_000) + 60,
+        interval_s=stack.opts.interval_s,
+        client=None,
+        prefix=node.district,
+        seed=stack.opts.seed + index,
+    )
+    return stack.start_fleet(node, run, stack.dir / "fleets" / node.name)
 
 
 def audit_ledger(influx_url: str, ledger: Path, db: str = "citygate") -> dict[str, object]:
@@ -159,14 +124,7 @@ def run_demo(
         for node in stack.nodes:
             node.proxy.restore()
         with console.status("stopping the devices (they flush their ledgers) ..."):
-            for f in fleets:
-                if f.proc.poll() is None:
-                    f.proc.send_signal(signal.SIGINT)
-            for f in fleets:
-                try:
-                    f.proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    f.proc.kill()
+            stop_fleets(fleets, 60)
         with console.status("waiting for the gateways to deliver everything ..."):
             result.drained = stack.wait_drained(120)
             time.sleep(1.0)
@@ -176,8 +134,7 @@ def run_demo(
         return result
     finally:
         for f in fleets:
-            if f.proc.poll() is None:
-                f.proc.kill()
+            f.kill()
         stack.stop()
         signal.signal(signal.SIGINT, previous)
 

@@ -1,4 +1,4 @@
-"""The whole system on one machine: PKI, InfluxDB, the cloud, gateways with their brokers, a fleet.
+"""The whole system on one machine: PKI, InfluxDB, the cloud, gateways with their brokers, fleets.
 
 Everything is started for real, as separate processes, on free loopback
 ports, under one directory. Each gateway's link to the cloud goes through a
@@ -11,12 +11,16 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
+import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -61,6 +65,105 @@ class GatewayNode:
 
     def health(self) -> dict[str, object] | None:
         return _json(f"http://127.0.0.1:{self.http_port}/healthz")
+
+
+@dataclass(frozen=True, slots=True)
+class SimRun:
+    """What one ``citygate sim run`` is asked for; the stack adds the gateway, the PKI and the ledger."""
+
+    devices: int
+    duration_s: float  # an upper bound: callers stop the devices with SIGINT
+    rate: float | None = None  # total readings/s over the fleet (load), or
+    interval_s: float | None = None  # seconds between one device's readings
+    client: str | None = "lite"  # None: the simulator's default (aiomqtt)
+    prefix: str | None = None  # device ids PREFIX-00001, ... (the simulator's default: sim)
+    seed: int | None = None
+    extra: tuple[str, ...] = ()
+
+    def argv(self, node: GatewayNode, pki_dir: Path, ledger: Path) -> list[str]:
+        """The command line, with a ledger and a JSON summary on stdout, no live display."""
+        argv = [
+            sys.executable,
+            "-m",
+            "citygate",
+            "sim",
+            "run",
+            "--devices",
+            str(self.devices),
+            "--gateway-broker",
+            f"127.0.0.1:{node.broker.device_port}",
+            "--gateway",
+            node.name,
+            "--pki-dir",
+            str(pki_dir),
+        ]
+        if self.rate is not None:
+            argv += ["--rate", str(self.rate)]
+        if self.interval_s is not None:
+            argv += ["--interval", str(self.interval_s)]
+        argv += ["--duration", str(self.duration_s)]
+        if self.client is not None:
+            argv += ["--client", self.client]
+        if self.prefix is not None:
+            argv += ["--prefix", self.prefix]
+        if self.seed is not None:
+            argv += ["--seed", str(self.seed)]
+        return [*argv, "--no-progress", "--json", "--ledger", str(ledger), *self.extra]
+
+
+@dataclass
+class FleetProcess:
+    """One ``citygate sim run`` process (:meth:`DemoStack.start_fleet`): its devices write ``ledger``."""
+
+    name: str
+    node: GatewayNode
+    ledger: Path
+    log: Path
+    proc: subprocess.Popen[bytes]
+    stats_file: Path | None = None
+
+    def stats(self) -> dict[str, Any]:
+        """The simulator's live summary (rewritten every second), empty before the first or without one."""
+        if self.stats_file is None:
+            return {}
+        try:
+            doc: dict[str, Any] = orjson.loads(self.stats_file.read_bytes())
+            return doc
+        except (OSError, orjson.JSONDecodeError):
+            return {}
+
+    def exit_note(self) -> str | None:
+        """None while it runs; else its exit code and the end of its log."""
+        if self.proc.poll() is None:
+            return None
+        return f"the simulator exited ({self.proc.returncode}): {log_tail(self.log)}"
+
+    def kill(self) -> None:
+        """SIGKILL if it still runs (cleanup after a failure), and reap it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def stop_fleets(fleets: Sequence[FleetProcess], timeout: float) -> list[FleetProcess]:
+    """SIGINT to all at once (the devices stop producing and wait for the confirmations of what they
+    hold), then wait for each; the ones that had to be killed after ``timeout``."""
+    for f in fleets:
+        if f.proc.poll() is None:
+            f.proc.send_signal(signal.SIGINT)
+    killed = []
+    for f in fleets:
+        try:
+            f.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            f.proc.kill()
+            killed.append(f)
+    return killed
+
+
+def log_tail(log: Path, lines: int = 3) -> str:
+    """The last lines of a process's log, on one line (for an error message)."""
+    return " | ".join(log.read_text(errors="replace").strip().splitlines()[-lines:])
 
 
 @dataclass
@@ -236,32 +339,24 @@ class DemoStack:
     ) -> list[str]:
         """``citygate sim run`` against ``node``'s broker at a total rate, with a ledger and a JSON
         summary on stdout; the caller stops it with SIGINT (``duration_s`` is an upper bound)."""
-        return [
-            sys.executable,
-            "-m",
-            "citygate",
-            "sim",
-            "run",
-            "--devices",
-            str(devices),
-            "--gateway-broker",
-            f"127.0.0.1:{node.broker.device_port}",
-            "--gateway",
-            node.name,
-            "--pki-dir",
-            str(self.dir / "pki"),
-            "--rate",
-            str(rate),
-            "--duration",
-            str(duration_s),
-            "--client",
-            client,
-            "--no-progress",
-            "--json",
-            "--ledger",
-            str(ledger),
-            *extra,
-        ]
+        run = SimRun(devices, duration_s, rate=rate, client=client, extra=tuple(extra))
+        return run.argv(node, self.dir / "pki", ledger)
+
+    def start_fleet(
+        self, node: GatewayNode, run: SimRun, work: Path, *, name: str | None = None, stats: bool = False
+    ) -> FleetProcess:
+        """``run`` against ``node``'s broker, in the background: its ledger and log in ``work``, and
+        with ``stats`` its live summary too (:meth:`FleetProcess.stats`)."""
+        work.mkdir(parents=True, exist_ok=True)
+        ledger, log = work / "ledger.bin", work / "sim.log"
+        stats_file = work / "stats.json" if stats else None
+        argv = run.argv(node, self.dir / "pki", ledger)
+        if stats_file is not None:
+            argv += ["--stats-file", str(stats_file)]
+        with log.open("ab") as f:
+            # Its own session: a Ctrl-C at the terminal is the caller's, who stops the devices in order.
+            proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        return FleetProcess(name or node.name, node, ledger, log, proc, stats_file)
 
     # -- observe ----------------------------------------------------------------
 

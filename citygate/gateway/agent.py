@@ -58,7 +58,7 @@ class GatewayAgent:
         self.clock = TrustedClock()
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox, self.recovered_from = Outbox.open_or_recover(
-            settings.outbox_path, settings.outbox_limits()
+            settings.outbox_path, settings.outbox_limits(), settle_s=settings.outbox_settle_s
         )
         registry = ProfileRegistry(extra_dirs=settings.profiles_dirs)
         validator = Validator(
@@ -106,6 +106,7 @@ class GatewayAgent:
             inventory_path=settings.inventory,
             commit_max_readings=settings.commit_max_readings,
             commit_max_delay_s=settings.commit_max_delay_s,
+            commit_fill_bytes=settings.commit_fill_bytes,
             ack_interval_s=settings.ack_interval_s,
             on_commit=self.forwarder.notify,
             clock=self.clock.now_ns,
@@ -120,7 +121,13 @@ class GatewayAgent:
                 clock=self.clock,
             )
         )
-        self.http = LocalHttp(settings.http_host, settings.http_port, self.health.snapshot, self.healthy)
+        self.http = LocalHttp(
+            settings.http_host,
+            settings.http_port,
+            self.health.snapshot,
+            self.healthy,
+            commit_stats=lambda: self.pipeline.commit_stats,
+        )
         self._heartbeat_client = self._cloud_client()
         self._stop = threading.Event()
         self._heartbeat_thread = threading.Thread(

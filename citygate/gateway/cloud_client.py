@@ -13,10 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import orjson
 import structlog
 
-from citygate.contract.wire import HEARTBEAT_PATH, INGEST_PATH, GatewayHealth, HeartbeatAnswer, IngestResult
+from citygate.contract.filestamp import FileStamp, file_stamp
+from citygate.contract.wire import (
+    HEARTBEAT_PATH,
+    INGEST_PATH,
+    GatewayHealth,
+    HeartbeatAnswer,
+    IngestResult,
+    batch_body,
+)
 from citygate.gateway.clock import TrustedClock
 
 log = structlog.get_logger("citygate.gateway.cloud_client")
@@ -62,19 +69,18 @@ class CloudClient:
         self.cert_file = cert_file
         self.key_file = key_file
         self.timeout_s = timeout_s
-        self._stamp: tuple[float, float, float] | None = None
+        self._stamps: tuple[FileStamp | None, ...] | None = None
         self._client: httpx.Client | None = None
         self.clock = clock  # learns the cloud's time from each answer's Date header
 
-    def _files_stamp(self) -> tuple[float, float, float]:
-        return (self.cert_file.stat().st_mtime, self.key_file.stat().st_mtime, self.ca_file.stat().st_mtime)
-
     def _http(self) -> httpx.Client:
-        stamp = self._files_stamp()
-        if self._client is None or stamp != self._stamp:
-            if self._client is not None:
+        stamps = tuple(file_stamp(p) for p in (self.cert_file, self.key_file, self.ca_file))
+        if self._client is None or stamps != self._stamps:
+            old = self._client
+            if old is not None:
                 log.info("certificate files changed; reloading TLS client")
-                self._client.close()
+            # Load first and close the old client only then: a file that cannot be read
+            # (its stamp None) fails here, and the client in use is never left closed.
             ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca_file))
             ctx.load_cert_chain(str(self.cert_file), str(self.key_file))
             self._client = httpx.Client(
@@ -83,7 +89,9 @@ class CloudClient:
                 timeout=self.timeout_s,
                 limits=httpx.Limits(max_connections=2, max_keepalive_connections=2),
             )
-            self._stamp = stamp
+            self._stamps = stamps
+            if old is not None:
+                old.close()
         return self._client
 
     def _post(self, path: str, body: bytes, gzip_body: bool) -> httpx.Response:
@@ -99,9 +107,8 @@ class CloudClient:
 
     def post_batch(self, batch_id: str, bodies: list[bytes]) -> PostOutcome:
         """POST /v1/ingest with readings already in wire JSON form (no re-encoding)."""
-        body = b'{"batch_id":' + orjson.dumps(batch_id) + b',"readings":[' + b",".join(bodies) + b"]}"
         try:
-            resp = self._post(INGEST_PATH, body, gzip_body=True)
+            resp = self._post(INGEST_PATH, batch_body(batch_id, bodies), gzip_body=True)
         except (httpx.HTTPError, ssl.SSLError, OSError) as e:
             return PostOutcome(status=None, error=f"{type(e).__name__}: {e}")
         retry_after = _retry_after(resp.headers.get("Retry-After"))

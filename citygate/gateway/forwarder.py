@@ -35,10 +35,11 @@ from dataclasses import dataclass
 
 import structlog
 
-from citygate.contract.validation import Rejection
+from citygate.contract.readings import Rejection
+from citygate.errors import OutboxWriteError
 from citygate.gateway.cloud_client import CloudClient, PostOutcome
 from citygate.gateway.liveness import Deadline
-from citygate.gateway.outbox import DeadLetter, Hold, Outbox, OutboxWriteError, StoredReading
+from citygate.gateway.outbox import DeadLetter, Hold, Outbox, StoredReading
 
 log = structlog.get_logger("citygate.gateway.forwarder")
 
@@ -204,6 +205,7 @@ class Forwarder:
                 continue
             batch = self._next_batch()
             if not batch:
+                self.outbox.settle_if_due()  # idle: record the last deliveries
                 self.progress.within(self.config.batch_max_delay_s)
                 self._wake.wait(self.config.batch_max_delay_s)
                 self._wake.clear()

@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from citygate.contract.wire import GatewayHealth
+from citygate.gateway.pipeline import CommitStats
 
 log = structlog.get_logger("citygate.gateway.local_http")
 
@@ -30,8 +31,11 @@ log = structlog.get_logger("citygate.gateway.local_http")
 class _HealthCollector(Collector):
     """Exposes a fresh GatewayHealth snapshot at every scrape: one source of truth."""
 
-    def __init__(self, snapshot: Callable[[], GatewayHealth]) -> None:
+    def __init__(
+        self, snapshot: Callable[[], GatewayHealth], commit_stats: Callable[[], CommitStats] | None
+    ) -> None:
         self.snapshot = snapshot
+        self.commit_stats = commit_stats
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         h = self.snapshot()
@@ -79,6 +83,17 @@ class _HealthCollector(Collector):
             ("uptime_seconds", "Seconds since the agent started", h.uptime_s),
         ):
             yield GaugeMetricFamily(f"citygate_gateway_{name}", doc, value=value)
+        if self.commit_stats is not None:
+            c = self.commit_stats()
+            yield CounterMetricFamily(
+                "citygate_gateway_commits", "Outbox commits that stored readings", value=c.commits
+            )
+            yield CounterMetricFamily(
+                "citygate_gateway_commit_floor_bytes",
+                "Each commit's stored payloads rounded up to whole 4 KiB pages, summed (the least a "
+                "commit of that size can write; compare with the disk writes of the process)",
+                value=c.floor_bytes,
+            )
 
 
 # Seconds a connection may take for each read or write; what does not arrive by then is dropped.
@@ -158,11 +173,12 @@ class LocalHttp:
         snapshot: Callable[[], GatewayHealth],
         healthy: Callable[[], bool],
         *,
+        commit_stats: Callable[[], CommitStats] | None = None,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         max_handlers: int = MAX_HANDLERS,
     ) -> None:
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_HealthCollector(snapshot))
+        registry.register(_HealthCollector(snapshot, commit_stats))
 
         class Handler(BaseHTTPRequestHandler):
             # StreamRequestHandler puts this on the socket: a request that stops half-way (or a

@@ -27,18 +27,25 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import NamedTuple
 
 import structlog
 
-from citygate.errors import CitygateError
+from citygate.errors import OutboxWriteError
+from citygate.gateway.checkpoint import BACKSTOP_FRAMES, WalCheckpointer
 
 log = structlog.get_logger("citygate.gateway.outbox")
 
-SCHEMA_VERSION = 2  # 2: the held table (created in place in a version-1 outbox)
+# 2: the held table (created in place in a version-1 outbox). 3: 'counted_through_id' in meta,
+# the bookkeeping that lets a commit of readings write nothing else (see _Deferred).
+SCHEMA_VERSION = 3
+# Small pages: a commit rewrites the whole pages it touches (each in a WAL frame), and most
+# commits at city rates hold one or two kilobytes of readings. Set when the file is created;
+# an existing outbox keeps its page size.
+_PAGE_SIZE = 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -179,16 +186,55 @@ class OutboxStats:
     oldest_held_received_ns: int | None
 
 
+@dataclass(slots=True)
+class _Deferred:
+    """Bookkeeping the last durable write has not recorded yet (docs/GATEWAY.md, "Flash wear").
+
+    A commit of readings writes only the readings; a delivered batch changes nothing on disk.
+    Both are recorded together every ``settle_s`` (or sooner: a bound, a refusal, a stop):
+    the delivered rows are deleted and the counters and meta updated in one transaction.
+
+    Exact across kill -9: rows inserted since ``counted_through_id`` are counted in
+    ``readings_in`` when the outbox opens (rows are deleted only in a transaction that also
+    moves ``counted_through_id`` up to the newest id). Delivered rows not yet deleted are
+    delivered again after a crash; the cloud stores a reading once however often it arrives
+    (docs/ARCHITECTURE.md, guarantee 2).
+    """
+
+    readings_in: int = 0
+    delivered: list[tuple[int, int]] = field(default_factory=list)  # runs of ids, (first, last)
+    delivered_n: int = 0
+    delivered_bytes: int = 0
+    batches: int = 0
+    last_forward_ns: int | None = None
+    since: float | None = None  # monotonic time of the oldest item
+
+    def copy(self) -> _Deferred:
+        return _Deferred(
+            self.readings_in,
+            list(self.delivered),
+            self.delivered_n,
+            self.delivered_bytes,
+            self.batches,
+            self.last_forward_ns,
+            self.since,
+        )
+
+    def empty(self) -> bool:
+        return self.since is None
+
+    def touch(self) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+
+
+# Runs of delivered ids kept before they must be deleted: each is a clause in the forwarder's
+# queries.
+_MAX_DELIVERED_RUNS = 32
+
+
 class OutboxCorruptError(Exception):
     """Raised internally when the database fails its integrity check."""
-
-
-class OutboxWriteError(CitygateError):
-    """A write transaction could not commit (disk full, I/O error): nothing of it was stored.
-
-    The caller still holds what it tried to store and may retry; the outbox is
-    unchanged (rolled back) and stays usable.
-    """
 
 
 def _row_size(r: NewReading) -> int:
@@ -202,17 +248,33 @@ class Outbox:
     the running totals (depth, bytes) exact without re-scanning the table.
     """
 
-    def __init__(self, path: Path, limits: OutboxLimits | None = None, *, check: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        limits: OutboxLimits | None = None,
+        *,
+        check: bool = False,
+        settle_s: float = 10.0,
+        settle_max_rows: int = 2_000,
+        bookkeeper: bool = True,
+        background_checkpoints: bool = False,
+    ) -> None:
+        """``bookkeeper=False`` for a second process beside the running agent (the CLI): it
+        does not count the agent's newest rows as its own, and records no bookkeeping.
+        ``background_checkpoints``: the WAL is checkpointed by a thread of its own
+        (citygate.gateway.checkpoint), never inside a commit (the agent)."""
         self.path = path
+        self.bookkeeper = bookkeeper
         self.limits = limits or OutboxLimits()
+        self.settle_s = settle_s
+        self.settle_max_rows = settle_max_rows
         self._lock = threading.RLock()
         self._db = self._connect(path)
         if check:
             self._check_integrity()
         self._db.executescript(_SCHEMA)
-        self._db.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
+        self._deferred = _Deferred()
+        self._next_id = self._open_bookkeeping() if bookkeeper else 0
         depth, size = self._db.execute(
             f"SELECT count(*), coalesce(sum({_ROW_SIZE_SQL}), 0) FROM readings"  # noqa: S608
         ).fetchone()
@@ -224,6 +286,11 @@ class Outbox:
         # them (a reading counted as dropped must really be gone, not delivered a moment later).
         self._leased: frozenset[int] = frozenset()
         self._leased_held: frozenset[int] = frozenset()  # the same, for a batch of held rows
+        self._checkpointer: WalCheckpointer | None = None
+        if background_checkpoints:
+            self._db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_FRAMES}")
+            self._checkpointer = WalCheckpointer(path)
+            self._checkpointer.start()
 
     def refresh_held_bytes(self) -> None:
         """Re-read the held rows' size (an operator's ``citygate gateway held discard`` changes
@@ -232,17 +299,47 @@ class Outbox:
             (size,) = self._db.execute(f"SELECT coalesce(sum({_ROW_SIZE_SQL}), 0) FROM held").fetchone()  # noqa: S608
             self._held_bytes = size
 
+    def _open_bookkeeping(self) -> int:
+        """Schema version, and the readings committed since the last bookkeeping (kill -9):
+        counted now, in memory, as the fast path would have. Returns the next row id."""
+        db = self._db
+        (max_id,) = db.execute("SELECT coalesce(max(id), 0) FROM readings").fetchone()
+        row = db.execute("SELECT value FROM meta WHERE key = 'counted_through_id'").fetchone()
+        if row is None:
+            # A new outbox, or one of schema 1 or 2, which counted every row as it committed it.
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "INSERT INTO meta(key, value) VALUES(?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [("counted_through_id", str(max_id)), ("schema_version", str(SCHEMA_VERSION))],
+            )
+            db.execute("COMMIT")
+            counted = max_id
+        else:
+            counted = int(row[0])
+        (uncounted,) = db.execute("SELECT count(*) FROM readings WHERE id > ?", (counted,)).fetchone()
+        self._deferred.readings_in = uncounted
+        if uncounted:
+            self._deferred.touch()
+        # Ids only rise: a row id once deleted is never given again (the forwarder's order and
+        # the bookkeeping above rely on it).
+        return int(max(max_id, counted)) + 1
+
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        db.execute(f"PRAGMA page_size={_PAGE_SIZE}")  # no effect on an existing database
         db.execute("PRAGMA journal_mode=WAL")
         # FULL: every commit is fsync'd to the WAL. NORMAL may lose the last
         # commits on power loss, and we acknowledge right after a commit.
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA busy_timeout=30000")
         # Bigger checkpoints are fewer rewrites of the same pages (SD card wear).
-        db.execute("PRAGMA wal_autocheckpoint=4000")
+        db.execute("PRAGMA wal_autocheckpoint=4000")  # a second process's; the agent's: checkpoint.py
+        # Debian's SQLite zeroes every deleted row and freed page (SECURE_DELETE), which writes
+        # each delivered reading a second time. FAST zeroes only within pages written anyway.
+        db.execute("PRAGMA secure_delete=FAST")
         return db
 
     def _check_integrity(self) -> None:
@@ -254,14 +351,16 @@ class Outbox:
             raise OutboxCorruptError("; ".join(str(r[0]) for r in rows[:5]))
 
     @classmethod
-    def open_or_recover(cls, path: Path, limits: OutboxLimits | None = None) -> tuple[Outbox, Path | None]:
+    def open_or_recover(
+        cls, path: Path, limits: OutboxLimits | None = None, *, settle_s: float = 10.0
+    ) -> tuple[Outbox, Path | None]:
         """Open the outbox; a corrupt or unreadable one is moved aside and a fresh one started.
 
         Returns the outbox and, if recovery happened, where the bad file went.
         The agent never refuses to run because of its outbox.
         """
         try:
-            return cls(path, limits, check=True), None
+            return cls(path, limits, check=True, settle_s=settle_s, background_checkpoints=True), None
         except (sqlite3.DatabaseError, OutboxCorruptError) as e:
             stamp = time.strftime("%Y%m%dT%H%M%S")
             aside = path.with_name(f"{path.name}.corrupt-{stamp}")
@@ -275,12 +374,18 @@ class Outbox:
                 moved_to=str(aside),
                 error=str(e),
             )
-            fresh = cls(path, limits, check=True)
+            fresh = cls(path, limits, check=True, settle_s=settle_s, background_checkpoints=True)
             fresh._bump({"outbox_recovered": 1})
             return fresh, aside
 
     def close(self) -> None:
         with self._lock:  # never under a transaction another thread has open
+            try:
+                self.settle()
+            except OutboxWriteError as e:
+                log.warning("could not record the last deliveries at close; they go again", error=str(e))
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
             self._db.close()
 
     # -- writes -------------------------------------------------------------------
@@ -289,12 +394,14 @@ class Outbox:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; on any failure (COMMIT included) rolled back, in memory too."""
         depth, size, held = self._depth, self._bytes, self._held_bytes
+        deferred, next_id = self._deferred.copy(), self._next_id
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
             self._db.execute("COMMIT")
         except BaseException as e:
             self._depth, self._bytes, self._held_bytes = depth, size, held
+            self._deferred, self._next_id = deferred, next_id
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             if isinstance(e, sqlite3.OperationalError):
@@ -331,6 +438,11 @@ class Outbox:
             with self._lock:
                 self._reclaim_wal()
         with self._lock, self._tx() as db:
+            if self._deferred.delivered_n and (
+                self._expiry_due(db, now_ns) or need > self._room(db, free_disk)
+            ):
+                # Delivered rows go before any policy looks for rows to drop.
+                self._settle(db, counts)
             counts.update(self._expire(db, now_ns))
             room = self._room(db, free_disk)
             accepted: Sequence[NewReading] = readings
@@ -345,14 +457,21 @@ class Outbox:
             refused = len(readings) - len(accepted)
             if refused:
                 counts["dropped.outbox_full"] = refused
+            first = self._next_id
             db.executemany(
-                "INSERT INTO readings(device_id, seq, received_ns, body) VALUES(?, ?, ?, ?)",
-                [(r.device_id, r.seq, r.received_ns, r.body) for r in accepted],
+                "INSERT INTO readings(id, device_id, seq, received_ns, body) VALUES(?, ?, ?, ?, ?)",
+                [(first + i, r.device_id, r.seq, r.received_ns, r.body) for i, r in enumerate(accepted)],
             )
+            self._next_id = first + len(accepted)
             if deadletters:
                 self._add_deadletters(db, deadletters, counts)
-            counts["readings_in"] = len(accepted)
-            self._bump(counts)
+            self._deferred.readings_in += len(accepted)
+            self._deferred.touch()
+            if any(counts.values()) or self._settle_due():
+                self._settle(db, counts)
+            if self._checkpointer is not None:
+                # The pages the rows fill, and the few the tree and the free list change.
+                self._checkpointer.noted(-(-need // _PAGE_SIZE) + 3)
             self._depth += len(accepted)
             self._bytes += sum(_row_size(r) for r in accepted)
         committed: dict[str, list[int]] = {}
@@ -458,6 +577,11 @@ class Outbox:
         self._held_bytes -= freed
         return rows, freed
 
+    def _expiry_due(self, db: sqlite3.Connection, now_ns: int) -> bool:
+        cutoff = now_ns - int(self.limits.max_age_s * 1e9)
+        oldest = db.execute("SELECT received_ns FROM readings ORDER BY id LIMIT 1").fetchone()
+        return oldest is not None and oldest[0] < cutoff
+
     def _expire(self, db: sqlite3.Connection, now_ns: int) -> dict[str, int]:
         # Rows arrive in received order: look at the oldest one, and only if it is
         # too old look further (this runs at every commit, so it must be cheap).
@@ -513,10 +637,13 @@ class Outbox:
     # -- forwarding ---------------------------------------------------------------
 
     def oldest(self, limit: int, *, after_id: int = 0) -> list[StoredReading]:
+        """The first ``limit`` rows after ``after_id`` not delivered yet."""
         with self._lock:
+            clause, args = self._delivered_clause()
             rows = self._db.execute(
-                "SELECT id, device_id, seq, received_ns, body FROM readings WHERE id > ? ORDER BY id LIMIT ?",
-                (after_id, limit),
+                "SELECT id, device_id, seq, received_ns, body FROM readings "  # noqa: S608
+                f"WHERE id > ?{clause} ORDER BY id LIMIT ?",
+                (after_id, *args, limit),
             ).fetchall()
         return [StoredReading(*r) for r in rows]
 
@@ -571,9 +698,27 @@ class Outbox:
         tried again from ``retry_ns``. One transaction: nothing is deleted that is not stored,
         dead-lettered or held."""
         counts: dict[str, int] = {}
-        ids = list(ids)
-        with self._lock, self._tx() as db:
+        ids = sorted(set(ids))
+        with self._lock:
             self._leased = frozenset()
+            if not deadletters and not holds:
+                # Delivered: recorded with the next bookkeeping, nothing written now.
+                d = self._deferred
+                runs = list(_runs(ids))
+                for lo, hi in runs:
+                    if d.delivered and d.delivered[-1][1] + 1 == lo:  # batches follow each other
+                        d.delivered[-1] = (d.delivered[-1][0], hi)
+                    else:
+                        d.delivered.append((lo, hi))
+                d.delivered_n += len(ids)
+                d.delivered_bytes += self._size_of_runs(runs)
+                d.batches += 1
+                d.last_forward_ns = time.time_ns()
+                d.touch()
+                if self._settle_due():
+                    self.settle()
+                return len(ids)
+        with self._lock, self._tx() as db:
             if holds:
                 now = time.time_ns()
                 id_list = ",".join(str(int(h.id)) for h in holds)
@@ -598,16 +743,80 @@ class Outbox:
                 self._add_deadletters(db, deadletters, counts)
             counts["readings_out"] = deleted - len(deadletters) - len(holds)
             counts["forwarded_batches"] = 1
-            self._bump(counts)
-            self._set_last_forward(db)
+            self._deferred.last_forward_ns = time.time_ns()
+            self._deferred.touch()
+            self._settle(db, counts)
         return deleted
 
+    # -- bookkeeping ----------------------------------------------------------------
+
+    def _settle_due(self) -> bool:
+        d = self._deferred
+        return d.since is not None and (
+            time.monotonic() - d.since >= self.settle_s
+            or d.delivered_n >= self.settle_max_rows
+            or len(d.delivered) > _MAX_DELIVERED_RUNS
+        )
+
+    def settle(self) -> None:
+        """Record the deferred bookkeeping now (delete delivered rows, write the counters)."""
+        with self._lock:
+            if self._deferred.empty() or not self.bookkeeper:
+                return
+            with self._tx() as db:
+                self._settle(db, {})
+
+    def settle_if_due(self) -> None:
+        with self._lock:
+            if self._settle_due():
+                self.settle()
+
+    def _settle(self, db: sqlite3.Connection, counts: dict[str, int]) -> None:
+        """In the caller's transaction: the deferred deliveries and counts, with ``counts``."""
+        d = self._deferred
+        if d.delivered:
+            ids = [i for lo, hi in d.delivered for i in range(lo, hi + 1)]
+            deleted, _ = self._delete_ids(db, ids)
+            counts["readings_out"] = counts.get("readings_out", 0) + deleted
+        counts["forwarded_batches"] = counts.get("forwarded_batches", 0) + d.batches
+        counts["readings_in"] = counts.get("readings_in", 0) + d.readings_in
+        self._bump(counts)
+        counts.clear()  # recorded: a second settle in the same transaction must not count them again
+        db.execute(
+            "INSERT INTO meta(key, value) VALUES('counted_through_id', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (str(self._next_id - 1),),
+        )
+        if d.last_forward_ns is not None:
+            self._set_last_forward(db, d.last_forward_ns)
+        self._deferred = _Deferred()
+
+    def _size_of_runs(self, runs: list[tuple[int, int]]) -> int:
+        total = 0
+        for lo, hi in runs:
+            (size,) = self._db.execute(
+                f"SELECT coalesce(sum({_ROW_SIZE_SQL}), 0) FROM readings WHERE id BETWEEN ? AND ?",  # noqa: S608
+                (lo, hi),
+            ).fetchone()
+            total += size
+        return total
+
+    def _delivered_clause(self) -> tuple[str, list[int]]:
+        """SQL that leaves out delivered rows not yet deleted, and its arguments."""
+        runs = self._deferred.delivered
+        if not runs:
+            return "", []
+        return (
+            " AND NOT (" + " OR ".join(["id BETWEEN ? AND ?"] * len(runs)) + ")",
+            [x for run in runs for x in run],
+        )
+
     @staticmethod
-    def _set_last_forward(db: sqlite3.Connection) -> None:
+    def _set_last_forward(db: sqlite3.Connection, at_ns: int | None = None) -> None:
         db.execute(
             "INSERT INTO meta(key, value) VALUES('last_forward_ns', ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (str(time.time_ns()),),
+            (str(at_ns if at_ns is not None else time.time_ns()),),
         )
 
     # -- held readings --------------------------------------------------------------
@@ -735,15 +944,27 @@ class Outbox:
     def stats(self) -> OutboxStats:
         with self._lock:
             db = self._db
-            row = db.execute("SELECT received_ns FROM readings ORDER BY id LIMIT 1").fetchone()
+            clause, args = self._delivered_clause()
+            row = db.execute(
+                f"SELECT received_ns FROM readings WHERE id > 0{clause} ORDER BY id LIMIT 1",  # noqa: S608
+                args,
+            ).fetchone()
             (dl,) = db.execute("SELECT count(*) FROM deadletters").fetchone()
             counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
+            d = self._deferred
+            for name, n in (
+                ("readings_in", d.readings_in),
+                ("readings_out", d.delivered_n),
+                ("forwarded_batches", d.batches),
+            ):
+                if n:
+                    counters[name] = counters.get(name, 0) + n
             held = db.execute(
                 "SELECT reason, count(*), min(received_ns) FROM held GROUP BY reason"
             ).fetchall()
             return OutboxStats(
-                depth=self._depth,
-                bytes=self._bytes,
+                depth=self._depth - d.delivered_n,
+                bytes=self._bytes - d.delivered_bytes,
                 oldest_received_ns=row[0] if row else None,
                 deadletters=dl,
                 counters=counters,
@@ -753,6 +974,8 @@ class Outbox:
 
     def last_forward_ns(self) -> int | None:
         with self._lock:
+            if self._deferred.last_forward_ns is not None:
+                return self._deferred.last_forward_ns
             row = self._db.execute("SELECT value FROM meta WHERE key = 'last_forward_ns'").fetchone()
         return int(row[0]) if row else None
 

@@ -55,9 +55,19 @@ class GatewaySettings(CitygateSettings):
     outbox_min_free_disk_bytes: Annotated[int, Field(ge=0)] = 256 * 1024 * 1024
     overflow_policy: OverflowPolicy = OverflowPolicy.DROP_OLDEST
     max_deadletters: Annotated[int, Field(ge=100)] = 100_000
-    # Group commit: up to this many readings or this long per transaction.
+    # Group commit: a transaction takes messages until they fill commit_fill_bytes, or the
+    # first has waited commit_max_delay_s, or commit_max_readings are in hand. At city rates
+    # the delay decides: each commit rewrites whole pages, so fewer, fuller commits write the
+    # flash less (docs/GATEWAY.md, "Flash wear"); it adds that much to a device's PUBACK and
+    # to the device-to-cloud latency. commit_max_readings must stay below the broker's
+    # max_inflight_messages (1000 in deploy/mosquitto), which caps the messages in hand.
     commit_max_readings: Annotated[int, Field(ge=1, le=100_000)] = 2000
-    commit_max_delay_s: PositiveFloat = 0.005
+    commit_max_delay_s: Annotated[float, Field(gt=0, le=5, allow_inf_nan=False)] = 0.5
+    commit_fill_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 32768
+    # Deliveries and counters are written together at most this often (the outbox's
+    # bookkeeping): a commit of readings writes nothing else. After a kill -9, what the cloud
+    # confirmed in the last outbox_settle_s is sent again (the cloud keeps one copy).
+    outbox_settle_s: Annotated[float, Field(ge=0, le=300, allow_inf_nan=False)] = 10.0
     intake_queue_max: Annotated[int, Field(ge=100)] = 20_000
 
     # -- forwarder --------------------------------------------------------------

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
+import httpx
 import orjson
 
-from citygate.servers.process import ManagedProcess, ServerStartError, free_port
+from citygate.errors import ServerStartError
+from citygate.servers.process import ManagedProcess, free_port, loopback_http
 
 _CONFIG = """\
 reporting-disabled = true
@@ -79,10 +78,10 @@ class LocalInfluxDB:
         return f"http://127.0.0.1:{self.http_port}"
 
     def ping(self) -> bool:
+        """Ready: ``/ping`` answers 204 (False while the port refuses connections)."""
         try:
-            with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as r:  # noqa: S310 - loopback URL we built
-                return bool(r.status == 204)
-        except (urllib.error.URLError, OSError):
+            return loopback_http().get(f"{self.url}/ping", timeout=1).status_code == 204
+        except (httpx.TransportError, OSError):
             return False
 
     def start(self) -> None:
@@ -100,17 +99,17 @@ class LocalInfluxDB:
         params = {"q": q, "epoch": "ns"}
         if db:
             params["db"] = db
-        data = urllib.parse.urlencode(params).encode()
-        req = urllib.request.Request(f"{self.url}/query", data=data, method="POST")  # noqa: S310
-        with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310
-            doc: dict[str, object] = orjson.loads(r.read())
+        r = loopback_http().post(f"{self.url}/query", data=params, timeout=30)
+        r.raise_for_status()
+        doc: dict[str, object] = orjson.loads(r.content)
         return doc
 
     def create_database(self, db: str) -> None:
         self.query(f'CREATE DATABASE "{db}"')
 
     def write(self, db: str, line_protocol: bytes, precision: str = "ns") -> int:
-        qs = urllib.parse.urlencode({"db": db, "precision": precision})
-        req = urllib.request.Request(f"{self.url}/write?{qs}", data=line_protocol, method="POST")  # noqa: S310
-        with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310
-            return int(r.status)
+        r = loopback_http().post(
+            f"{self.url}/write", params={"db": db, "precision": precision}, content=line_protocol, timeout=30
+        )
+        r.raise_for_status()
+        return r.status_code

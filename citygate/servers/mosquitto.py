@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from citygate.certs.pki import CaName, CertKind, Pki
-from citygate.servers.process import ManagedProcess, ServerStartError, free_port, port_open
+from citygate.errors import ServerStartError
+from citygate.servers.process import ManagedProcess, free_port, port_open
 
 DEVICE_ACL = """\
 # Each device may write only its own telemetry and status, and read its own acks.

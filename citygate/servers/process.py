@@ -1,7 +1,8 @@
-"""A child process with a log file, readiness wait and hard/soft stop."""
+"""A child process with a log file, readiness wait and hard/soft stop; the servers' HTTP client."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -10,11 +11,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from citygate.errors import CitygateError
+import httpx
 
-
-class ServerStartError(CitygateError):
-    """A server process did not become ready."""
+from citygate.errors import ServerStartError
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -30,6 +29,19 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
             return True
     except OSError:
         return False
+
+
+@functools.cache
+def loopback_http() -> httpx.Client:
+    """The HTTP client of the local servers' readiness probes and small clients, one for all.
+
+    One, because building a client costs tens of milliseconds (its TLS context) and a
+    request to a loopback server well under one; an ``httpx.Client`` may be shared between
+    threads. Without keep-alive: each request opens its own connection and closes it, so a
+    server that was killed or restarted on its port leaves no stale connection behind.
+    Each call passes its own timeout.
+    """
+    return httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
 
 
 class ManagedProcess:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import shutil
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
+import httpx
 import orjson
 
-from citygate.servers.process import ManagedProcess, ServerStartError, free_port
+from citygate.errors import ServerStartError
+from citygate.servers.process import ManagedProcess, free_port, loopback_http
 
 
 def vm_binary() -> str:
@@ -53,10 +52,10 @@ class LocalVictoriaMetrics:
         return f"http://127.0.0.1:{self.http_port}"
 
     def healthy(self) -> bool:
+        """Ready: ``/health`` answers 200 (False while the port refuses connections)."""
         try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as r:  # noqa: S310 - loopback
-                return bool(r.status == 200)
-        except (urllib.error.URLError, OSError):
+            return loopback_http().get(f"{self.url}/health", timeout=1).status_code == 200
+        except (httpx.TransportError, OSError):
             return False
 
     def start(self) -> None:
@@ -70,8 +69,7 @@ class LocalVictoriaMetrics:
 
     def flush(self) -> None:
         """Make just-written samples searchable now."""
-        with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=10):  # noqa: S310
-            pass
+        loopback_http().get(f"{self.url}/internal/force_flush", timeout=10).raise_for_status()
 
     def export(self, match: str, *, min_series: int = 0, timeout: float = 10.0) -> list[dict[str, object]]:
         """Raw samples of the series matching ``match`` (JSON lines from /api/v1/export).
@@ -79,12 +77,12 @@ class LocalVictoriaMetrics:
         Fresh samples become searchable a moment after a flush: with
         ``min_series`` the call polls until that many series are visible.
         """
-        qs = urllib.parse.urlencode({"match[]": match})
         deadline = time.monotonic() + timeout
         while True:
             self.flush()
-            with urllib.request.urlopen(f"{self.url}/api/v1/export?{qs}", timeout=30) as r:  # noqa: S310
-                rows = [orjson.loads(line) for line in r.read().splitlines() if line.strip()]
+            r = loopback_http().get(f"{self.url}/api/v1/export", params={"match[]": match}, timeout=30)
+            r.raise_for_status()
+            rows = [orjson.loads(line) for line in r.content.splitlines() if line.strip()]
             if len(rows) >= min_series or time.monotonic() > deadline:
                 return rows
             time.sleep(0.1)

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
-from citygate.errors import CitygateError
+from citygate.errors import AuditError
 from citygate.simulators.ledger import (
     STATE_DROPPED,
     STATE_EXPECTED,
@@ -47,10 +47,6 @@ from citygate.simulators.ledger import (
 )
 
 Points = Sequence[tuple[int, int | None]]  # (ts_ns, seq)
-
-
-class AuditError(CitygateError):
-    """The database could not be read for the audit."""
 
 
 class PointSource(Protocol):

@@ -1,12 +1,16 @@
 """The fleet runner: thousands of simulated devices in one asyncio process.
 
-Each device is one MQTT client (its own mTLS identity, client id = device id):
-by default :class:`~citygate.simulators.mqtt_lite.LiteClient` (batched writes, a
-callback per PUBACK; ``FleetSettings(client="aiomqtt")`` for aiomqtt 2.x), and two
-coroutines: a producer that measures on schedule into the device's
-memory (:class:`~citygate.simulators.device.DeviceCore`) whether or not it is
-connected, and a connection loop that connects, resends what is held, reads the
-gateway's acks and reconnects with jittered exponential backoff.
+Each device is one MQTT connection (its own mTLS identity, client id = device id): a
+:class:`~citygate.simulators.link.DeviceLink` from ``Fleet(link_factory=...)``, by default the
+factory of ``FleetSettings.client``. That defaults to ``"aiomqtt"`` (aiomqtt 2.x over paho), as
+does ``citygate sim run --client``; the demo stack's ``SimRun`` defaults to ``"lite"``
+(:mod:`.mqtt_lite`: batched writes, a callback per PUBACK, ~6x faster), which the benchmarks
+and most chaos scenarios use.
+
+Each device runs two coroutines: a producer that measures on schedule into the device's
+memory (:class:`~citygate.simulators.device.DeviceCore`) whether or not it is connected, and
+a connection loop that connects, resends what is held, reads the gateway's acks and
+reconnects with jittered exponential backoff.
 
 Choices made for scale (see docs/SIMULATOR.md for measurements):
 
@@ -16,7 +20,6 @@ Choices made for scale (see docs/SIMULATOR.md for measurements):
 - an SSL context is built per connection attempt in a worker thread (loading a
   key costs ~0.5 ms) and lives only as long as its connection, so memory grows
   with connected devices, not with attempts;
-- aiomqtt's incoming queue is bounded (acks are cumulative: losing one costs nothing);
 - each device has at most ``inflight`` unanswered publishes, so a slow broker
   slows the device (which keeps measuring into its bounded memory) instead of
   growing queues without bound.
@@ -25,8 +28,6 @@ Choices made for scale (see docs/SIMULATOR.md for measurements):
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import math
 import random
 import ssl
@@ -37,9 +38,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiomqtt
-from aiomqtt.exceptions import MqttConnectError
-
 from citygate.contract.acks import decode_ack
 from citygate.contract.profiles import DeviceProfile
 from citygate.contract.topics import ack_topic, status_topic, telemetry_topic
@@ -47,18 +45,24 @@ from citygate.contract.validation import ValidationLimits
 from citygate.simulators.device import DeviceCore, bad_payload, encode
 from citygate.simulators.faults import FAULT_CODES, REJECTED_PAYLOADS, DevicePlan, FaultKind, Reboot
 from citygate.simulators.ledger import LedgerWriter, RecordKind
-from citygate.simulators.mqtt_lite import (
-    ConnectRefusedError,
-    DisconnectedError,
-    LiteClient,
-    MqttLiteError,
+from citygate.simulators.link import (
+    CLIENTS,
+    ClientKind,
+    DeviceLink,
+    LinkClosedError,
+    LinkError,
+    LinkFactory,
+    LinkOptions,
     Will,
+    classify,
 )
+from citygate.simulators.link_factory import link_factory as link_factory_for
 from citygate.simulators.progress import FleetStats
 from citygate.simulators.signals import DeviceSignal, WeatherCache
 
 WRONG_TOPIC_SEQ_BASE = 1 << 40  # seqs of payloads sent on another device's topic
-CLIENTS = ("lite", "aiomqtt")
+
+_Token = tuple[int | None, float]  # what a send carries to its on_sent: (seq or None for a oneshot, t0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,56 +102,16 @@ class FleetSettings:
     utc_offset_h: float = 1.0
     status: bool = True  # retained online/offline on devices/{id}/status
     time_offset_s: float = 0.0  # shift of the devices' clocks for the signals (not the ts)
-    # "aiomqtt" (default) or "lite" (citygate.simulators.mqtt_lite, ~6x faster; the benchmarks use it).
-    client: str = "aiomqtt"
+    client: ClientKind = "aiomqtt"
 
     def __post_init__(self) -> None:
-        if self.client not in CLIENTS:
+        if self.client not in CLIENTS:  # the type says so, a caller's string may not
             raise ValueError(f"client must be one of {', '.join(CLIENTS)}, got {self.client!r}")
 
     def interval_for(self, profile: DeviceProfile, devices: int) -> float:
         if self.rate:
             return devices / self.rate
         return self.interval_s if self.interval_s else float(profile.expected_interval_s)
-
-
-class _ErrorCatcher(logging.Logger):
-    """The logger of one connection attempt: keeps paho's last error instead of printing it.
-
-    A refused client certificate shows up as a TLS alert on the first read after the
-    handshake; paho only logs it and aiomqtt would wait out its whole timeout for the
-    CONNACK. Catching the error lets the attempt fail at once, with the real reason.
-    """
-
-    def __init__(self) -> None:
-        super().__init__("citygate.sim.mqtt", logging.ERROR)
-        self.last_error: str | None = None
-        self.failed: asyncio.Future[None] | None = None
-
-    def handle(self, record: logging.LogRecord) -> None:
-        self.last_error = record.getMessage()
-        if self.failed is not None and not self.failed.done():
-            self.failed.set_result(None)
-
-
-def classify(exc: BaseException) -> str:
-    """A short, countable kind for a connection error."""
-    if isinstance(exc, MqttConnectError | ConnectRefusedError):
-        return "connack_refused"
-    text = str(exc).lower()
-    for needle, kind in (
-        ("revoked", "tls_revoked"),
-        ("expired", "tls_expired"),
-        ("unknown ca", "tls_unknown_ca"),
-        ("certificate verify failed", "tls_server_unverified"),
-        ("ssl", "tls_error"),
-        ("refused", "tcp_refused"),
-        ("timed out", "timeout"),
-        ("reset", "reset"),
-    ):
-        if needle in text:
-            return kind
-    return "connect_error"
 
 
 class Fleet:
@@ -160,8 +124,11 @@ class Fleet:
         *,
         ledger: LedgerWriter | None = None,
         stats: FleetStats | None = None,
+        link_factory: LinkFactory | None = None,
     ) -> None:
         self.settings = settings
+        # Injected like Telegraf's ClientFactory (a test's fake); by default the settings' client.
+        self.link_factory = link_factory or link_factory_for(settings.client)
         self.devices = list(devices)
         self.ledger = ledger
         self.stats = stats or FleetStats()
@@ -268,11 +235,9 @@ class _DeviceRunner:
         # In rate mode, spread first readings evenly over one interval so the fleet's rate is smooth.
         self.phase = self.interval * ((position + 0.5) / n if s.rate else rng.random())
         self.topic = telemetry_topic(device.device_id)
-        self.client: aiomqtt.Client | None = None  # connected, with aiomqtt
-        self.lite: LiteClient | None = None  # connected, with mqtt_lite
+        self.link: DeviceLink | None = None  # while connected and subscribed
         self.inflight = 0
         self.oneshots: deque[tuple[str, bytes]] = deque()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._waiter: asyncio.Future[None] | None = None
         self._produced_all = False
         self._finished = False
@@ -348,8 +313,6 @@ class _DeviceRunner:
         finally:
             if not producer.done():
                 producer.cancel()
-            for t in list(self._tasks):
-                t.cancel()
             self._record_held()
 
     def _record_held(self) -> None:
@@ -385,8 +348,7 @@ class _DeviceRunner:
                 # A resend is a reason to wake only if it can go out now: with the in-flight window
                 # full (a connection that died under load, not yet noticed) waking for it would spin
                 # without ever yielding, and the dead connection would never be noticed.
-                connected = self.client is not None or self.lite is not None
-                if connected and self.inflight < s.inflight:
+                if self.link is not None and self.inflight < s.inflight:
                     wake_at = min(wake_at, self.core.next_resend_at())
                 if wake_at > now:
                     await self._sleep_until(wake_at)
@@ -421,7 +383,7 @@ class _DeviceRunner:
         deadline = loop.time() + s.drain_s
         while not self._drained() and loop.time() < deadline:
             wake_at = min(deadline, loop.time() + 0.5)
-            if self.client is not None or self.lite is not None:
+            if self.link is not None:
                 wake_at = min(wake_at, self.core.next_resend_at())
             await self._sleep_until(wake_at)
             self._flush()
@@ -486,38 +448,15 @@ class _DeviceRunner:
 
     def _flush(self) -> None:
         """Send what is due, within the in-flight window."""
-        client = self.client
-        lite = self.lite
-        if lite is not None:
-            self._flush_lite(lite)
-            return
-        if client is None:
+        link = self.link
+        if link is None or not link.is_connected:  # lost, and the session has not noticed yet
             return
         room = self.s.inflight - self.inflight
-        while self.oneshots and room > 0:
-            topic, payload = self.oneshots.popleft()
-            self._spawn(client, topic, payload, None)
-            room -= 1
-        if room <= 0:
-            return
-        stats = self.stats
-        for k in self.core.take_due(asyncio.get_running_loop().time(), limit=room):
-            if k.sends == 1:
-                stats.sent += 1
-            else:
-                stats.resent += 1
-            self._spawn(client, self.topic, k.payload, k.seq)
-
-    def _flush_lite(self, lite: LiteClient) -> None:
-        """Like the aiomqtt path, with a callback per publish instead of a Task."""
-        if not lite.is_connected:  # lost, and the session loop has not noticed yet
-            return
-        room = self.s.inflight - self.inflight
-        done = self._lite_done
+        send = link.send
         perf = time.perf_counter
         while self.oneshots and room > 0:
             topic, payload = self.oneshots.popleft()
-            lite.publish_nowait(topic, payload, done, (None, perf()))
+            send(topic, payload, (None, perf()))
             self.inflight += 1
             room -= 1
         if room <= 0:
@@ -529,11 +468,11 @@ class _DeviceRunner:
                 stats.sent += 1
             else:
                 stats.resent += 1
-            lite.publish_nowait(topic, k.payload, done, (k.seq, perf()))
+            send(topic, k.payload, (k.seq, perf()))
             self.inflight += 1
 
-    def _lite_done(self, token: tuple[int | None, float], exc: BaseException | None) -> None:
-        """PUBACK (exc None) or failure of one publish made with mqtt_lite."""
+    def _sent(self, token: _Token, exc: BaseException | None) -> None:
+        """The link's ``on_sent``: the PUBACK (exc None) or the failure of one send."""
         seq, t0 = token
         self.inflight -= 1
         stats = self.stats
@@ -545,53 +484,21 @@ class _DeviceRunner:
                 before = self.core.counters.confirmed
                 self.core.on_puback(seq)
                 stats.confirmed += self.core.counters.confirmed - before
-        elif not isinstance(exc, DisconnectedError):  # like a cancelled aiomqtt publish: not counted
+        elif not isinstance(exc, LinkClosedError):  # closed by us: resent on the next link, not a failure
             stats.errors["publish_failed"] += 1
             if seq is not None:
                 self.core.on_send_failed(seq)
-        lite = self.lite
-        if lite is not None and lite.is_connected:
-            self._flush_lite(lite)
-        if self._produced_all and self._drained():
-            self.wake()
-
-    def _spawn(self, client: aiomqtt.Client, topic: str, payload: bytes, seq: int | None) -> None:
-        self.inflight += 1
-        task = asyncio.get_running_loop().create_task(self._publish(client, topic, payload, seq))
-        self._tasks.add(task)
-        task.add_done_callback(self._published)
-
-    def _published(self, task: asyncio.Task[None]) -> None:
-        self.inflight -= 1
-        self._tasks.discard(task)
-        if self.client is not None and not task.cancelled():
+        if self.link is not None:
             self._flush()
         if self._produced_all and self._drained():
             self.wake()
 
-    async def _publish(self, client: aiomqtt.Client, topic: str, payload: bytes, seq: int | None) -> None:
-        t0 = time.perf_counter()
-        try:
-            await client.publish(topic, payload, qos=1, timeout=self.s.publish_timeout_s)
-        except aiomqtt.MqttError:
-            self.stats.errors["publish_failed"] += 1
-            if seq is not None:
-                self.core.on_send_failed(seq)
-            return
-        stats = self.stats
-        stats.on_puback(time.perf_counter() - t0)
-        if seq is None:
-            stats.oneshots += 1
-            return
-        before = self.core.counters.confirmed
-        self.core.on_puback(seq)
-        stats.confirmed += self.core.counters.confirmed - before
-
-    def _on_ack(self, payload: object) -> None:
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        """The link's ``on_message``: the only subscription is the device's ack topic."""
         if self._session_boot != self.core.boot:
             return  # the ack of a reading from before a reboot, on its way out: it is not this one
         stats = self.stats
-        ranges = decode_ack(bytes(payload)) if isinstance(payload, bytes | bytearray) else None
+        ranges = decode_ack(payload)
         if ranges is None:
             stats.errors["bad_ack"] += 1
             return
@@ -616,8 +523,8 @@ class _DeviceRunner:
             if refused is not None and first:
                 self.stats.faults[refused.value] += 1  # the attempt with the bad certificate
             try:
-                client = await (self._connect_lite() if s.client == "lite" else self._connect())
-            except (aiomqtt.MqttError, MqttLiteError, OSError) as e:
+                link = await self._connect()
+            except (LinkError, OSError) as e:
                 self.stats.connect_failures += 1
                 self.stats.errors[classify(e)] += 1
                 first = first and refused is None
@@ -631,16 +538,10 @@ class _DeviceRunner:
             self.stats.on_connect(first)
             first = False
             try:
-                if isinstance(client, LiteClient):
-                    await self._session_lite(client)
-                else:
-                    await self._session(client)
+                await self._session(link)
             finally:
                 self.stats.connected -= 1
-                self.client = None
-                self.lite = None
-                for t in list(self._tasks):  # their PUBACKs will never come on a closed connection
-                    t.cancel()
+                self.link = None
                 self.core.on_disconnect()
 
     def _offline_until(self, now: float) -> float | None:
@@ -663,65 +564,28 @@ class _DeviceRunner:
         starts += [self.start_at + rb.at_s for rb in plan.reboots if self.start_at + rb.at_s > now]
         return min(starts) if starts else None
 
-    async def _connect(self) -> aiomqtt.Client:
+    async def _connect(self) -> DeviceLink:
         loop = asyncio.get_running_loop()
         s = self.s
         device_id = self.device.device_id
+        options = LinkOptions(
+            client_id=device_id,
+            on_message=self._on_message,
+            on_sent=self._sent,
+            keepalive=s.keepalive,
+            will=Will(status_topic(device_id), b"offline") if s.status else None,
+            inflight=s.inflight,
+            connect_timeout_s=s.connect_timeout_s,
+            publish_timeout_s=s.publish_timeout_s,
+        )
         async with self.fleet.connect_sem:
             ctx = await loop.run_in_executor(None, self.fleet.ssl_context, self.device)
-            will = aiomqtt.Will(status_topic(device_id), b"offline", qos=1, retain=True) if s.status else None
-            catcher = _ErrorCatcher()
-            catcher.failed = loop.create_future()
-            client = aiomqtt.Client(
-                s.host,
-                s.port,
-                identifier=device_id,
-                tls_context=ctx,
-                clean_session=True,
-                keepalive=s.keepalive,
-                will=will,
-                max_queued_incoming_messages=64,
-                max_inflight_messages=s.inflight,
-                logger=catcher,
-                timeout=s.connect_timeout_s,
-            )
-            client.pending_calls_threshold = s.inflight + 16
-            enter = loop.create_task(client.__aenter__())
-            waiters: set[asyncio.Future[object]] = {enter, catcher.failed}  # type: ignore[arg-type]
-            try:
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                if not enter.done():
-                    enter.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                        await enter
-            if enter.cancelled() or enter.exception() is not None:
-                exc = None if enter.cancelled() else enter.exception()
-                raise aiomqtt.MqttError(catcher.last_error or str(exc) or "connect failed")
-        return client
+            link = self.fleet.link_factory(options)
+            await link.connect(s.host, s.port, ctx)
+        return link
 
-    async def _connect_lite(self) -> LiteClient:
-        loop = asyncio.get_running_loop()
-        s = self.s
-        device_id = self.device.device_id
-        async with self.fleet.connect_sem:
-            ctx = await loop.run_in_executor(None, self.fleet.ssl_context, self.device)
-            will = Will(status_topic(device_id), b"offline", qos=1, retain=True) if s.status else None
-            client = LiteClient(
-                device_id,
-                keepalive=s.keepalive,
-                clean_session=True,
-                will=will,
-                on_message=self._on_message,
-                publish_timeout_s=s.publish_timeout_s,
-            )
-            await client.connect(s.host, s.port, ssl_context=ctx, timeout=s.connect_timeout_s)
-        return client
-
-    def _on_message(self, topic: str, payload: bytes) -> None:
-        self._on_ack(payload)
-
-    async def _session_lite(self, client: LiteClient) -> None:
+    async def _session(self, link: DeviceLink) -> None:
+        """Announce, subscribe, send until the link is lost, the device finishes or goes offline."""
         loop = asyncio.get_running_loop()
         device_id = self.device.device_id
         graceful = False
@@ -729,12 +593,12 @@ class _DeviceRunner:
         self._session_boot = self.core.boot
         try:
             if self.s.status:
-                await client.publish(status_topic(device_id), b"online", qos=1, retain=True)
+                await link.publish(status_topic(device_id), b"online", retain=True)
             if self.s.confirm and self.device.refused is None:
-                await client.subscribe(ack_topic(device_id), qos=1)
-            self.lite = client
+                await link.subscribe(ack_topic(device_id))
+            self.link = link
             self._flush()
-            closed: asyncio.Task[object] = loop.create_task(client.wait_closed())
+            closed: asyncio.Task[object] = loop.create_task(link.wait_closed())
             tasks = [closed, loop.create_task(self._finished_event.wait())]
             off = self._next_offline_start(loop.time())
             if off is not None:
@@ -743,62 +607,24 @@ class _DeviceRunner:
             graceful = closed not in done
             if not graceful:
                 self.stats.errors["disconnected"] += 1
-        except MqttLiteError:
+        except LinkError:
             self.stats.errors["session_error"] += 1
         finally:
-            self.lite = None
+            self.link = None
             for t in tasks:
                 t.cancel()
-            if graceful:
-                try:
-                    if self.s.status and self._finished:
-                        await client.publish(status_topic(device_id), b"offline", qos=1, retain=True)
-                except MqttLiteError:
-                    self.stats.errors["disconnect_error"] += 1
-            await client.disconnect()
+            await self._close(link, graceful=graceful)
 
-    async def _session(self, client: aiomqtt.Client) -> None:
-        loop = asyncio.get_running_loop()
-        device_id = self.device.device_id
-        graceful = False
-        tasks: list[asyncio.Task[object]] = []
-        self._session_boot = self.core.boot
+    async def _close(self, link: DeviceLink, *, graceful: bool) -> None:
+        """Say ``offline`` when leaving for good, then disconnect; errors count only if graceful."""
+        if graceful and self.s.status and self._finished:
+            try:
+                await link.publish(status_topic(self.device.device_id), b"offline", retain=True)
+            except LinkError:
+                self.stats.errors["disconnect_error"] += 1
+                graceful = False  # counted once; the close below still releases the connection
         try:
-            if self.s.status:
-                await client.publish(status_topic(device_id), b"online", qos=1, retain=True)
-            if self.s.confirm and self.device.refused is None:
-                await client.subscribe(ack_topic(device_id), qos=1)
-            self.client = client
-            self._flush()
-            consumer = loop.create_task(self._consume(client))
-            tasks = [consumer, loop.create_task(self._finished_event.wait())]
-            off = self._next_offline_start(loop.time())
-            if off is not None:
-                tasks.append(loop.create_task(asyncio.sleep(off - loop.time())))
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            graceful = consumer not in done
-            if not graceful:
-                self.stats.errors["disconnected"] += 1
-        except aiomqtt.MqttError:
-            self.stats.errors["session_error"] += 1
-        finally:
-            self.client = None
-            for t in tasks:
-                t.cancel()
+            await link.close()
+        except LinkError:
             if graceful:
-                try:
-                    if self.s.status and self._finished:
-                        await client.publish(status_topic(device_id), b"offline", qos=1, retain=True)
-                    await client.__aexit__(None, None, None)
-                except aiomqtt.MqttError:
-                    self.stats.errors["disconnect_error"] += 1
-            else:
-                with contextlib.suppress(aiomqtt.MqttError):
-                    await client.__aexit__(None, None, None)
-
-    async def _consume(self, client: aiomqtt.Client) -> None:
-        try:
-            async for msg in client.messages:
-                self._on_ack(msg.payload)
-        except aiomqtt.MqttError:
-            return
+                self.stats.errors["disconnect_error"] += 1

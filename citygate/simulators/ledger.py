@@ -41,15 +41,11 @@ from typing import IO, Final
 
 import orjson
 
-from citygate.errors import CitygateError
+from citygate.errors import LedgerError
 
 RECORD: Final = struct.Struct("<BBHIqq")
 RECORD_SIZE: Final = RECORD.size  # 24
 _FLUSH_BYTES: Final = 256 * 1024
-
-
-class LedgerError(CitygateError):
-    """The ledger cannot be read or written."""
 
 
 class RecordKind(IntEnum):

@@ -25,3 +25,8 @@ def test_scenario(scenario, tmp_path):
 
 def test_all_seventeen_scenarios_are_there():
     assert [s.number for s in scenarios()] == list(range(1, 18))
+
+
+def test_scenario_n_lives_in_the_module_named_by_its_number_and_name():
+    for s in scenarios():
+        assert s.body.__module__ == f"citygate.chaos.s{s.number:02d}_{s.name.replace('-', '_')}"

@@ -29,6 +29,7 @@ from citygate.cloud.settings import CloudSettings
 from citygate.contract.inventory import DeviceRecord, GatewayRecord, Inventory
 from citygate.servers.process import free_port
 from tests.conftest import GATEWAY_ID, PkiBundle
+from tests.waiting import wait_until
 
 OTHER_GATEWAY = "gw-cloud-b"
 REVOKED_GATEWAY = "gw-cloud-revoked"
@@ -135,11 +136,15 @@ class RunningCloud:
 
     def start(self) -> RunningCloud:
         self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("cloud server did not start")
-            time.sleep(0.02)
+
+        def started() -> bool:
+            if self.server.started:
+                return True
+            if not self.thread.is_alive():
+                raise RuntimeError("cloud server did not start: its thread ended")
+            return False
+
+        wait_until(started, timeout=15, interval=0.02, message="the cloud server to start")
         return self
 
     def stop(self) -> None:

@@ -1,13 +1,12 @@
 """An HTTP pass-through in front of the real InfluxDB that holds every ``/query`` until released.
 
 Tests use it to have reads in flight for as long as they need, and wait for
-events (a query arrived, the gate opened) instead of sleeping.
+events (``arrived`` counting up, with tests.waiting.wait_until) instead of sleeping.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -16,8 +15,8 @@ import httpx
 class GatedInflux:
     def __init__(self, target_url: str) -> None:
         self.target = target_url.rstrip("/")
-        self.arrived = 0
-        self._cond = threading.Condition()
+        self.arrived = 0  # queries that reached the gate, in all
+        self._lock = threading.Lock()
         self._open = threading.Event()
         gate = self
 
@@ -31,9 +30,8 @@ class GatedInflux:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 if self.path.startswith("/query"):
-                    with gate._cond:
+                    with gate._lock:
                         gate.arrived += 1
-                        gate._cond.notify_all()
                     gate._open.wait(60)
                 headers = {
                     k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization")
@@ -69,21 +67,6 @@ class GatedInflux:
     def start(self) -> GatedInflux:
         self._thread.start()
         return self
-
-    def wait_arrived(self, n: int, timeout: float = 30) -> bool:
-        """True once ``n`` queries have arrived in all (False after ``timeout``: a test failure)."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self.arrived >= n, timeout)
-
-    def notify(self) -> None:
-        """Wake up waiters (when something else they wait for has happened)."""
-        with self._cond:
-            self._cond.notify_all()
-
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 30) -> bool:
-        """Wait until ``predicate()`` (checked on each arrival and each notify())."""
-        with self._cond:
-            return self._cond.wait_for(predicate, timeout)
 
     def release(self) -> None:
         self._open.set()

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from citygate.certs.pki import CertKind
 from citygate.chaos.forge import unclear_identity_certificates
 from citygate.contract.inventory import DeviceRecord, GatewayRecord, Inventory
 from tests.cloud.conftest import OTHER_GATEWAY, aq_values, post_batch, reading, unique_ts_ns
 from tests.conftest import GATEWAY_ID
+
+pytestmark = pytest.mark.servers
 
 
 def _pm25(influxdb, db: str, device: str) -> list[float]:

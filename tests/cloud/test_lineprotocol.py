@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from influxdb_client import Point
 
 from citygate.cloud.lineprotocol import ReadingEncoder, encode_point
-from citygate.contract.validation import Reading
+from citygate.contract.readings import Reading
 
 names = st.text(min_size=1, max_size=12).filter(lambda s: not s.startswith("#"))
 tag_values = st.text(min_size=1, max_size=12)

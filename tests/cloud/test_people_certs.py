@@ -36,6 +36,7 @@ def db(influxdb: Any) -> str:
     return name
 
 
+@pytest.mark.servers
 def test_a_reader_certificate_and_a_token_read_when_certificates_are_required(
     cloud_factory, influxdb, db, test_pki
 ):
@@ -67,6 +68,7 @@ def test_a_reader_certificate_and_a_token_read_when_certificates_are_required(
         rc.client(None, token=READER_TOKEN).get("/healthz")
 
 
+@pytest.mark.servers
 def test_a_revoked_reader_certificate_is_refused_at_once(cloud_factory, influxdb, db, test_pki):
     pki = test_pki.pki
     name = _name("carl")
@@ -86,6 +88,7 @@ def test_a_revoked_reader_certificate_is_refused_at_once(cloud_factory, influxdb
     assert 'citygate_cloud_auth_failures_total{reason="revoked"} 6.0' in metrics
 
 
+@pytest.mark.servers
 def test_an_unreadable_people_crl_fails_closed_for_people_certificates_only(
     cloud_factory, influxdb, db, test_pki, tmp_path
 ):
@@ -115,6 +118,7 @@ def test_without_people_ca_a_reader_certificate_fails_the_handshake(cloud_factor
     assert rc.reader().get("/healthz").status_code == 200
 
 
+@pytest.mark.servers
 def test_the_gateway_listener_never_trusts_the_client_ca(cloud_factory, influxdb, db, test_pki):
     cert: CertFiles = test_pki.pki.issue_reader(_name("finn"))
     rc = cloud_factory(

@@ -29,6 +29,7 @@ from tests.cloud.conftest import (
     write_inventory,
 )
 from tests.cloud.gated_influx import GatedInflux
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.servers
 
@@ -234,22 +235,29 @@ def test_reads_in_flight_per_token_are_limited_429(cloud_factory, influxdb):
                 results[name] = client.get("/v1/devices/dev-a/series")
             finally:
                 done.set()
-                gate.notify()
 
         op = cloud.client(cloud.cloud_pki.gateway(), token=OPERATOR_TOKEN)
         first = threading.Thread(target=read, args=("first", cloud.reader()))
         first.start()
-        assert gate.wait_arrived(1), "the first read never reached the database"
+        wait_until(lambda: gate.arrived >= 1, timeout=30, message="the first read at the database")
         done.clear()
         second = threading.Thread(target=read, args=("second", cloud.reader()))
         second.start()
         # Either the second read is answered at once (429), or it reached the database too.
-        assert gate.wait_for(lambda: done.is_set() or gate.arrived >= 2)
+        wait_until(
+            lambda: done.is_set() or gate.arrived >= 2,
+            timeout=30,
+            message="the second read answered or at the database",
+        )
         arrived_by_reader = gate.arrived
         # Another token has its own share: its read reaches the database while the reader's waits.
         other = threading.Thread(target=read, args=("operator", op))
         other.start()
-        assert gate.wait_arrived(arrived_by_reader + 1)
+        wait_until(
+            lambda: gate.arrived >= arrived_by_reader + 1,
+            timeout=30,
+            message="the operator's read at the database",
+        )
         gate.release()
         for t in (first, second, other):
             t.join(30)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import pytest
 
 from tests.gateway.conftest import GW_DEVICES, reading, write_agent_config
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.servers
 
@@ -63,11 +65,17 @@ def test_devices_to_influxdb_exactly_once_with_a_gateway_kill(cloud_factory, rig
     assert values == {("site", "river"), ("district", "north")}
     # The fleet view knows this gateway from its heartbeats.
     op = cloud.operator()
-    deadline = time.monotonic() + 15
-    while True:
+    fleet: dict[str, Any] = {}
+
+    def online() -> bool:
+        nonlocal fleet
         fleet = op.get("/v1/gateways").json()
         gws = [g for g in fleet["gateways"] if g["gateway_id"] == "gw-test"]
-        if gws and gws[0]["status"] == "online" and gws[0]["backlog"] == 0:
-            break
-        assert time.monotonic() < deadline, (fleet, rig.agent.log_tail())
-        time.sleep(0.3)
+        return bool(gws and gws[0]["status"] == "online" and gws[0]["backlog"] == 0)
+
+    wait_until(
+        online,
+        timeout=15,
+        interval=0.3,
+        message=lambda: f"gw-test online with no backlog in the fleet view; {fleet}\n{rig.agent.log_tail()}",
+    )

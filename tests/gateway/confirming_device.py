@@ -12,6 +12,7 @@ import ssl
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -40,11 +41,13 @@ class ConfirmingDevice:
         self.produced: dict[int, int] = {}  # seq -> ts (ms): the ledger
         self.lock = threading.Lock()
         self.resends = 0
+        self.subscribed = threading.Event()  # to its ack topic: what it publishes now is confirmed
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, clean_session=True)
         c.tls_set(ca_certs=str(ca), certfile=str(cert), keyfile=str(key), cert_reqs=ssl.CERT_REQUIRED)
-        c.reconnect_delay_set(0.2, 2)
+        c.reconnect_delay_set(0.2, 2)  # type: ignore[arg-type]  # seconds: paho takes a float too
         c.max_queued_messages_set(0)
         c.on_connect = self._on_connect
+        c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
         self.client = c
         c.connect_async("127.0.0.1", port, keepalive=10)
@@ -52,15 +55,22 @@ class ConfirmingDevice:
         self._stop = threading.Event()
         threading.Thread(target=self._resender, daemon=True).start()
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties):
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
         if reason_code.is_failure:
             return
         client.subscribe(ack_topic(self.device_id), qos=1)
         if self.confirm:
             self._resend(force=True)
 
-    def _on_message(self, client, userdata, msg):
-        ranges = decode_ack(msg.payload) or []
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
+    ) -> None:
+        self.subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        ranges = decode_ack(bytes(msg.payload)) or []
         with self.lock:
             for a, b in ranges:
                 for s in [s for s in self.unconfirmed if a <= s <= b]:

@@ -7,13 +7,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -27,6 +27,7 @@ from citygate.servers.tcp_proxy import TcpProxy
 from tests.conftest import GATEWAY_ID, PkiBundle
 from tests.gateway.fake_cloud import FakeCloud
 from tests.mqtt_helpers import Connection, connect
+from tests.waiting import wait_until
 
 GW_DEVICES = tuple(f"gwt-{i:02d}" for i in range(8))
 
@@ -65,8 +66,9 @@ class AgentProcess:
     config_path: Path
     http_port: int
     log_path: Path
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    _http: httpx.Client | None = field(default=None, repr=False)
 
     def start(self, wait_connected: bool = True) -> None:
         log = self.log_path.open("ab")
@@ -78,23 +80,26 @@ class AgentProcess:
         )
         log.close()
         self.starts += 1
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"agent exited:\n{self.log_tail()}"
-            h = self.health()
-            if h is not None and (h["broker_connected"] or not wait_connected):
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"agent not ready:\n{self.log_tail()}")
+        proc = self.proc
 
-    def health(self) -> dict | None:
+        def ready() -> bool:
+            assert proc.poll() is None, f"agent exited:\n{self.log_tail()}"
+            h = self.health()
+            return h is not None and bool(h["broker_connected"] or not wait_connected)
+
+        what = "the agent connected to its broker" if wait_connected else "the agent's /healthz answering"
+        wait_until(ready, timeout=30, interval=0.1, message=lambda: f"{what}:\n{self.log_tail()}")
+
+    def health(self) -> dict[str, Any] | None:
+        """The agent's /healthz document (also when it answers 503, unhealthy); None if it does not answer."""
+        if self._http is None:
+            self._http = httpx.Client(timeout=2, trust_env=False)
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/healthz", timeout=2) as r:
-                return orjson.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return orjson.loads(e.read())
-        except (urllib.error.URLError, OSError):
+            r = self._http.get(f"http://127.0.0.1:{self.http_port}/healthz")
+        except httpx.TransportError:
             return None
+        doc: dict[str, Any] = orjson.loads(r.content)
+        return doc
 
     def kill9(self) -> None:
         assert self.proc is not None
@@ -110,19 +115,32 @@ class AgentProcess:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     def log_tail(self, n: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
-    def wait_for(self, pred, timeout: float = 60, what: str = "condition") -> dict:
-        deadline = time.monotonic() + timeout
-        h = None
-        while time.monotonic() < deadline:
-            h = self.health()
-            if h is not None and pred(h):
-                return h
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}; last health {h}\n{self.log_tail()}")
+    def wait_for(
+        self, pred: Callable[[dict[str, Any]], object], timeout: float = 60, what: str = "condition"
+    ) -> dict[str, Any]:
+        """The agent's first health that satisfies ``pred`` (tests.waiting.wait_until on /healthz).
+
+        A failure shows the last health and the agent's log.
+        """
+        last: list[dict[str, Any] | None] = [None]
+
+        def satisfied() -> dict[str, Any] | None:
+            h = last[0] = self.health()
+            return h if h is not None and pred(h) else None
+
+        return wait_until(
+            satisfied,
+            timeout=timeout,
+            interval=0.1,
+            message=lambda: f"{what}; last health {last[0]}\n{self.log_tail()}",
+        )
 
 
 @dataclass
@@ -190,9 +208,11 @@ def write_agent_config(
 
 
 @pytest.fixture
-def rig_factory(gw_pki: PkiBundle, tmp_path: Path) -> Iterator:
+def rig_factory(gw_pki: PkiBundle, tmp_path: Path) -> Iterator[Callable[..., GatewayRig]]:
     made: list[GatewayRig] = []
-    cleanups: list = []  # registered as each part starts, so a failing setup leaks nothing
+    cleanups: list[
+        Callable[[], object]
+    ] = []  # registered as each part starts, so a failing setup leaks nothing
 
     def make(*, via_proxy: bool = False, **agent_options: object) -> GatewayRig:
         work = tmp_path / f"rig-{uuid.uuid4().hex[:6]}"

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -30,12 +31,13 @@ class FakeCloud:
         self.received: Counter[tuple[str, object]] = Counter()
         self.order: list[tuple[str, int | None]] = []  # (device, seq) in arrival order
         self.batches = 0
-        self.heartbeats: list[dict] = []
+        self.unavailable = 0  # batches answered 503 (mode "503"): each is an attempt the gateway made
+        self.heartbeats: list[dict[str, Any]] = []
         self.mode = "ok"  # "ok" | "503" | "down"
         self.reject_field: str | None = None  # readings with this field are rejected per reading
         self.reject_devices: set[str] = set()  # readings of these devices: unknown_device
         self.contract_version = "v1"  # in every answer, as the real cloud's inventory digest
-        self.peer_ids: set[str] = set()
+        self.peer_ids: set[str | None] = set()
         self.date_offset_s = 0.0  # the cloud's clock against this machine's, in its Date header
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(str(cert), str(key))
@@ -54,10 +56,10 @@ class FakeCloud:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, *args):
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def date_time_string(self, timestamp=None):
+            def date_time_string(self, timestamp: float | None = None) -> str:
                 return email.utils.formatdate(time.time() + cloud.date_offset_s, usegmt=True)
 
             def _reply(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
@@ -68,12 +70,15 @@ class FakeCloud:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_POST(self):
+            def do_POST(self) -> None:
                 n = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(n)
                 cert = self.connection.getpeercert()
                 cn = dict(x[0] for x in cert["subject"])["commonName"] if cert else None
                 if cloud.mode == "503":
+                    if not self.path.endswith("/heartbeat"):
+                        with cloud.lock:
+                            cloud.unavailable += 1
                     return self._reply(503, b'{"detail":"database unavailable"}', {"Retry-After": "1"})
                 if self.path.endswith("/heartbeat"):
                     with cloud.lock:
@@ -125,14 +130,14 @@ class FakeCloud:
         class Server(ThreadingHTTPServer):
             daemon_threads = True
 
-            def get_request(self):
+            def get_request(self) -> tuple[Any, Any]:
                 sock, addr = super().get_request()
                 if cloud.mode == "down":
                     sock.close()
                     raise OSError("fake cloud is down")
                 return cloud._ctx.wrap_socket(sock, server_side=True), addr
 
-            def handle_error(self, request, client_address):
+            def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # TLS refusals and cut connections are expected in tests
 
         self._server = Server(("127.0.0.1", self.port), Handler)

@@ -17,6 +17,7 @@ import pytest
 from citygate.certs.pki import CertKind
 from tests.gateway.confirming_device import ConfirmingDevice
 from tests.gateway.conftest import GW_DEVICES
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.servers
 
@@ -39,7 +40,7 @@ def test_a_reading_rejected_for_time_before_the_cloud_answered_is_kept_and_store
         resend_after_s=1.0,
     )
     try:
-        time.sleep(0.5)
+        wait_until(dev.subscribed.is_set, message="the device connected and subscribed to its acks")
         ts_ms = int((time.time() + AHEAD_S) * 1000)  # right by the cloud's clock
         dev.publish(1, ts_ms)
         rig.agent.wait_for(
@@ -50,13 +51,15 @@ def test_a_reading_rejected_for_time_before_the_cloud_answered_is_kept_and_store
         assert rig.agent.health()["clock_offset_s"] is None
 
         rig.proxy.restore()  # the cloud answers: its Date says the gateway is 20 min behind
-        deadline = time.monotonic() + 30
-        while (device_id, ts_ms) not in rig.cloud.received or dev.pending():
-            assert time.monotonic() < deadline, (
-                f"not stored after the cloud answered; cloud has {dict(rig.cloud.received)}, "
+        wait_until(
+            lambda: (device_id, ts_ms) in rig.cloud.received and not dev.pending(),
+            timeout=30,
+            interval=0.2,
+            message=lambda: (
+                f"the reading stored after the cloud answered; cloud has {dict(rig.cloud.received)}, "
                 f"device holds {dev.pending()}\n{rig.agent.log_tail()}"
-            )
-            time.sleep(0.2)
+            ),
+        )
         offset = rig.agent.health()["clock_offset_s"]
         assert offset is not None and abs(offset + AHEAD_S) < 5
     finally:

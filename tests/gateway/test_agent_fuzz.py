@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from citygate.contract.validation import RejectReason
+from citygate.contract.readings import RejectReason
 from tests.gateway.conftest import GW_DEVICES, reading
 
 pytestmark = pytest.mark.servers

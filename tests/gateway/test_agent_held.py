@@ -13,6 +13,7 @@ import pytest
 
 from citygate.contract.inventory import Inventory
 from tests.gateway.conftest import GW_DEVICES, reading
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.servers
 
@@ -78,10 +79,12 @@ def test_a_refusal_the_gateway_shares_is_final(rig_factory, gw_pki, tmp_path):
     rig.agent.wait_for(lambda h: h["outbox_depth"] == 1, what="the reading stored at the gateway")
     # The device leaves the gateway's inventory too, then the cloud refuses it as unknown.
     Inventory.load(inventory).without(DEV).save(inventory)
-    deadline = time.monotonic() + 20
-    while "inventory reloaded" not in rig.agent.log_path.read_text():
-        assert time.monotonic() < deadline, rig.agent.log_tail()
-        time.sleep(0.1)
+    wait_until(
+        lambda: "inventory reloaded" in rig.agent.log_path.read_text(),
+        timeout=20,
+        interval=0.1,
+        message=lambda: f"the agent to reload its inventory:\n{rig.agent.log_tail()}",
+    )
     rig.cloud.reject_devices = {DEV}
     rig.cloud.mode = "ok"
     h = rig.agent.wait_for(lambda h: h["outbox_depth"] == 0 and h["rejected"], what="the refusal recorded")

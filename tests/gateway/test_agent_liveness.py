@@ -9,33 +9,20 @@ systemd watchdog must say so.
 from __future__ import annotations
 
 import threading
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 
+import httpx
 import pytest
 
 from citygate.gateway.agent import GatewayAgent
 from citygate.gateway.settings import GatewaySettings
 from tests.gateway.conftest import GW_DEVICES, reading
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.servers
 
 
 def _healthz_status(agent: GatewayAgent) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{agent.http.port}/healthz", timeout=5) as r:
-            return int(r.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
-
-
-def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+    return httpx.get(f"http://127.0.0.1:{agent.http.port}/healthz", timeout=5, trust_env=False).status_code
 
 
 def test_a_commit_that_never_returns_makes_the_agent_unhealthy_until_it_does(rig_factory):
@@ -51,19 +38,23 @@ def test_a_commit_that_never_returns_makes_the_agent_unhealthy_until_it_does(rig
     agent.outbox.commit = stuck_commit  # type: ignore[method-assign]
     agent.start()
     try:
-        _wait(lambda: agent.intake.connected, 10, "the agent's broker connection")
+        wait_until(lambda: agent.intake.connected, timeout=10, message="the agent's broker connection")
         assert agent.healthy() and agent.stalled() == []
         assert _healthz_status(agent) == 200
 
         rig.publish(GW_DEVICES[0], reading(1))
-        _wait(lambda: not agent.healthy(), 10, "the stuck pipeline to be noticed")
+        wait_until(lambda: not agent.healthy(), timeout=10, message="the stuck pipeline to be noticed")
         assert agent.stalled() == ["pipeline"]
         assert agent.pipeline._thread.is_alive()  # what is_alive() alone cannot tell
         assert _healthz_status(agent) == 503
 
         release.set()
-        _wait(agent.healthy, 10, "the agent to be healthy again")
-        _wait(lambda: agent.outbox.stats().counters.get("readings_in", 0) == 1, 10, "the reading stored")
+        wait_until(agent.healthy, timeout=10, message="the agent to be healthy again")
+        wait_until(
+            lambda: agent.outbox.stats().counters.get("readings_in", 0) == 1,
+            timeout=10,
+            message="the reading stored",
+        )
     finally:
         release.set()
         agent.stop()

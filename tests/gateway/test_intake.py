@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import orjson
@@ -25,6 +24,7 @@ from citygate.servers.mosquitto import LocalMosquitto
 from tests.conftest import GATEWAY_ID, PkiBundle
 from tests.gateway.conftest import GW_DEVICES, reading
 from tests.mqtt_helpers import Connection, connect
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.servers
 
@@ -66,10 +66,18 @@ def device(gw_pki: PkiBundle, gw_broker: LocalMosquitto) -> Iterator[Connection]
 def _receive(intake: MqttIntake, device: Connection, seqs: range) -> list[IncomingMessage]:
     for seq in seqs:
         device.publish(telemetry_topic(DEVICE), reading(seq))
-    got = []
-    deadline = time.monotonic() + 10
-    while len(got) < len(seqs) and time.monotonic() < deadline:
-        got.append(intake.messages.get(timeout=max(0.0, deadline - time.monotonic())))
+    got: list[IncomingMessage] = []
+
+    def all_received() -> bool:
+        with contextlib.suppress(queue.Empty):
+            got.append(intake.messages.get(timeout=0.5))
+        return len(got) >= len(seqs)
+
+    wait_until(
+        all_received,
+        interval=0,  # get() waits for the next message
+        message=lambda: f"{len(seqs)} readings at the intake; {len(got)} arrived",
+    )
     return got
 
 
@@ -97,7 +105,7 @@ def test_acks_and_confirmations_are_written_by_the_network_thread_only(intake, d
     assert len(messages) == 20
     assert intake.ack(messages) == 20
     intake.publish_acks({DEVICE: list(range(20))})
-    assert device.wait_for(lambda msgs: len(msgs) >= 1), "no confirmation reached the device"
+    wait_until(device.received, message="a confirmation at the device")
     me = threading.current_thread()
     assert writers, "nothing was written"
     assert me not in writers, "the caller's thread wrote to the socket"
@@ -112,16 +120,25 @@ def test_a_write_that_fails_during_ack_reconnects_instead_of_hanging(intake, dev
     caller.start()
     caller.join(10)
     assert not caller.is_alive(), "ack() hung on a failed write"
-    deadline = time.monotonic() + 20
-    while intake.connects < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(
+        lambda: intake.connects >= 2,
+        timeout=20,
+        interval=0.1,
+        message="the intake to reconnect after the failed write",
+    )
     assert intake.connects >= 2 and intake.alive, "the intake did not reconnect after the failed write"
     # The ones never acknowledged come again (persistent session), and new ones flow.
     for seq in range(5, 8):
         device.publish(telemetry_topic(DEVICE), reading(seq))
     seen: set[int] = set()
-    deadline = time.monotonic() + 10
-    while not {5, 6, 7} <= seen and time.monotonic() < deadline:
+
+    def new_ones_received() -> bool:
         with contextlib.suppress(queue.Empty):
             seen.add(orjson.loads(intake.messages.get(timeout=0.5).payload)["seq"])
-    assert {5, 6, 7} <= seen, f"after the reconnect the intake received only seqs {sorted(seen)}"
+        return {5, 6, 7} <= seen
+
+    wait_until(
+        new_ones_received,
+        interval=0,  # get() waits for the next message
+        message=lambda: f"seqs 5, 6 and 7 after the reconnect; the intake received only seqs {sorted(seen)}",
+    )

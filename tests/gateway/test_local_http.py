@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import socket
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from citygate.contract.wire import GatewayHealth
@@ -51,11 +50,8 @@ def http() -> Iterator[LocalHttp]:
 
 
 def _get(port: int, path: str = "/metrics") -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+    r = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10, trust_env=False)
+    return r.status_code, r.content
 
 
 def _wait_closed(s: socket.socket, timeout: float = 30.0) -> bool:

@@ -19,10 +19,12 @@ from citygate.certs.pki import CaName, CertKind, Pki
 from citygate.contract.acks import encode_acks
 from citygate.contract.inventory import Inventory
 from citygate.contract.profiles import ProfileRegistry
-from citygate.contract.validation import Reading, Validator
+from citygate.contract.readings import Reading
+from citygate.contract.validation import Validator
 from citygate.servers.influxdb import LocalInfluxDB
 from citygate.servers.mosquitto import LocalMosquitto
 from tests.conftest import make_pki
+from tests.waiting import wait_until
 
 GATEWAY = "gw-sim"
 
@@ -177,14 +179,22 @@ def line_of(r: Reading, inventory: Inventory, ts_ns: int | None = None) -> str:
     return f"{r.measurement},{tags} {','.join(fields)} {ts_ns if ts_ns is not None else r.ts_ns}"
 
 
-def wait_for(pred: object, timeout: float = 10.0) -> bool:
-    assert callable(pred)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return bool(pred())
+RELOADED = "Reloading config."  # Mosquitto's log line for a SIGHUP
+
+
+def reload_broker(broker: LocalMosquitto, timeout: float = 10.0) -> None:
+    """SIGHUP, then wait until the broker has logged its reload (config, certificates, CRLs).
+
+    Mosquitto reloads in its single-threaded main loop right after logging that line, before it
+    reads from a socket again: a connection made once the line is in the log meets the new CRL.
+    """
+    before = broker.log().count(RELOADED)
+    broker.reload()
+    wait_until(
+        lambda: broker.log().count(RELOADED) > before,
+        timeout=timeout,
+        message=f"{RELOADED!r} in the broker's log",
+    )
 
 
 def ledger_path(tmp_path: Path) -> Path:

@@ -8,7 +8,8 @@ import pytest
 
 from citygate.contract.inventory import DeviceRecord, Inventory
 from citygate.contract.profiles import ProfileRegistry
-from citygate.contract.validation import Reading, Rejection, RejectReason, Validator
+from citygate.contract.readings import Reading, Rejection, RejectReason
+from citygate.contract.validation import Validator
 from citygate.errors import ConfigError
 from citygate.simulators.device import bad_payload
 from citygate.simulators.faults import FaultKind, FaultRequest, parse_fault, resolve

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +13,8 @@ import pytest
 from citygate.certs.pki import CaName, Pki
 from citygate.contract.inventory import Inventory
 from citygate.contract.profiles import ProfileRegistry
-from citygate.contract.validation import Reading, Rejection, Validator
+from citygate.contract.readings import Reading, Rejection
+from citygate.contract.validation import Validator
 from citygate.servers.influxdb import LocalInfluxDB
 from citygate.servers.mosquitto import LocalMosquitto
 from citygate.simulators import provision
@@ -23,7 +23,8 @@ from citygate.simulators.faults import CERT_FAULTS, FaultKind, FaultRequest, res
 from citygate.simulators.fleet import WRONG_TOPIC_SEQ_BASE, Fleet, FleetSettings
 from citygate.simulators.ledger import STATE_EXPECTED, LedgerWriter, load
 from citygate.simulators.progress import FleetStats
-from tests.sim.conftest import StandInGateway, store_readings
+from tests.sim.conftest import StandInGateway, reload_broker, store_readings
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.servers
 
@@ -58,8 +59,7 @@ def run_fleet(
         records += extra
         refused.update({r.device_id: kind for r in extra})
     if refused:
-        broker.reload()
-        time.sleep(0.3)
+        reload_broker(broker)  # the new CRL names the revoked devices
     devices = provision.build_fleet(pki, records, REGISTRY, plan, refused)
     defaults: dict[str, object] = {"ramp_s": 0.5, "drain_s": 5.0, "resend_after_s": 1.0, "seed": 3}
     fs = FleetSettings(
@@ -133,9 +133,16 @@ def test_broker_crash_loses_nothing_with_confirmation(
     ledger = tmp_path / "ledger.bin"
 
     async def restart(fleet: Fleet) -> None:
-        await asyncio.sleep(1.0)
+        # In a thread: the fleet runs on this loop. A device sends telemetry only after its SUBACK.
+        await asyncio.to_thread(
+            wait_until,
+            lambda: fleet.stats.connected == 10 and len(gateway.by_device()) == 10,
+            message="all 10 devices connected, subscribed and publishing",
+        )
         await asyncio.to_thread(sim_broker.kill)  # a crash: the broker's memory is gone
-        await asyncio.sleep(0.5)
+        await asyncio.to_thread(
+            wait_until, lambda: fleet.stats.connected == 0, message="every device seeing its connection die"
+        )
         await asyncio.to_thread(sim_broker.start)
 
     stats = run_fleet(
@@ -316,7 +323,11 @@ def test_stop_while_devices_cannot_connect_does_not_starve_the_loop(sim_pki: Pki
     async def main() -> float:
         loop = asyncio.get_running_loop()
         task = loop.create_task(fleet.run())
-        await asyncio.sleep(0.5)
+        await asyncio.to_thread(  # in a thread: the fleet runs on this loop
+            wait_until,
+            lambda: fleet.stats.connect_failures >= 4 and fleet.stats.produced >= 4 * 5,
+            message="every device refused a connection and holding readings it never sent",
+        )
         fleet.stop()
         t0 = last = loop.time()
         while not task.done():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
-import time
 
 import orjson
 import pytest
@@ -16,7 +15,8 @@ from citygate.contract.topics import ack_topic, telemetry_topic
 from citygate.servers.mosquitto import LocalMosquitto
 from citygate.simulators import provision
 from citygate.simulators.faults import FaultKind, resolve
-from citygate.simulators.fleet import SimDevice, classify
+from citygate.simulators.fleet import SimDevice
+from citygate.simulators.link import classify
 from citygate.simulators.mqtt_lite import (
     ConnectionLostError,
     ConnectRefusedError,
@@ -25,7 +25,7 @@ from citygate.simulators.mqtt_lite import (
     SubscribeRefusedError,
     Will,
 )
-from tests.sim.conftest import StandInGateway
+from tests.sim.conftest import StandInGateway, reload_broker
 
 REGISTRY = ProfileRegistry()
 
@@ -111,8 +111,7 @@ def test_connect_publish_puback_and_receive_ack(
 def test_refused_certificate_raises(sim_pki: Pki, sim_broker: LocalMosquitto, fault: FaultKind) -> None:
     d = device(sim_pki, "litebad", fault)
     if fault is FaultKind.REVOKED_CERT:
-        sim_broker.reload()
-        time.sleep(0.3)
+        reload_broker(sim_broker)  # the new CRL names the certificate
 
     async def main() -> BaseException:
         c = LiteClient(d.device_id)

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from citygate.contract.inventory import DeviceRecord, Inventory
 from citygate.contract.profiles import ProfileRegistry
-from citygate.contract.validation import Reading, Validator
+from citygate.contract.readings import Reading
+from citygate.contract.validation import Validator
 from citygate.simulators.device import encode
 from citygate.simulators.signals import DeviceSignal, WeatherCache, storm_rain
 

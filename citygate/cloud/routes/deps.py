@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from citygate.cloud.auth import AuthError, GatewayIdentity
-from citygate.cloud.ingest import BatchError
+from citygate.cloud.auth import GatewayIdentity
 from citygate.cloud.state import CloudState
+from citygate.errors import AuthError, BatchError
 
 
 def get_state(request: Request) -> CloudState:

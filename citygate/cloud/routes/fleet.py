@@ -14,7 +14,6 @@ from citygate.cloud.fleet import (
     DeviceList,
     GatewayDetail,
     GatewayList,
-    HeartbeatError,
     device_queries,
     device_statuses,
     gateway_status,
@@ -27,7 +26,7 @@ from citygate.cloud.routes.deps import Gateway, Operator, State, read_body
 from citygate.cloud.state import CloudState
 from citygate.contract.ids import validate_id
 from citygate.contract.wire import HEARTBEAT_PATH, GatewayHealth, HeartbeatAnswer
-from citygate.errors import InvalidIdentifierError
+from citygate.errors import HeartbeatError, InvalidIdentifierError
 
 router = APIRouter(tags=["fleet"])
 log = structlog.get_logger("citygate.cloud.fleet")

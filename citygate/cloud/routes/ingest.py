@@ -8,11 +8,11 @@ import structlog
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from citygate.cloud.ingest import BatchError, PreparedBatch, decode_body, parse_batch, prepare
+from citygate.cloud.ingest import PreparedBatch, decode_body, parse_batch, prepare
 from citygate.cloud.routes.deps import Gateway, State, read_body
-from citygate.cloud.sink import ErrorKind, SinkUnavailable
+from citygate.cloud.sink import ErrorKind
 from citygate.cloud.state import CloudState
-from citygate.contract.validation import RejectReason
+from citygate.contract.readings import RejectReason
 from citygate.contract.wire import (
     INGEST_PATH,
     NOT_ASSIGNED,
@@ -21,6 +21,7 @@ from citygate.contract.wire import (
     IngestResult,
     RejectedReading,
 )
+from citygate.errors import BatchError, SinkUnavailable
 
 router = APIRouter(tags=["gateways"])
 log = structlog.get_logger("citygate.cloud.ingest")

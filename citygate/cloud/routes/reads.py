@@ -19,11 +19,9 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from citygate.cloud.influxql import Aggregate
 from citygate.cloud.readclient import SeriesReader
 from citygate.cloud.reads import (
-    ReadError,
     SeriesQuery,
     SeriesResult,
     TokenReadLimiter,
-    TooManyReads,
     build_query,
     render_pieces,
 )
@@ -31,6 +29,7 @@ from citygate.cloud.routes.deps import Reader, State
 from citygate.cloud.routes.fleet import _require_influxql
 from citygate.cloud.state import CloudState
 from citygate.contract.profiles import DeviceProfile
+from citygate.errors import ReadError, TooManyReads
 
 router = APIRouter(tags=["read"])
 
