@@ -45,7 +45,7 @@ lint: venv
 	$(BIN)/mypy
 
 unit: venv
-	$(BIN)/pytest tests/unit -q
+	$(BIN)/pytest -m "not servers" -q
 
 test: system venv lint
 	$(BIN)/pytest -q

@@ -14,15 +14,14 @@ import argparse
 import json
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import orjson
 import psutil
+from _common import read_sim_summary
 
-from citygate.demo.stack import DemoOptions, DemoStack
+from citygate.demo.stack import DemoOptions, DemoStack, SimRun
 
 
 def sample(procs: dict[str, psutil.Process], seconds: float) -> dict[str, dict[str, float]]:
@@ -60,33 +59,10 @@ def run_size(n: int, seconds: float, interval: float, work: Path) -> dict[str, o
         idle = sample(procs, 3.0)
         out = work / f"sim-{n}.json"
         t0 = time.monotonic()
+        # Stopped by SIGINT below; the duration is an upper bound beyond issuing, ramp-up and sampling.
+        run = SimRun(n, seconds + n / 20 + 300, interval_s=interval, client="lite")
         sim = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "citygate",
-                "sim",
-                "run",
-                "--devices",
-                str(n),
-                "--gateway-broker",
-                f"127.0.0.1:{node.broker.device_port}",
-                "--gateway",
-                node.name,
-                "--pki-dir",
-                str(stack.dir / "pki"),
-                "--interval",
-                str(interval),
-                # Stopped by SIGINT below; an upper bound beyond issuing, ramp-up and sampling.
-                "--duration",
-                str(seconds + n / 20 + 300),
-                "--client",
-                "lite",
-                "--no-progress",
-                "--json",
-                "--ledger",
-                str(stack.dir / "ledger.bin"),
-            ],
+            run.argv(node, stack.dir / "pki", stack.dir / "ledger.bin"),
             stdout=out.open("wb"),
             stderr=(work / f"sim-{n}.log").open("ab"),
         )
@@ -105,7 +81,7 @@ def run_size(n: int, seconds: float, interval: float, work: Path) -> dict[str, o
         steady = sample(procs, seconds)
         sim.send_signal(signal.SIGINT)
         sim.wait(120)
-        doc = orjson.loads(out.read_bytes()[out.read_bytes().find(b"{") :])
+        doc = read_sim_summary(out)
         return {
             "devices": n,
             "all_connected_after_s": doc.get("all_connected_after_s"),

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import subprocess
 import tempfile
 import threading
@@ -39,21 +38,19 @@ from pathlib import Path
 import httpx
 import orjson
 import psutil
-from bench_e2e_latency import pct, probe
+from _common import (
+    agent_counters,
+    audit_summary,
+    audit_text,
+    issue_probe_device,
+    pct,
+    probe,
+    read_sim_summary,
+    stop_sim,
+)
 
-from citygate.contract.inventory import DeviceRecord
 from citygate.demo.run import audit_ledger
 from citygate.demo.stack import DemoOptions, DemoStack, GatewayNode
-
-
-def agent_counters(node: GatewayNode) -> tuple[int, int, int]:
-    """(readings_in, readings_out, outbox_depth) from the agent's /healthz; retried."""
-    for _ in range(20):
-        h = node.health()
-        if h is not None and "outbox_depth" in h:
-            return int(h["readings_in"]), int(h["readings_out"]), int(h["outbox_depth"])  # type: ignore[call-overload]
-        time.sleep(0.25)
-    raise RuntimeError(f"agent /healthz not answering; log {node.agent.log_path}")
 
 
 def commit_metrics(node: GatewayNode) -> tuple[float, float]:
@@ -136,16 +133,10 @@ def run_rate(
             "n": len(latencies),
         }
     finally:
-        if sim.poll() is None:
-            sim.send_signal(signal.SIGINT)
-        try:
-            sim.wait(120)
-        except subprocess.TimeoutExpired:
-            sim.kill()
+        stop_sim(sim, 120)
     # The simulator's own view of the whole run (produced/s, PUBACK latency).
     try:
-        raw = sim_json.read_bytes()
-        doc = orjson.loads(raw[raw.find(b"{") :])
+        doc = read_sim_summary(sim_json)
         phase["simulator"] = {
             k: doc.get(k) for k in ("produced", "readings_per_s", "puback_latency_ms", "resent")
         }
@@ -169,13 +160,9 @@ def main() -> None:
         ledger = stack.dir / "load.ledger"
         try:
             stack.start_infrastructure()
-            assert stack.cloud is not None and stack.influx is not None and stack.pki is not None
+            assert stack.cloud is not None and stack.influx is not None
             node = stack.nodes[0]
-            stack.pki.issue_device(
-                DeviceRecord(
-                    device_id="probe-0001", profile="water_level", profile_version=1, gateways=(node.name,)
-                )
-            )
+            issue_probe_device(stack)
             pids = {
                 "agent": node.agent.pid,
                 "broker": node.broker.process.pid,
@@ -183,7 +170,8 @@ def main() -> None:
                 "influxdb": stack.influx.process.pid,
             }
             procs = {k: psutil.Process(pid) for k, pid in pids.items() if pid is not None}
-            phases["idle"] = sample(procs, node, 5.0)
+            time.sleep(10.0)  # past the start: the first heartbeat, the first checkpoint
+            phases["idle"] = sample(procs, node, 30.0)
             for rate in args.rates:
                 phases[f"{rate:g}"] = run_rate(stack, procs, rate, args, ledger)
             time.sleep(1.0)
@@ -209,13 +197,7 @@ def main() -> None:
             f"readings_per_commit_{name}": ph.get("readings_per_commit"),
             f"e2e_p99_ms_{name}": (ph.get("e2e_ms") or {}).get("p99"),  # type: ignore[union-attr]
         }
-    summary |= {
-        "expected": audit.get("expected"),
-        "stored": audit.get("stored"),
-        "lost": audit.get("lost"),
-        "duplicated": audit.get("duplicated"),
-        "phases": phases,
-    }
+    summary |= audit_summary(audit) | {"phases": phases}
     print(f"{args.devices} devices; CPU 100 % = one core; RSS max; machine: {psutil.cpu_count()} CPUs")
     for name, ph in phases.items():
         p = ph["procs"]
@@ -232,10 +214,7 @@ def main() -> None:
             assert isinstance(e2e, dict)
             line += f" | e2e p50 {e2e['p50'] or 0:.0f} ms p99 {e2e['p99'] or 0:.0f} ms"
         print(line)
-    print(
-        f"audit: expected {audit.get('expected')}, stored {audit.get('stored')}, lost {audit.get('lost')}, "
-        f"duplicated {audit.get('duplicated')}; backlog footprint: scenario gateway-backlog"
-    )
+    print(f"{audit_text(audit)}; backlog footprint: scenario gateway-backlog")
     print(json.dumps(summary))
 
 

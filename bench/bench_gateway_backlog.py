@@ -3,7 +3,7 @@
 Fills the outbox with N readings (default 1,000,000) as if the cloud had been
 unreachable, starts the agent, samples its RSS while the cloud stays down,
 then lets the cloud answer and samples RSS until the backlog is drained.
-The test cloud (tests/gateway/fake_cloud.py: real TLS, real wire contract,
+The test cloud (citygate.testing.fake_cloud: real TLS, real wire contract,
 no database) accepts batches as fast as the agent sends them.
 
     .venv/bin/python bench/bench_gateway_backlog.py [--readings 1000000]
@@ -13,31 +13,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import orjson
 import psutil
+from _common import agent_health, bench_pki, start_agent, write_gateway_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from citygate.certs.pki import CaName, CertKind, Pki
-from citygate.certs.settings import PkiSettings
-from citygate.config import toml_section
-from citygate.contract.inventory import DeviceRecord
+from citygate.certs.pki import CaName, CertKind
 from citygate.gateway.outbox import NewReading, Outbox, OutboxLimits
 from citygate.servers.mosquitto import LocalMosquitto
 from citygate.servers.process import free_port
-from tests.gateway.fake_cloud import FakeCloud
-
-
-def health(port: int) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
-        return orjson.loads(r.read())
+from citygate.testing.fake_cloud import FakeCloud
 
 
 def main() -> None:
@@ -47,13 +35,8 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="citygate-backlog-") as tmp:
         work = Path(tmp)
-        pki = Pki.init(PkiSettings(dir=work / "pki"))
-        pki.issue_server("localhost", ips=["127.0.0.1"])
-        gw = pki.issue_gateway("gw-bench")
         devices = [f"dev-{i:05d}" for i in range(args.devices)]
-        pki.issue_devices(
-            [DeviceRecord(device_id=d, profile="water_level", profile_version=1) for d in devices]
-        )
+        pki = bench_pki(work, devices)
         broker = LocalMosquitto(work / "mosquitto", pki)
         broker.start()
         server = pki.files(CertKind.SERVER, "localhost")
@@ -87,44 +70,23 @@ def main() -> None:
         db_mb = (state / "outbox.db").stat().st_size / 1e6
 
         http_port = free_port()
-        cfg = work / "gateway.toml"
-        cfg.write_text(
-            toml_section(
-                "gateway",
-                {
-                    "cert_file": str(gw.cert),
-                    "key_file": str(gw.key),
-                    "ca_file": str(pki.ca_cert_path(CaName.INFRA)),
-                    "broker_port": broker.gateway_port,
-                    "inventory": str(pki.inventory_path),
-                    "state_dir": str(state),
-                    "cloud_url": cloud.url,
-                    "http_port": http_port,
-                    "outbox_max_bytes": 4294967296,
-                    "outbox_min_free_disk_bytes": 0,
-                    "backoff_max_s": 1.0,
-                    "heartbeat_interval_s": 5.0,
-                },
-            )
+        cfg = write_gateway_config(
+            work / "gateway.toml",
+            pki,
+            broker,
+            state_dir=state,
+            cloud_url=cloud.url,
+            http_port=http_port,
+            outbox_max_bytes=4294967296,
+            outbox_min_free_disk_bytes=0,
+            backoff_max_s=1.0,
+            heartbeat_interval_s=5.0,
         )
-        agent = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "citygate",
-                "gateway",
-                "run",
-                "--config",
-                str(cfg),
-                "--log-level",
-                "warning",
-            ],
-            stderr=(work / "agent.log").open("ab"),
-        )
+        agent = start_agent(cfg, work / "agent.log")
         proc = psutil.Process(agent.pid)
         while True:
             try:
-                health(http_port)
+                agent_health(http_port)
                 break
             except OSError:
                 time.sleep(0.2)
@@ -137,7 +99,7 @@ def main() -> None:
         t1 = time.perf_counter()
         drain = []
         while True:
-            h = health(http_port)
+            h = agent_health(http_port)
             drain.append(proc.memory_info().rss)
             if h["outbox_depth"] == 0:
                 break

@@ -19,19 +19,15 @@ import argparse
 import json
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import orjson
 import psutil
+from _common import GATEWAY_ID, agent_health, bench_pki, spread, start_agent, write_gateway_config
 
 from citygate.certs.pki import CaName, CertKind, Pki
-from citygate.certs.settings import PkiSettings
-from citygate.config import toml_section
-from citygate.contract.inventory import DeviceRecord
 from citygate.servers.mosquitto import LocalMosquitto
 from citygate.servers.process import free_port
 
@@ -82,7 +78,7 @@ def start_publishers(pki: Pki, broker: LocalMosquitto, devices: list[str], files
 
 
 def run_baseline(pki, broker, devices, files, total) -> float:
-    gw = pki.files(CertKind.GATEWAY, "gw-bench")
+    gw = pki.files(CertKind.GATEWAY, GATEWAY_ID)
     sub = subprocess.Popen(
         [
             "mosquitto_sub",
@@ -117,43 +113,25 @@ def run_baseline(pki, broker, devices, files, total) -> float:
     return total / elapsed
 
 
-def health(port: int) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-        return orjson.loads(r.read())
-
-
 def run_agent(pki, broker, devices, files, total, work: Path) -> dict:
-    gw = pki.files(CertKind.GATEWAY, "gw-bench")
     http_port = free_port()
-    state = work / f"state-{time.monotonic_ns()}"
-    cfg = work / "gateway.toml"
-    cfg.write_text(
-        toml_section(
-            "gateway",
-            {
-                "cert_file": str(gw.cert),
-                "key_file": str(gw.key),
-                "ca_file": str(pki.ca_cert_path(CaName.INFRA)),
-                "broker_port": broker.gateway_port,
-                "inventory": str(pki.inventory_path),
-                "state_dir": str(state),
-                "cloud_url": "https://127.0.0.1:9",  # unreachable on purpose: intake only
-                "http_port": http_port,
-                "backoff_max_s": 60.0,
-                "outbox_min_free_disk_bytes": 0,
-            },
-        )
+    cfg = write_gateway_config(
+        work / "gateway.toml",
+        pki,
+        broker,
+        state_dir=work / f"state-{time.monotonic_ns()}",
+        cloud_url="https://127.0.0.1:9",  # unreachable on purpose: intake only
+        http_port=http_port,
+        backoff_max_s=60.0,
+        outbox_min_free_disk_bytes=0,
     )
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "citygate", "gateway", "run", "--config", str(cfg), "--log-level", "warning"],
-        stderr=(work / "agent.log").open("ab"),
-    )
+    agent = start_agent(cfg, work / "agent.log")
     try:
         proc = psutil.Process(agent.pid)
         deadline = time.monotonic() + 60
         while True:
             try:
-                if health(http_port)["broker_connected"]:
+                if agent_health(http_port, timeout=5)["broker_connected"]:
                     break
             except OSError:
                 pass
@@ -168,7 +146,7 @@ def run_agent(pki, broker, devices, files, total, work: Path) -> dict:
         rss_max = 0
         deadline = time.monotonic() + 600
         while True:
-            h = health(http_port)
+            h = agent_health(http_port, timeout=5)
             rss_max = max(rss_max, proc.memory_info().rss)
             if h["readings_in"] >= total:
                 break
@@ -203,13 +181,8 @@ def main() -> None:
     total = args.devices * args.per_device
     with tempfile.TemporaryDirectory(prefix="citygate-bench-") as tmp:
         work = Path(tmp)
-        pki = Pki.init(PkiSettings(dir=work / "pki"))
-        pki.issue_server("localhost", ips=["127.0.0.1"])
-        pki.issue_gateway("gw-bench")
         devices = [f"bench-{i:03d}" for i in range(args.devices)]
-        pki.issue_devices(
-            [DeviceRecord(device_id=d, profile="water_level", profile_version=1) for d in devices]
-        )
+        pki = bench_pki(work, devices)
         broker = LocalMosquitto(work / "mosquitto", pki, max_queued_messages=10_000_000)
         broker.start()
         base, agent_runs = [], []
@@ -230,9 +203,9 @@ def main() -> None:
     summary = {
         "readings_per_run": total,
         "devices": args.devices,
-        "mosquitto_sub_rate": {"min": min(base), "median": statistics.median(base), "max": max(base)},
-        "agent_rate": {"min": min(rates), "median": statistics.median(rates), "max": max(rates)},
-        "ratio": {"min": min(ratios), "median": statistics.median(ratios), "max": max(ratios)},
+        "mosquitto_sub_rate": spread(base),
+        "agent_rate": spread(rates),
+        "ratio": spread(ratios),
         "agent_rss_max_mb": max(a["rss_max_mb"] for a in agent_runs),
         "agent_rss_idle_mb": max(a["rss_idle_mb"] for a in agent_runs),
         "bytes_written_per_reading": statistics.median(a["bytes_written_per_reading"] for a in agent_runs),

@@ -30,34 +30,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import psutil
+from _common import agent_counters, audit_summary, audit_text, fmt, issue_probe_device, pct, probe, stop_sim
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_e2e_latency import fmt, pct, probe
-
-from citygate.contract.inventory import DeviceRecord
 from citygate.demo.run import audit_ledger
-from citygate.demo.stack import DemoOptions, DemoStack, GatewayNode
-
-
-def counters(node: GatewayNode) -> tuple[int, int, int]:
-    """(readings_in, readings_out, outbox_depth) from the agent's /healthz; retried."""
-    for _ in range(20):
-        h = node.health()
-        if h is not None and "outbox_depth" in h:
-            return int(h["readings_in"]), int(h["readings_out"]), int(h["outbox_depth"])  # type: ignore[call-overload]
-        time.sleep(0.25)
-    raise RuntimeError(f"agent /healthz not answering; log {node.agent.log_path}")
+from citygate.demo.stack import DemoOptions, DemoStack
 
 
 class RssSampler:
@@ -126,15 +110,8 @@ def main() -> None:
         ledger = stack.dir / "load.ledger"
         try:
             stack.start_infrastructure()
-            assert stack.pki is not None and stack.influx is not None
-            stack.pki.issue_device(
-                DeviceRecord(
-                    device_id="probe-0001",
-                    profile="water_level",
-                    profile_version=1,
-                    gateways=(stack.nodes[0].name,),
-                )
-            )
+            assert stack.influx is not None
+            issue_probe_device(stack)
             node = stack.nodes[0]
             assert node.agent.pid is not None
             sampler = RssSampler(node.agent.pid)
@@ -151,12 +128,12 @@ def main() -> None:
             live_probe = ProbeLoop(stack, min(5.0, args.warmup))
             live_probe.start()
             t0 = time.monotonic()
-            in0, out0, _ = counters(node)
+            in0, out0, _ = agent_counters(node)
             live_depths = []
             while time.monotonic() - t0 < args.warmup:
-                live_depths.append(counters(node)[2])
+                live_depths.append(agent_counters(node)[2])
                 time.sleep(0.5)
-            in1, out1, _ = counters(node)
+            in1, out1, _ = agent_counters(node)
             live_s = time.monotonic() - t0
             live_lat = live_probe.join()
             live_in_rate = (in1 - in0) / live_s
@@ -169,7 +146,7 @@ def main() -> None:
             t_cut = time.monotonic()
             while time.monotonic() - t_cut < args.outage:
                 time.sleep(0.5)
-            in_r, out_r, backlog = counters(node)
+            in_r, out_r, backlog = agent_counters(node)
             h = node.health() or {}
             backlog_mb = float(h.get("outbox_bytes", 0)) / 1e6  # type: ignore[arg-type]
             outage_in_rate = (in_r - in1) / (time.monotonic() - t_cut)
@@ -183,7 +160,7 @@ def main() -> None:
             depth = backlog
             peak_depth = backlog
             while time.monotonic() - t_restore < drain_timeout:
-                _, out_d, depth = counters(node)
+                _, out_d, depth = agent_counters(node)
                 peak_depth = max(peak_depth, depth)
                 if depth <= drained_depth:
                     drained = True
@@ -195,11 +172,7 @@ def main() -> None:
             sampler.phase = "after"
 
             # Stop the fleet (it waits for its confirmations), let the outbox empty, audit.
-            sim.send_signal(signal.SIGINT)
-            try:
-                sim.wait(120)
-            except subprocess.TimeoutExpired:
-                sim.kill()
+            stop_sim(sim, 120)
             all_delivered = stack.wait_drained(max(120.0, drain_timeout))
             time.sleep(1.0)
             audit = audit_ledger(stack.influx.url, ledger)
@@ -238,10 +211,7 @@ def main() -> None:
         "agent_rss_mb": {k: round(v, 1) for k, v in sampler.peak.items()},
         "agent_rss_peak_mb": round(max(sampler.peak.get("outage", 0.0), sampler.peak.get("drain", 0.0)), 1),
         "all_delivered": all_delivered,
-        "expected": audit.get("expected"),
-        "stored": audit.get("stored"),
-        "lost": audit.get("lost"),
-        "duplicated": audit.get("duplicated"),
+        **audit_summary(audit),
         "audit": audit,
     }
     print(
@@ -263,10 +233,7 @@ def main() -> None:
         f"p99 {fmt(summary['drain_latency_p99_ms'])} ms max {summary['drain_latency_max_ms'] or 0:.0f} ms "
         f"(n={len(drain_lat)}; 2 s probe chunks from the restore until drained)"
     )
-    print(
-        f"audit: expected {audit.get('expected')}, stored {audit.get('stored')}, lost {audit.get('lost')}, "
-        f"duplicated {audit.get('duplicated')}" + ("" if all_delivered else "; outbox NOT empty at the end")
-    )
+    print(audit_text(audit) + ("" if all_delivered else "; outbox NOT empty at the end"))
     print(json.dumps(summary))
 
 

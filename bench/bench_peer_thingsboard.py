@@ -48,13 +48,10 @@ from pathlib import Path
 import orjson
 import paho.mqtt.client as mqtt
 import psutil
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import bench_pki, spread
 from bench_gateway_intake import make_payloads, run_baseline, start_publishers
 
 from citygate.certs.pki import CaName, CertFiles, CertKind, Pki
-from citygate.certs.settings import PkiSettings
-from citygate.contract.inventory import DeviceRecord
 from citygate.contract.topics import TELEMETRY_FILTER, telemetry_topic
 from citygate.servers.mosquitto import LocalMosquitto, mosquitto_binary
 from citygate.servers.process import ManagedProcess, free_port, port_open
@@ -453,10 +450,6 @@ def run_tb(
     }
 
 
-def spread(values: list[float]) -> dict[str, float]:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--devices", type=int, default=5)
@@ -478,14 +471,9 @@ def main() -> None:
         summary["tb_gateway_version"] = ensure_tb_venv(args.tb_venv, args.tb_spec)
         with tempfile.TemporaryDirectory(prefix="citygate-bench-") as tmp:
             work = Path(tmp)
-            pki = Pki.init(PkiSettings(dir=work / "pki"))
-            pki.issue_server("localhost", ips=["127.0.0.1"])
-            pki.issue_gateway("gw-bench")  # the baseline mosquitto_sub
-            pki.issue_gateway(TB_GATEWAY_ID)  # ThingsBoard IoT Gateway's MQTT connector
             devices = [f"bench-{i:03d}" for i in range(args.devices)]
-            pki.issue_devices(
-                [DeviceRecord(device_id=d, profile="water_level", profile_version=1) for d in devices]
-            )
+            pki = bench_pki(work, devices)  # gw-bench: the baseline mosquitto_sub
+            pki.issue_gateway(TB_GATEWAY_ID)  # ThingsBoard IoT Gateway's MQTT connector
             # No max_packet_size: the peer's broker stays at Mosquitto's defaults. (Under a large
             # queue ThingsBoard's connector is dropped for "multiple CONNECT messages" either way.)
             broker = LocalMosquitto(

@@ -39,9 +39,9 @@ from pathlib import Path
 
 import httpx
 import orjson
+from _common import GATEWAY_ID, bench_pki
 
 from citygate.certs.pki import CaName, CertKind, Pki
-from citygate.certs.settings import PkiSettings
 from citygate.contract.inventory import DeviceRecord, Inventory
 from citygate.servers.influxdb import LocalInfluxDB
 from citygate.servers.process import free_port, port_open
@@ -62,7 +62,7 @@ _NS = 1_000_000_000
 
 
 def _gateway_cert(pki: Pki) -> tuple[str, str]:
-    gw = pki.files(CertKind.GATEWAY, "gw-bench")
+    gw = pki.files(CertKind.GATEWAY, GATEWAY_ID)
     return str(gw.cert), str(gw.key)
 
 
@@ -277,9 +277,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-readers-") as tmp:
         work = Path(tmp)
-        pki = Pki.init(PkiSettings(dir=work / "pki"))
-        pki.issue_server("localhost", ips=["127.0.0.1"])
-        pki.issue_gateway("gw-bench")
+        pki = bench_pki(work)
         read_devices = [f"read-{i:04d}" for i in range(args.devices)]
         probe_devices = [f"probe-{i:04d}" for i in range(50)]
         records = [
@@ -293,7 +291,7 @@ def main() -> None:
         inv = Inventory.load(pki.inventory_path)
         assign = "gateways" in DeviceRecord.model_fields
         inv.with_devices(
-            *[r.model_copy(update={"gateways": ("gw-bench",)}) if assign else r for r in records]
+            *[r.model_copy(update={"gateways": (GATEWAY_ID,)}) if assign else r for r in records]
         ).save(pki.inventory_path)
         influx = LocalInfluxDB(work / "influx")
         influx.start()

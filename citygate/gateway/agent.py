@@ -8,7 +8,6 @@ its batch in flight, the outbox closes. Restart resumes from the outbox.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 
@@ -25,13 +24,14 @@ from citygate.gateway.clock import TrustedClock
 from citygate.gateway.cloud_client import CloudClient
 from citygate.gateway.forwarder import Forwarder, ForwarderConfig
 from citygate.gateway.health import HealthCollector, HealthSources
+from citygate.gateway.heartbeat import Heartbeat
 from citygate.gateway.intake import BrokerTls, MqttIntake
-from citygate.gateway.liveness import Deadline
 from citygate.gateway.local_http import LocalHttp
 from citygate.gateway.outbox import Outbox
 from citygate.gateway.pipeline import Pipeline
 from citygate.gateway.settings import GatewaySettings
 from citygate.gateway.systemd import sd_notify, watchdog_interval_s
+from citygate.gateway.worker import Worker
 
 log = structlog.get_logger("citygate.gateway.agent")
 
@@ -87,15 +87,7 @@ class GatewayAgent:
         self.forwarder = Forwarder(
             self.outbox,
             self._cloud_client(),
-            ForwarderConfig(
-                batch_max_readings=settings.batch_max_readings,
-                batch_max_delay_s=settings.batch_max_delay_s,
-                live_window_s=settings.live_window_s,
-                backoff_initial_s=settings.backoff_initial_s,
-                backoff_max_s=settings.backoff_max_s,
-                drain_max_rate=settings.drain_max_rate,
-                held_retry_s=settings.held_retry_s,
-            ),
+            ForwarderConfig.from_settings(settings),
             clock=self.clock.now_ns,
             recheck=lambda r: self.pipeline.would_refuse(r.body, r.received_ns),
         )
@@ -129,12 +121,14 @@ class GatewayAgent:
             commit_stats=lambda: self.pipeline.commit_stats,
         )
         self._heartbeat_client = self._cloud_client()
-        self._stop = threading.Event()
-        self._heartbeat_thread = threading.Thread(
-            target=self._heartbeats, name="citygate-heartbeat", daemon=True
+        self.heartbeat = Heartbeat(
+            gateway_id=self.gateway_id,
+            client=self._heartbeat_client,
+            snapshot=lambda: self.health.snapshot(),
+            interval_s=settings.heartbeat_interval_s,
+            request_timeout_s=settings.request_timeout_s,
+            on_contract_version=lambda v: self.forwarder.observe_contract_version(v),
         )
-        self._heartbeat_progress = Deadline()
-        self.heartbeats_ok = 0
         self._unhealthy_logged: tuple[str, ...] = ()
 
     def _cloud_client(self) -> CloudClient:
@@ -152,15 +146,12 @@ class GatewayAgent:
         """The workers that are dead, or stuck: past their promised return by more than
         ``watchdog_stall_s`` (a stuck thread is still alive; see ``gateway/liveness.py``)."""
         grace = self.settings.watchdog_stall_s
-        out = [
-            name
-            for name, thread, progress in (
-                ("pipeline", self.pipeline._thread, self.pipeline.progress),
-                ("forwarder", self.forwarder._thread, self.forwarder.progress),
-                ("heartbeat", self._heartbeat_thread, self._heartbeat_progress),
-            )
-            if not thread.is_alive() or progress.overdue_s() > grace
-        ]
+        workers: tuple[tuple[str, Worker], ...] = (
+            ("pipeline", self.pipeline),
+            ("forwarder", self.forwarder),
+            ("heartbeat", self.heartbeat),
+        )
+        out = [name for name, worker in workers if worker.stalled(grace)]
         if not self.intake.alive:
             out.append("mqtt")
         return out
@@ -175,27 +166,9 @@ class GatewayAgent:
     def snapshot(self) -> GatewayHealth:
         return self.health.snapshot()
 
-    def _heartbeats(self) -> None:
-        interval = self.settings.heartbeat_interval_s
-        # The first one right away: the fleet view learns of a (re)started gateway at once.
-        while True:
-            self._heartbeat_progress.within(4 * self.settings.request_timeout_s)
-            try:
-                snapshot = self.health.snapshot()
-            except (sqlite3.Error, OSError, ValueError) as e:  # pydantic's ValidationError too
-                # Not this thread's end: the fleet view would take the gateway for dead.
-                log.error("could not build the heartbeat; trying again next interval", error=str(e))
-            else:
-                outcome = self._heartbeat_client.post_heartbeat(self.gateway_id, snapshot)
-                if outcome.ok:
-                    self.heartbeats_ok += 1
-                    self.forwarder.observe_contract_version(outcome.contract_version)
-                else:
-                    log.warning("heartbeat failed", status=outcome.status, error=outcome.error)
-            self._heartbeat_progress.within(interval)
-            if self._stop.wait(interval):
-                self._heartbeat_progress.done()
-                return
+    @property
+    def heartbeats_ok(self) -> int:
+        return self.heartbeat.heartbeats_ok
 
     def start(self) -> None:
         if self.recovered_from is not None:
@@ -203,7 +176,7 @@ class GatewayAgent:
         self.forwarder.start()
         self.pipeline.start()
         self.intake.start()
-        self._heartbeat_thread.start()
+        self.heartbeat.start()
         self.http.start()  # last: /healthz asks for every worker
         log.info(
             "gateway agent started",
@@ -218,7 +191,7 @@ class GatewayAgent:
     def stop(self) -> None:
         sd_notify("STOPPING=1")
         log.info("gateway agent stopping: draining")
-        self._stop.set()
+        self.heartbeat.request_stop()  # not joined: it only waits for its interval
         self.pipeline.stop()
         self.intake.stop()
         self.forwarder.stop()

@@ -32,14 +32,16 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
 from citygate.contract.readings import Rejection
 from citygate.errors import OutboxWriteError
-from citygate.gateway.cloud_client import CloudClient, PostOutcome
-from citygate.gateway.liveness import Deadline
+from citygate.gateway.cloud_client import PostOutcome
 from citygate.gateway.outbox import DeadLetter, Hold, Outbox, StoredReading
+from citygate.gateway.settings import GatewaySettings, setting_default
+from citygate.gateway.worker import Worker
 
 log = structlog.get_logger("citygate.gateway.forwarder")
 
@@ -56,13 +58,27 @@ def reason_label(cloud_reason: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ForwarderConfig:
-    batch_max_readings: int = 2000
-    batch_max_delay_s: float = 0.5
-    live_window_s: float = 10.0
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 60.0
-    drain_max_rate: float = 0.0  # readings/s of backlog; 0 = no cap
-    held_retry_s: float = 300.0  # held readings are tried again this often
+    """The forwarder's share of the gateway settings (the defaults are theirs)."""
+
+    batch_max_readings: int = setting_default("batch_max_readings")
+    batch_max_delay_s: float = setting_default("batch_max_delay_s")
+    live_window_s: float = setting_default("live_window_s")
+    backoff_initial_s: float = setting_default("backoff_initial_s")
+    backoff_max_s: float = setting_default("backoff_max_s")
+    drain_max_rate: float = setting_default("drain_max_rate")  # readings/s of backlog; 0 = no cap
+    held_retry_s: float = setting_default("held_retry_s")  # held readings are tried again this often
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings) -> ForwarderConfig:
+        return cls(
+            batch_max_readings=settings.batch_max_readings,
+            batch_max_delay_s=settings.batch_max_delay_s,
+            live_window_s=settings.live_window_s,
+            backoff_initial_s=settings.backoff_initial_s,
+            backoff_max_s=settings.backoff_max_s,
+            drain_max_rate=settings.drain_max_rate,
+            held_retry_s=settings.held_retry_s,
+        )
 
 
 class Backoff:
@@ -86,15 +102,34 @@ class Backoff:
         self.failures = 0
 
 
-class Forwarder:
+class BatchPoster(Protocol):
+    """What the forwarder needs from the cloud client
+    (:class:`~citygate.gateway.cloud_client.CloudClient`)."""
+
+    @property
+    def timeout_s(self) -> float:
+        """httpx's timeout: it bounds each phase of a request (connect, write, each read)."""
+        ...
+
+    def post_batch(self, batch_id: str, bodies: list[bytes]) -> PostOutcome:
+        """POST one batch of readings in wire form; what the cloud said (never raises)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Forwarder(Worker):
+    stop_timeout_s = 30.0  # the batch in flight: its answer decides what is deleted
+
     def __init__(
         self,
         outbox: Outbox,
-        client: CloudClient,
+        client: BatchPoster,
         config: ForwarderConfig,
         clock: Callable[[], int] = time.time_ns,
         recheck: Callable[[StoredReading], Rejection | None] = lambda r: None,
     ) -> None:
+        super().__init__("citygate-forwarder")
         self.outbox = outbox
         self.recheck = recheck  # the gateway's own verdict on a reading the cloud refused
         self._clock = clock  # the time received_ns was stamped with
@@ -102,9 +137,6 @@ class Forwarder:
         self.config = config
         self.backoff = Backoff(config.backoff_initial_s, config.backoff_max_s)
         self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="citygate-forwarder", daemon=True)
-        self.progress = Deadline()
         self._split = config.batch_max_readings  # shrinks while bisecting a rejected batch
         self._drain_tokens = 0.0
         self._drain_at = time.monotonic()
@@ -120,14 +152,12 @@ class Forwarder:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         """Finish the batch in flight (its answer decides what is deleted), then stop."""
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout)
+        super().stop(timeout)
+
+    def _wake_for_stop(self) -> None:
+        self._wake.set()  # an idle loop waits for a commit, not for the stop event
 
     def notify(self) -> None:
         """Called by the pipeline after each commit."""
@@ -187,12 +217,6 @@ class Forwarder:
         return self._clock() - oldest >= int(self.config.batch_max_delay_s * 1e9)
 
     # -- the loop -----------------------------------------------------------------------
-
-    def _run(self) -> None:
-        try:
-            self._loop()
-        finally:
-            self.progress.done()
 
     def _loop(self) -> None:
         # httpx's timeout bounds each phase (connect, write, each read), not the request

@@ -12,6 +12,7 @@ import psutil
 from citygate import __version__
 from citygate.certs.pki import days_left
 from citygate.contract.wire import GatewayHealth
+from citygate.gateway import counters as c
 from citygate.gateway.clock import TrustedClock
 from citygate.gateway.outbox import Outbox, disk_free
 from citygate.gateway.settings import GatewaySettings
@@ -52,6 +53,7 @@ class HealthCollector:
         s = self.sources
         stats = s.outbox.stats()
         counters = stats.counters
+        rejected, dropped = c.split_counters(counters)
         now_ns = s.clock.now_ns() if s.clock is not None else time.time_ns()
         last_fwd = s.outbox.last_forward_ns()
         try:
@@ -61,10 +63,10 @@ class HealthCollector:
         return GatewayHealth(
             agent_version=__version__,
             uptime_s=time.monotonic() - s.started_monotonic,
-            readings_in=counters.get("readings_in", 0),
-            readings_out=counters.get("readings_out", 0),
-            rejected={k.split(".", 1)[1]: v for k, v in counters.items() if k.startswith("rejected.")},
-            dropped={k.split(".", 1)[1]: v for k, v in counters.items() if k.startswith("dropped.")},
+            readings_in=counters.get(c.READINGS_IN, 0),
+            readings_out=counters.get(c.READINGS_OUT, 0),
+            rejected=rejected,
+            dropped=dropped,
             outbox_depth=stats.depth,
             outbox_bytes=stats.bytes,
             held=_capped(stats.held),

@@ -9,6 +9,9 @@ promises, before each step that may wait, when it will be back
 more than the configured grace, and systemd's watchdog restarts it. A restart
 loses nothing: what the outbox committed survives it, and what it has not, the
 broker or the device still holds.
+
+Each worker thread holds one (:class:`citygate.gateway.worker.Worker`); the agent asks
+the worker, not its thread, whether it is alive and keeping its promises.
 """
 
 from __future__ import annotations

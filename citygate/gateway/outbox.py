@@ -16,6 +16,11 @@ gateway's) moves to the ``held`` table instead of being deleted. It is retried
 on a slow schedule, at once when the cloud's contract changes, and leaves only
 when the cloud stores it, an operator discards it, or the same bounds as every
 other reading drop it (counted). See docs/GATEWAY.md, "Held readings".
+
+:class:`Outbox` is the one class callers use. Its parts live beside it: the file and what a
+row weighs (outbox_schema), the held table (held), the bookkeeping not written yet
+(outbox_deferred), the bounds (outbox_limits, overflow), the counters' names (counters) and
+the values it takes and returns (outbox_types, re-exported here).
 """
 
 from __future__ import annotations
@@ -27,218 +32,58 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
-from typing import NamedTuple
 
 import structlog
 
 from citygate.errors import OutboxWriteError
+from citygate.gateway import counters as c
 from citygate.gateway.checkpoint import BACKSTOP_FRAMES, WalCheckpointer
+from citygate.gateway.held import HeldTable
+from citygate.gateway.outbox_deferred import Deferred, runs
+from citygate.gateway.outbox_limits import OutboxLimits
+from citygate.gateway.outbox_schema import (
+    PAGE_SIZE,
+    ROW_SIZE_SQL,
+    SCHEMA,
+    SCHEMA_VERSION,
+    OutboxCorruptError,
+    check_integrity,
+    connect,
+    row_size,
+)
+from citygate.gateway.outbox_types import (
+    CommitResult,
+    DeadLetter,
+    HeldGroup,
+    Hold,
+    NewReading,
+    OutboxStats,
+    StoredReading,
+)
+from citygate.gateway.overflow import OverflowPolicy
+from citygate.gateway.settings import setting_default
+
+# The outbox's callers import these from here; they live in modules of their own.
+__all__ = [
+    "SCHEMA_VERSION",
+    "CommitResult",
+    "DeadLetter",
+    "HeldGroup",
+    "Hold",
+    "NewReading",
+    "Outbox",
+    "OutboxCorruptError",
+    "OutboxLimits",
+    "OutboxStats",
+    "OverflowPolicy",
+    "StoredReading",
+    "disk_free",
+]
 
 log = structlog.get_logger("citygate.gateway.outbox")
 
-# 2: the held table (created in place in a version-1 outbox). 3: 'counted_through_id' in meta,
-# the bookkeeping that lets a commit of readings write nothing else (see _Deferred).
-SCHEMA_VERSION = 3
-# Small pages: a commit rewrites the whole pages it touches (each in a WAL frame), and most
-# commits at city rates hold one or two kilobytes of readings. Set when the file is created;
-# an existing outbox keeps its page size.
-_PAGE_SIZE = 1024
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS readings (
-    id INTEGER PRIMARY KEY,           -- arrival order; also the per-device order
-    device_id TEXT NOT NULL,
-    seq INTEGER,
-    received_ns INTEGER NOT NULL,
-    body BLOB NOT NULL                -- the wire form (citygate.contract.wire.WireReading), JSON
-);
-CREATE TABLE IF NOT EXISTS deadletters (
-    id INTEGER PRIMARY KEY,
-    received_ns INTEGER NOT NULL,
-    device_id TEXT,
-    reason TEXT NOT NULL,
-    detail TEXT NOT NULL,
-    payload BLOB NOT NULL,            -- bounded: first max_deadletter_payload bytes
-    payload_size INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS counters (
-    name TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS held (
-    id INTEGER PRIMARY KEY,
-    device_id TEXT NOT NULL,
-    seq INTEGER,
-    received_ns INTEGER NOT NULL,
-    body BLOB NOT NULL,               -- the wire form, as in readings
-    reason TEXT NOT NULL,             -- cloud_<the cloud's reason>
-    detail TEXT NOT NULL,
-    held_ns INTEGER NOT NULL,         -- first held
-    retry_ns INTEGER NOT NULL,        -- next attempt
-    attempts INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS held_by_retry ON held(retry_ns);
-CREATE INDEX IF NOT EXISTS held_by_received ON held(received_ns);
-CREATE INDEX IF NOT EXISTS held_by_reason ON held(reason, received_ns);
-"""
-
-# The bytes a row is counted for: payload plus a fixed allowance for the row, id and index
-# overhead. In SQL for the sums and deletes, in Python for new rows; the two must agree.
-# (Queries built with f-strings below interpolate only constants like this one and "?"
-# placeholders, never a value: hence their noqa S608.)
-_ROW_SIZE_SQL = "length(body) + length(device_id) + 40"
-_ROW_OVERHEAD = 40
-
-
-class OverflowPolicy(StrEnum):
-    """What happens to a new reading when the outbox is at a bound.
-
-    ``drop_oldest``: delete the oldest unsent readings to make room (counted as
-    ``dropped.overflow_oldest``); fresh data keeps flowing.
-    ``refuse_new``: keep what is stored, refuse the new reading (counted as
-    ``dropped.outbox_full``); it is not confirmed end to end, so a device that
-    keeps unconfirmed readings resends it later.
-    """
-
-    DROP_OLDEST = "drop_oldest"
-    REFUSE_NEW = "refuse_new"
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxLimits:
-    max_bytes: int = 512 * 1024 * 1024
-    max_age_s: float = 14 * 86400.0
-    min_free_disk_bytes: int = 256 * 1024 * 1024
-    policy: OverflowPolicy = OverflowPolicy.DROP_OLDEST
-    max_deadletters: int = 100_000
-    max_deadletter_payload: int = 4096
-
-
-class NewReading(NamedTuple):
-    """A validated reading about to be stored (a tuple: built once per message, on the hot path)."""
-
-    device_id: str
-    seq: int | None
-    received_ns: int
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    received_ns: int
-    device_id: str | None
-    reason: str
-    detail: str
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class StoredReading:
-    id: int
-    device_id: str
-    seq: int | None
-    received_ns: int
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Hold:
-    """A reading of the batch in flight that the cloud refused and the gateway keeps."""
-
-    id: int
-    reason: str  # cloud_<the cloud's reason>
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class HeldGroup:
-    """Held readings of one reason (the operator's view)."""
-
-    reason: str
-    count: int
-    bytes: int
-    oldest_received_ns: int
-    devices: int
-
-
-@dataclass(frozen=True, slots=True)
-class CommitResult:
-    stored: int
-    refused: int  # refused by the overflow policy (not stored)
-    committed: dict[str, list[int]]  # device -> the seqs stored in this commit (for e2e acks)
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxStats:
-    depth: int
-    bytes: int
-    oldest_received_ns: int | None
-    deadletters: int
-    counters: dict[str, int]
-    held: dict[str, int]  # reason -> readings held now
-    oldest_held_received_ns: int | None
-
-
-@dataclass(slots=True)
-class _Deferred:
-    """Bookkeeping the last durable write has not recorded yet (docs/GATEWAY.md, "Flash wear").
-
-    A commit of readings writes only the readings; a delivered batch changes nothing on disk.
-    Both are recorded together every ``settle_s`` (or sooner: a bound, a refusal, a stop):
-    the delivered rows are deleted and the counters and meta updated in one transaction.
-
-    Exact across kill -9: rows inserted since ``counted_through_id`` are counted in
-    ``readings_in`` when the outbox opens (rows are deleted only in a transaction that also
-    moves ``counted_through_id`` up to the newest id). Delivered rows not yet deleted are
-    delivered again after a crash; the cloud stores a reading once however often it arrives
-    (docs/ARCHITECTURE.md, guarantee 2).
-    """
-
-    readings_in: int = 0
-    delivered: list[tuple[int, int]] = field(default_factory=list)  # runs of ids, (first, last)
-    delivered_n: int = 0
-    delivered_bytes: int = 0
-    batches: int = 0
-    last_forward_ns: int | None = None
-    since: float | None = None  # monotonic time of the oldest item
-
-    def copy(self) -> _Deferred:
-        return _Deferred(
-            self.readings_in,
-            list(self.delivered),
-            self.delivered_n,
-            self.delivered_bytes,
-            self.batches,
-            self.last_forward_ns,
-            self.since,
-        )
-
-    def empty(self) -> bool:
-        return self.since is None
-
-    def touch(self) -> None:
-        if self.since is None:
-            self.since = time.monotonic()
-
-
-# Runs of delivered ids kept before they must be deleted: each is a clause in the forwarder's
-# queries.
-_MAX_DELIVERED_RUNS = 32
-
-
-class OutboxCorruptError(Exception):
-    """Raised internally when the database fails its integrity check."""
-
-
-def _row_size(r: NewReading) -> int:
-    return len(r.body) + len(r.device_id) + _ROW_OVERHEAD
+_DEFAULT_SETTLE_S: float = setting_default("outbox_settle_s")
 
 
 class Outbox:
@@ -254,7 +99,7 @@ class Outbox:
         limits: OutboxLimits | None = None,
         *,
         check: bool = False,
-        settle_s: float = 10.0,
+        settle_s: float = _DEFAULT_SETTLE_S,
         settle_max_rows: int = 2_000,
         bookkeeper: bool = True,
         background_checkpoints: bool = False,
@@ -269,23 +114,22 @@ class Outbox:
         self.settle_s = settle_s
         self.settle_max_rows = settle_max_rows
         self._lock = threading.RLock()
-        self._db = self._connect(path)
+        self._db = connect(path)
         if check:
-            self._check_integrity()
-        self._db.executescript(_SCHEMA)
-        self._deferred = _Deferred()
+            check_integrity(self._db)
+        self._db.executescript(SCHEMA)
+        self._deferred = Deferred()
         self._next_id = self._open_bookkeeping() if bookkeeper else 0
         depth, size = self._db.execute(
-            f"SELECT count(*), coalesce(sum({_ROW_SIZE_SQL}), 0) FROM readings"  # noqa: S608
+            f"SELECT count(*), coalesce(sum({ROW_SIZE_SQL}), 0) FROM readings"  # noqa: S608
         ).fetchone()
         self._depth: int = depth
         self._bytes: int = size
-        self._held_bytes = 0
-        self.refresh_held_bytes()
+        self._held = HeldTable()
+        self._held.refresh_bytes(self._db)
         # Rows of the batch on its way to the cloud: the overflow and age policies never drop
         # them (a reading counted as dropped must really be gone, not delivered a moment later).
-        self._leased: frozenset[int] = frozenset()
-        self._leased_held: frozenset[int] = frozenset()  # the same, for a batch of held rows
+        self._leased: frozenset[int] = frozenset()  # (for held rows: HeldTable.leased)
         self._checkpointer: WalCheckpointer | None = None
         if background_checkpoints:
             self._db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_FRAMES}")
@@ -296,8 +140,7 @@ class Outbox:
         """Re-read the held rows' size (an operator's ``citygate gateway held discard`` changes
         it from another process; until then the bound errs on the side of less room)."""
         with self._lock:
-            (size,) = self._db.execute(f"SELECT coalesce(sum({_ROW_SIZE_SQL}), 0) FROM held").fetchone()  # noqa: S608
-            self._held_bytes = size
+            self._held.refresh_bytes(self._db)
 
     def _open_bookkeeping(self) -> int:
         """Schema version, and the readings committed since the last bookkeeping (kill -9):
@@ -325,34 +168,9 @@ class Outbox:
         # the bookkeeping above rely on it).
         return int(max(max_id, counted)) + 1
 
-    @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        db.execute(f"PRAGMA page_size={_PAGE_SIZE}")  # no effect on an existing database
-        db.execute("PRAGMA journal_mode=WAL")
-        # FULL: every commit is fsync'd to the WAL. NORMAL may lose the last
-        # commits on power loss, and we acknowledge right after a commit.
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA busy_timeout=30000")
-        # Bigger checkpoints are fewer rewrites of the same pages (SD card wear).
-        db.execute("PRAGMA wal_autocheckpoint=4000")  # a second process's; the agent's: checkpoint.py
-        # Debian's SQLite zeroes every deleted row and freed page (SECURE_DELETE), which writes
-        # each delivered reading a second time. FAST zeroes only within pages written anyway.
-        db.execute("PRAGMA secure_delete=FAST")
-        return db
-
-    def _check_integrity(self) -> None:
-        try:
-            rows = self._db.execute("PRAGMA quick_check").fetchall()
-        except sqlite3.DatabaseError as e:
-            raise OutboxCorruptError(str(e)) from e
-        if rows != [("ok",)]:
-            raise OutboxCorruptError("; ".join(str(r[0]) for r in rows[:5]))
-
     @classmethod
     def open_or_recover(
-        cls, path: Path, limits: OutboxLimits | None = None, *, settle_s: float = 10.0
+        cls, path: Path, limits: OutboxLimits | None = None, *, settle_s: float = _DEFAULT_SETTLE_S
     ) -> tuple[Outbox, Path | None]:
         """Open the outbox; a corrupt or unreadable one is moved aside and a fresh one started.
 
@@ -375,7 +193,7 @@ class Outbox:
                 error=str(e),
             )
             fresh = cls(path, limits, check=True, settle_s=settle_s, background_checkpoints=True)
-            fresh._bump({"outbox_recovered": 1})
+            fresh._bump({c.OUTBOX_RECOVERED: 1})
             return fresh, aside
 
     def close(self) -> None:
@@ -393,14 +211,14 @@ class Outbox:
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; on any failure (COMMIT included) rolled back, in memory too."""
-        depth, size, held = self._depth, self._bytes, self._held_bytes
+        depth, size, held = self._depth, self._bytes, self._held.bytes
         deferred, next_id = self._deferred.copy(), self._next_id
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
             self._db.execute("COMMIT")
         except BaseException as e:
-            self._depth, self._bytes, self._held_bytes = depth, size, held
+            self._depth, self._bytes, self._held.bytes = depth, size, held
             self._deferred, self._next_id = deferred, next_id
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
@@ -433,7 +251,7 @@ class Outbox:
         """Store a group of readings and dead letters in one durable transaction (with ``counters``)."""
         now_ns = now_ns if now_ns is not None else time.time_ns()
         counts: dict[str, int] = dict(counters or {})
-        need = sum(_row_size(r) for r in readings)
+        need = sum(row_size(r.device_id, r.body) for r in readings)
         if free_disk is None and disk_free(self.path.parent) - self.limits.min_free_disk_bytes < need:
             with self._lock:
                 self._reclaim_wal()
@@ -448,7 +266,7 @@ class Outbox:
             accepted: Sequence[NewReading] = readings
             if need > room:
                 if self.limits.policy is OverflowPolicy.DROP_OLDEST:
-                    counts["dropped.overflow_oldest"] = self._drop_oldest(db, need - room)
+                    counts[c.dropped(c.OVERFLOW_OLDEST)] = self._drop_oldest(db, need - room)
                     if need > self._room(db, free_disk):
                         # Even an empty outbox cannot hold the group: keep what fits.
                         accepted = _fit(readings, self._room(db, free_disk))
@@ -456,7 +274,7 @@ class Outbox:
                     accepted = _fit(readings, room)
             refused = len(readings) - len(accepted)
             if refused:
-                counts["dropped.outbox_full"] = refused
+                counts[c.dropped(c.OUTBOX_FULL)] = refused
             first = self._next_id
             db.executemany(
                 "INSERT INTO readings(id, device_id, seq, received_ns, body) VALUES(?, ?, ?, ?, ?)",
@@ -471,9 +289,9 @@ class Outbox:
                 self._settle(db, counts)
             if self._checkpointer is not None:
                 # The pages the rows fill, and the few the tree and the free list change.
-                self._checkpointer.noted(-(-need // _PAGE_SIZE) + 3)
+                self._checkpointer.noted(-(-need // PAGE_SIZE) + 3)
             self._depth += len(accepted)
-            self._bytes += sum(_row_size(r) for r in accepted)
+            self._bytes += sum(row_size(r.device_id, r.body) for r in accepted)
         committed: dict[str, list[int]] = {}
         for r in accepted:
             if r.seq is not None:
@@ -493,7 +311,7 @@ class Outbox:
             ],
         )
         for d in deadletters:
-            key = f"rejected.{d.reason}"
+            key = c.rejected(d.reason)
             counts[key] = counts.get(key, 0) + 1
         # The dead-letter store is bounded too: keep the newest.
         (n,) = db.execute("SELECT count(*) FROM deadletters").fetchone()
@@ -510,7 +328,7 @@ class Outbox:
             self._bump(counts)
 
     def _room(self, db: sqlite3.Connection, free_disk: int | None) -> int:
-        room = self.limits.max_bytes - self._bytes - self._held_bytes
+        room = self.limits.max_bytes - self._bytes - self._held.bytes
         if free_disk is None:
             free_disk = disk_free(self.path.parent)
         room = min(room, free_disk - self.limits.min_free_disk_bytes)
@@ -520,12 +338,12 @@ class Outbox:
         """Free ``nbytes``, oldest readings first, held or not (held ones older than the oldest
         unsent reading go first, then unsent ones, then the remaining held ones)."""
         first = db.execute("SELECT received_ns FROM readings ORDER BY id LIMIT 1").fetchone()
-        dropped, freed = self._drop_held(db, nbytes, before_ns=first[0] if first else None)
+        dropped, freed = self._held.drop_oldest(db, nbytes, before_ns=first[0] if first else None)
         after = 0
         leased = self._leased
         while freed < nbytes:
             rows = db.execute(
-                f"SELECT id, {_ROW_SIZE_SQL} FROM readings WHERE id > ? ORDER BY id LIMIT 1000",  # noqa: S608
+                f"SELECT id, {ROW_SIZE_SQL} FROM readings WHERE id > ? ORDER BY id LIMIT 1000",  # noqa: S608
                 (after,),
             ).fetchall()
             if not rows:
@@ -543,39 +361,9 @@ class Outbox:
                 n, _ = self._delete_ids(db, victims)
                 dropped += n
         if freed < nbytes:
-            n, size = self._drop_held(db, nbytes - freed, before_ns=None)
+            n, size = self._held.drop_oldest(db, nbytes - freed, before_ns=None)
             dropped += n
         return dropped
-
-    def _drop_held(self, db: sqlite3.Connection, nbytes: int, before_ns: int | None) -> tuple[int, int]:
-        """Delete the oldest held rows (received before ``before_ns``) until ``nbytes`` are freed."""
-        rows = freed = 0
-        cursor = (-1, -1)
-        leased = self._leased_held
-        while freed < nbytes:
-            page = db.execute(
-                f"SELECT id, received_ns, {_ROW_SIZE_SQL} FROM held WHERE (received_ns, id) > (?, ?) "  # noqa: S608
-                "ORDER BY received_ns, id LIMIT 1000",
-                cursor,
-            ).fetchall()
-            if not page:
-                break
-            victims = []
-            done = False
-            for rid, received, size in page:
-                cursor = (received, rid)
-                if (before_ns is not None and received >= before_ns) or freed >= nbytes:
-                    done = True
-                    break
-                if rid not in leased:
-                    victims.append((rid,))
-                    freed += size
-            db.executemany("DELETE FROM held WHERE id = ?", victims)
-            rows += len(victims)
-            if done:
-                break
-        self._held_bytes -= freed
-        return rows, freed
 
     def _expiry_due(self, db: sqlite3.Connection, now_ns: int) -> bool:
         cutoff = now_ns - int(self.limits.max_age_s * 1e9)
@@ -586,10 +374,10 @@ class Outbox:
         # Rows arrive in received order: look at the oldest one, and only if it is
         # too old look further (this runs at every commit, so it must be cheap).
         cutoff = now_ns - int(self.limits.max_age_s * 1e9)
-        expired = self._expire_held(db, cutoff)
+        expired = self._held.expire(db, cutoff)
         oldest = db.execute("SELECT received_ns FROM readings ORDER BY id LIMIT 1").fetchone()
         if oldest is None or oldest[0] >= cutoff:
-            return {"dropped.max_age": expired} if expired else {}
+            return {c.dropped(c.MAX_AGE): expired} if expired else {}
         after = 0
         leased = self._leased
         while True:
@@ -605,26 +393,13 @@ class Outbox:
                 expired += n
             if any(received >= cutoff for _, received in rows):
                 break
-        return {"dropped.max_age": expired} if expired else {}
-
-    def _expire_held(self, db: sqlite3.Connection, cutoff: int) -> int:
-        (oldest,) = db.execute("SELECT min(received_ns) FROM held").fetchone()
-        if oldest is None or oldest >= cutoff:
-            return 0
-        rows = db.execute(
-            f"SELECT id, {_ROW_SIZE_SQL} FROM held WHERE received_ns < ?",  # noqa: S608
-            (cutoff,),
-        ).fetchall()
-        old = [(rid,) for rid, _ in rows if rid not in self._leased_held]
-        db.executemany("DELETE FROM held WHERE id = ?", old)
-        self._held_bytes -= sum(size for rid, size in rows if rid not in self._leased_held)
-        return len(old)
+        return {c.dropped(c.MAX_AGE): expired} if expired else {}
 
     def _delete_ids(self, db: sqlite3.Connection, ids: list[int]) -> tuple[int, int]:
         rows = bytes_ = 0
-        for lo, hi in _runs(sorted(ids)):
+        for lo, hi in runs(sorted(ids)):
             n, size = db.execute(
-                f"SELECT count(*), coalesce(sum({_ROW_SIZE_SQL}), 0) FROM readings WHERE id BETWEEN ? AND ?",  # noqa: S608
+                f"SELECT count(*), coalesce(sum({ROW_SIZE_SQL}), 0) FROM readings WHERE id BETWEEN ? AND ?",  # noqa: S608
                 (lo, hi),
             ).fetchone()
             db.execute("DELETE FROM readings WHERE id BETWEEN ? AND ?", (lo, hi))
@@ -639,7 +414,7 @@ class Outbox:
     def oldest(self, limit: int, *, after_id: int = 0) -> list[StoredReading]:
         """The first ``limit`` rows after ``after_id`` not delivered yet."""
         with self._lock:
-            clause, args = self._delivered_clause()
+            clause, args = self._deferred.undelivered_clause()
             rows = self._db.execute(
                 "SELECT id, device_id, seq, received_ns, body FROM readings "  # noqa: S608
                 f"WHERE id > ?{clause} ORDER BY id LIMIT ?",
@@ -703,46 +478,21 @@ class Outbox:
             self._leased = frozenset()
             if not deadletters and not holds:
                 # Delivered: recorded with the next bookkeeping, nothing written now.
-                d = self._deferred
-                runs = list(_runs(ids))
-                for lo, hi in runs:
-                    if d.delivered and d.delivered[-1][1] + 1 == lo:  # batches follow each other
-                        d.delivered[-1] = (d.delivered[-1][0], hi)
-                    else:
-                        d.delivered.append((lo, hi))
-                d.delivered_n += len(ids)
-                d.delivered_bytes += self._size_of_runs(runs)
-                d.batches += 1
-                d.last_forward_ns = time.time_ns()
-                d.touch()
+                batch = list(runs(ids))
+                self._deferred.delivered_batch(batch, self._size_of_runs(batch))
                 if self._settle_due():
                     self.settle()
                 return len(ids)
         with self._lock, self._tx() as db:
             if holds:
-                now = time.time_ns()
-                id_list = ",".join(str(int(h.id)) for h in holds)
-                rows = {
-                    rid: (dev, seq, received, body)
-                    for rid, dev, seq, received, body in db.execute(
-                        f"SELECT id, device_id, seq, received_ns, body FROM readings WHERE id IN ({id_list})"  # noqa: S608
-                    )
-                }
-                db.executemany(
-                    "INSERT INTO held(device_id, seq, received_ns, body, reason, detail, held_ns, retry_ns, "
-                    "attempts) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 1)",
-                    [(*rows[h.id], h.reason, h.detail[:1000], now, retry_ns) for h in holds if h.id in rows],
-                )
-                self._held_bytes += sum(
-                    len(rows[h.id][3]) + len(rows[h.id][0]) + _ROW_OVERHEAD for h in holds if h.id in rows
-                )
+                self._held.hold(db, holds, now_ns=time.time_ns(), retry_ns=retry_ns)
                 for h in holds:
-                    counts[f"held_in.{h.reason}"] = counts.get(f"held_in.{h.reason}", 0) + 1
+                    counts[c.held_in(h.reason)] = counts.get(c.held_in(h.reason), 0) + 1
             deleted, _ = self._delete_ids(db, ids)
             if deadletters:
                 self._add_deadletters(db, deadletters, counts)
-            counts["readings_out"] = deleted - len(deadletters) - len(holds)
-            counts["forwarded_batches"] = 1
+            counts[c.READINGS_OUT] = deleted - len(deadletters) - len(holds)
+            counts[c.FORWARDED_BATCHES] = 1
             self._deferred.last_forward_ns = time.time_ns()
             self._deferred.touch()
             self._settle(db, counts)
@@ -751,12 +501,7 @@ class Outbox:
     # -- bookkeeping ----------------------------------------------------------------
 
     def _settle_due(self) -> bool:
-        d = self._deferred
-        return d.since is not None and (
-            time.monotonic() - d.since >= self.settle_s
-            or d.delivered_n >= self.settle_max_rows
-            or len(d.delivered) > _MAX_DELIVERED_RUNS
-        )
+        return self._deferred.due(self.settle_s, self.settle_max_rows)
 
     def settle(self) -> None:
         """Record the deferred bookkeeping now (delete delivered rows, write the counters)."""
@@ -777,9 +522,9 @@ class Outbox:
         if d.delivered:
             ids = [i for lo, hi in d.delivered for i in range(lo, hi + 1)]
             deleted, _ = self._delete_ids(db, ids)
-            counts["readings_out"] = counts.get("readings_out", 0) + deleted
-        counts["forwarded_batches"] = counts.get("forwarded_batches", 0) + d.batches
-        counts["readings_in"] = counts.get("readings_in", 0) + d.readings_in
+            counts[c.READINGS_OUT] = counts.get(c.READINGS_OUT, 0) + deleted
+        counts[c.FORWARDED_BATCHES] = counts.get(c.FORWARDED_BATCHES, 0) + d.batches
+        counts[c.READINGS_IN] = counts.get(c.READINGS_IN, 0) + d.readings_in
         self._bump(counts)
         counts.clear()  # recorded: a second settle in the same transaction must not count them again
         db.execute(
@@ -789,27 +534,17 @@ class Outbox:
         )
         if d.last_forward_ns is not None:
             self._set_last_forward(db, d.last_forward_ns)
-        self._deferred = _Deferred()
+        self._deferred = Deferred()
 
-    def _size_of_runs(self, runs: list[tuple[int, int]]) -> int:
+    def _size_of_runs(self, id_runs: list[tuple[int, int]]) -> int:
         total = 0
-        for lo, hi in runs:
+        for lo, hi in id_runs:
             (size,) = self._db.execute(
-                f"SELECT coalesce(sum({_ROW_SIZE_SQL}), 0) FROM readings WHERE id BETWEEN ? AND ?",  # noqa: S608
+                f"SELECT coalesce(sum({ROW_SIZE_SQL}), 0) FROM readings WHERE id BETWEEN ? AND ?",  # noqa: S608
                 (lo, hi),
             ).fetchone()
             total += size
         return total
-
-    def _delivered_clause(self) -> tuple[str, list[int]]:
-        """SQL that leaves out delivered rows not yet deleted, and its arguments."""
-        runs = self._deferred.delivered
-        if not runs:
-            return "", []
-        return (
-            " AND NOT (" + " OR ".join(["id BETWEEN ? AND ?"] * len(runs)) + ")",
-            [x for run in runs for x in run],
-        )
 
     @staticmethod
     def _set_last_forward(db: sqlite3.Connection, at_ns: int | None = None) -> None:
@@ -819,22 +554,17 @@ class Outbox:
             (str(at_ns if at_ns is not None else time.time_ns()),),
         )
 
-    # -- held readings --------------------------------------------------------------
+    # -- held readings (the table: citygate.gateway.held) ---------------------------
 
     def lease_held(self, ids: Iterable[int]) -> None:
         """As :meth:`lease`, for a batch of held rows (until :meth:`settle_held`)."""
         with self._lock:
-            self._leased_held = frozenset(ids)
+            self._held.lease(ids)
 
     def held_due(self, limit: int, now_ns: int) -> list[StoredReading]:
         """Held readings whose next attempt is due, oldest first (ids are the held table's)."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT id, device_id, seq, received_ns, body FROM held WHERE retry_ns <= ? "
-                "ORDER BY retry_ns, id LIMIT ?",
-                (now_ns, limit),
-            ).fetchall()
-        return [StoredReading(*r) for r in rows]
+            return self._held.due(self._db, limit, now_ns)
 
     def settle_held(
         self,
@@ -850,39 +580,21 @@ class Outbox:
         kept = {h.id for h in holds}
         gone = [i for i in ids if i not in kept]
         with self._lock, self._tx() as db:
-            self._leased_held = frozenset()
+            self._held.lease(())
             if holds:
-                db.executemany(
-                    "UPDATE held SET reason = ?, detail = ?, retry_ns = ?, attempts = attempts + 1 "
-                    "WHERE id = ?",
-                    [(h.reason, h.detail[:1000], retry_ns, h.id) for h in holds],
-                )
-            stored = self._delete_held(db, gone)
+                self._held.keep(db, holds, retry_ns=retry_ns)
+            stored = self._held.delete(db, gone)
             if deadletters:
                 self._add_deadletters(db, [d for _, d in deadletters], counts)
-            counts["readings_out"] = stored - len(deadletters)
-            counts["held_stored"] = stored - len(deadletters)
+            counts[c.READINGS_OUT] = stored - len(deadletters)
+            counts[c.HELD_STORED] = stored - len(deadletters)
             self._bump(counts)
             self._set_last_forward(db)
 
-    def _delete_held(self, db: sqlite3.Connection, ids: Sequence[int]) -> int:
-        n = 0
-        for chunk in _chunks(list(ids), 500):
-            marks = ",".join("?" * len(chunk))
-            count, size = db.execute(
-                f"SELECT count(*), coalesce(sum({_ROW_SIZE_SQL}), 0) FROM held WHERE id IN ({marks})",  # noqa: S608
-                chunk,
-            ).fetchone()
-            db.execute(f"DELETE FROM held WHERE id IN ({marks})", chunk)  # noqa: S608
-            n += count
-            self._held_bytes -= size
-        return n
-
     def retry_held_now(self, *, reason: str | None = None, device_id: str | None = None) -> int:
         """Make held readings due now (all, or of one reason and/or device); how many."""
-        where, args = _held_filter(reason, device_id)
         with self._lock, self._tx() as db:
-            return db.execute(f"UPDATE held SET retry_ns = 0{where}", args).rowcount  # noqa: S608
+            return self._held.retry_now(db, reason, device_id)
 
     def discard_held(
         self,
@@ -893,58 +605,37 @@ class Outbox:
     ) -> int:
         """Give held readings up (an operator's decision): they move to the dead letters with
         their reason, counted as ``dropped.operator_discarded``. How many."""
-        where, args = _held_filter(reason, device_id)
         counts: dict[str, int] = {}
         with self._lock, self._tx() as db:
-            rows = db.execute(
-                f"SELECT id, device_id, received_ns, reason, detail, body FROM held{where}",  # noqa: S608
-                args,
-            ).fetchall()
-            letters = [
-                DeadLetter(received, dev, reason_, f"{note}; held for: {detail}", body)
-                for _, dev, received, reason_, detail, body in rows
-            ]
-            self._delete_held(db, [r[0] for r in rows])
+            letters = self._held.take(db, reason, device_id, note)
             self._add_deadletters(db, letters, counts)
             # Counted as dropped, not as rejected: the cloud never said these were final.
-            counts = {k: v for k, v in counts.items() if not k.startswith("rejected.")}
-            counts["dropped.operator_discarded"] = len(rows)
+            counts = {k: v for k, v in counts.items() if not c.is_rejected(k)}
+            counts[c.dropped(c.OPERATOR_DISCARDED)] = len(letters)
             self._bump(counts)
-        return len(rows)
+        return len(letters)
 
     def count_held(self, *, reason: str | None = None, device_id: str | None = None) -> int:
-        where, args = _held_filter(reason, device_id)
         with self._lock:
-            (n,) = self._db.execute(f"SELECT count(*) FROM held{where}", args).fetchone()  # noqa: S608
-        return int(n)
+            return self._held.count(self._db, reason, device_id)
 
     def held_groups(self) -> list[HeldGroup]:
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT reason, count(*), coalesce(sum({_ROW_SIZE_SQL}), 0), min(received_ns), "  # noqa: S608
-                "count(DISTINCT device_id) FROM held GROUP BY reason ORDER BY count(*) DESC"
-            ).fetchall()
-        return [HeldGroup(*r) for r in rows]
+            return self._held.groups(self._db)
 
     def held_readings(
         self, limit: int, *, reason: str | None = None, device_id: str | None = None
     ) -> list[tuple[StoredReading, str, str, int, int]]:
         """(reading, reason, detail, retry_ns, attempts) of held rows, oldest first."""
-        where, args = _held_filter(reason, device_id)
         with self._lock:
-            rows = self._db.execute(
-                "SELECT id, device_id, seq, received_ns, body, reason, detail, retry_ns, attempts "  # noqa: S608
-                f"FROM held{where} ORDER BY received_ns, id LIMIT ?",
-                (*args, limit),
-            ).fetchall()
-        return [(StoredReading(*r[:5]), r[5], r[6], r[7], r[8]) for r in rows]
+            return self._held.readings(self._db, limit, reason, device_id)
 
     # -- reads --------------------------------------------------------------------
 
     def stats(self) -> OutboxStats:
         with self._lock:
             db = self._db
-            clause, args = self._delivered_clause()
+            clause, args = self._deferred.undelivered_clause()
             row = db.execute(
                 f"SELECT received_ns FROM readings WHERE id > 0{clause} ORDER BY id LIMIT 1",  # noqa: S608
                 args,
@@ -953,23 +644,21 @@ class Outbox:
             counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
             d = self._deferred
             for name, n in (
-                ("readings_in", d.readings_in),
-                ("readings_out", d.delivered_n),
-                ("forwarded_batches", d.batches),
+                (c.READINGS_IN, d.readings_in),
+                (c.READINGS_OUT, d.delivered_n),
+                (c.FORWARDED_BATCHES, d.batches),
             ):
                 if n:
                     counters[name] = counters.get(name, 0) + n
-            held = db.execute(
-                "SELECT reason, count(*), min(received_ns) FROM held GROUP BY reason"
-            ).fetchall()
+            held, oldest_held = self._held.by_reason(db)
             return OutboxStats(
                 depth=self._depth - d.delivered_n,
                 bytes=self._bytes - d.delivered_bytes,
                 oldest_received_ns=row[0] if row else None,
                 deadletters=dl,
                 counters=counters,
-                held={reason: n for reason, n, _ in held},
-                oldest_held_received_ns=min((oldest for _, _, oldest in held), default=None),
+                held=held,
+                oldest_held_received_ns=oldest_held,
             )
 
     def last_forward_ns(self) -> int | None:
@@ -994,41 +683,12 @@ class Outbox:
 def _fit(readings: Sequence[NewReading], room: int) -> list[NewReading]:
     out: list[NewReading] = []
     for r in readings:
-        size = _row_size(r)
+        size = row_size(r.device_id, r.body)
         if size > room:
             break
         room -= size
         out.append(r)
     return out
-
-
-def _held_filter(reason: str | None, device_id: str | None) -> tuple[str, tuple[str, ...]]:
-    clauses, args = [], []
-    if reason is not None:
-        clauses.append("reason = ?")
-        args.append(reason)
-    if device_id is not None:
-        clauses.append("device_id = ?")
-        args.append(device_id)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
-
-
-def _chunks(items: list[int], n: int) -> Iterator[list[int]]:
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
-
-
-def _runs(ids: list[int]) -> Iterator[tuple[int, int]]:
-    """Contiguous runs of sorted ids, as (first, last)."""
-    if not ids:
-        return
-    lo = prev = ids[0]
-    for i in ids[1:]:
-        if i != prev + 1:
-            yield lo, prev
-            lo = i
-        prev = i
-    yield lo, prev
 
 
 def disk_free(path: Path) -> int:

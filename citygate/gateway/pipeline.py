@@ -12,11 +12,11 @@ records the devices' committed sequence numbers for end-to-end confirmation.
 from __future__ import annotations
 
 import queue
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import orjson
 import structlog
@@ -29,9 +29,9 @@ from citygate.contract.validation import Validator
 from citygate.contract.wire import wire_body
 from citygate.errors import InventoryError, OutboxWriteError
 from citygate.gateway.dedup import RecentSeqs
-from citygate.gateway.intake import IncomingMessage, MqttIntake
-from citygate.gateway.liveness import Deadline
-from citygate.gateway.outbox import CommitResult, DeadLetter, NewReading, Outbox
+from citygate.gateway.intake import IncomingMessage
+from citygate.gateway.outbox import CommitResult, DeadLetter, NewReading
+from citygate.gateway.worker import Worker
 
 log = structlog.get_logger("citygate.gateway.pipeline")
 
@@ -107,14 +107,46 @@ class PendingAcks:
         return out
 
 
-class Pipeline:
+class Intake(Protocol):
+    """What the pipeline needs from the broker side (:class:`~citygate.gateway.intake.MqttIntake`)."""
+
+    messages: queue.Queue[IncomingMessage]
+
+    def ack(self, messages: Iterable[IncomingMessage]) -> int:
+        """PUBACK messages whose readings are committed."""
+        ...
+
+    def publish_acks(self, handled: Mapping[str, list[int]]) -> None:
+        """Confirm handled seqs to their devices (end to end)."""
+        ...
+
+
+class CommitSink(Protocol):
+    """What the pipeline needs from the outbox (:class:`~citygate.gateway.outbox.Outbox`)."""
+
+    def commit(
+        self,
+        readings: Sequence[NewReading],
+        deadletters: Sequence[DeadLetter] = (),
+        *,
+        now_ns: int | None = None,
+        free_disk: int | None = None,
+        counters: Mapping[str, int] | None = None,
+    ) -> CommitResult:
+        """Store readings and dead letters in one durable transaction, or raise OutboxWriteError."""
+        ...
+
+
+class Pipeline(Worker):
     """The committer thread."""
+
+    stop_timeout_s = 10.0
 
     def __init__(
         self,
         *,
-        intake: MqttIntake,
-        outbox: Outbox,
+        intake: Intake,
+        outbox: CommitSink,
         validator: Validator,
         inventory_path: Path,
         commit_max_readings: int,
@@ -125,6 +157,7 @@ class Pipeline:
         clock: Callable[[], int] = time.time_ns,
         clock_trusted: Callable[[], bool] = lambda: True,
     ) -> None:
+        super().__init__("citygate-pipeline")
         self.intake = intake
         self.outbox = outbox
         self.validator = validator
@@ -137,22 +170,15 @@ class Pipeline:
         self.on_commit = on_commit
         self._clock = clock
         self._clock_trusted = clock_trusted
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="citygate-pipeline", daemon=True)
-        self.progress = Deadline()
         self._inventory_stamp = file_stamp(inventory_path)
         self._last_forced_check = 0.0
         self.commit_stats = CommitStats()
         self.commit_failures = 0
         self.last_error: str | None = None
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         """Finish the group in hand (commit + ack), then stop."""
-        self._stop.set()
-        self._thread.join(timeout)
+        super().stop(timeout)
 
     def would_refuse(self, body: bytes, received_ns: int) -> Rejection | None:
         """:func:`recheck` with the current inventory (any thread: the validator is replaced
@@ -302,12 +328,6 @@ class Pipeline:
                 if self._stop.wait(delay):
                     raise  # stopping: not acked, so the broker delivers it again after the restart
                 delay = min(delay * 2, 5.0)
-
-    def _run(self) -> None:
-        try:
-            self._loop()
-        finally:
-            self.progress.done()
 
     def _loop(self) -> None:
         last_inventory_check = time.monotonic()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from citygate.config import CitygateSettings
-from citygate.gateway.outbox import OutboxLimits, OverflowPolicy
+from citygate.gateway.overflow import OverflowPolicy
+
+if TYPE_CHECKING:
+    from citygate.gateway.outbox_limits import OutboxLimits
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
@@ -107,6 +110,9 @@ class GatewaySettings(CitygateSettings):
         return self.state_dir / "outbox.db"
 
     def outbox_limits(self) -> OutboxLimits:
+        # Imported here: OutboxLimits takes its defaults from this module's class.
+        from citygate.gateway.outbox_limits import OutboxLimits
+
         return OutboxLimits(
             max_bytes=self.outbox_max_bytes,
             max_age_s=self.outbox_max_age_s,
@@ -114,3 +120,9 @@ class GatewaySettings(CitygateSettings):
             policy=self.overflow_policy,
             max_deadletters=self.max_deadletters,
         )
+
+
+def setting_default(name: str) -> Any:
+    """The default of one of the settings above: the only place a gateway default is written,
+    so the classes built from settings (OutboxLimits, ForwarderConfig) take theirs from here."""
+    return GatewaySettings.model_fields[name].default

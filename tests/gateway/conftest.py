@@ -24,8 +24,8 @@ from citygate.contract.topics import ack_topic, telemetry_topic
 from citygate.servers.mosquitto import LocalMosquitto
 from citygate.servers.process import free_port
 from citygate.servers.tcp_proxy import TcpProxy
+from citygate.testing.fake_cloud import FakeCloud
 from tests.conftest import GATEWAY_ID, PkiBundle
-from tests.gateway.fake_cloud import FakeCloud
 from tests.mqtt_helpers import Connection, connect
 from tests.waiting import wait_until
 

@@ -1,10 +1,11 @@
-"""A minimal real HTTPS server standing in for the cloud in gateway tests.
+"""A minimal real HTTPS server standing in for the cloud in gateway tests and benchmarks.
 
 Real TLS with client-certificate verification (infrastructure CA), the real
 wire contract (gzip JSON batches, IngestResult answers), and switches for
 outages (503 + Retry-After, or refusing connections) and per-reading
 rejections. It records every reading it acknowledged, keyed by (device, ts),
-so tests can count exactly-once delivery, duplicates and order.
+so tests can count exactly-once delivery, duplicates and order. Used by
+tests/gateway/conftest.py and by bench/bench_gateway_backlog.py (shipped in the wheel).
 """
 
 from __future__ import annotations

@@ -1,0 +1,244 @@
+"""Helpers the benchmark scripts share (shipped beside them in the wheel, as citygate/_bench/_common.py).
+
+A script imports this as ``_common``: its own directory is first on ``sys.path``.
+
+- a bench PKI (server certificate, the ``gw-bench`` gateway, water-level devices);
+- a gateway agent as a subprocess: its TOML config, the process, its /healthz;
+- on a :class:`~citygate.demo.stack.DemoStack`: the probe device and its latency probe
+  (publish -> visible in InfluxDB), the agent's counters, the simulator's stop and summary;
+- formatting: percentiles, min/median/max, the ledger audit.
+"""
+
+from __future__ import annotations
+
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from citygate.certs.pki import CaName, CertKind, Pki
+from citygate.certs.settings import PkiSettings
+from citygate.config import toml_section
+from citygate.contract.inventory import DeviceRecord
+from citygate.contract.topics import telemetry_topic
+from citygate.demo.stack import DemoStack, GatewayNode
+from citygate.servers.mosquitto import LocalMosquitto
+
+GATEWAY_ID = "gw-bench"
+PROBE_DEVICE = "probe-0001"
+
+# -- a bench PKI and a gateway agent of its own ------------------------------------
+
+
+def bench_pki(work: Path, devices: Sequence[str] = ()) -> Pki:
+    """A PKI in ``work/pki``: the localhost server certificate, the ``gw-bench`` gateway and
+    ``devices`` (water_level, v1)."""
+    pki = Pki.init(PkiSettings(dir=work / "pki"))
+    pki.issue_server("localhost", ips=["127.0.0.1"])
+    pki.issue_gateway(GATEWAY_ID)
+    if devices:
+        pki.issue_devices(
+            [DeviceRecord(device_id=d, profile="water_level", profile_version=1) for d in devices]
+        )
+    return pki
+
+
+def write_gateway_config(
+    path: Path,
+    pki: Pki,
+    broker: LocalMosquitto,
+    *,
+    state_dir: Path,
+    cloud_url: str,
+    http_port: int,
+    **settings: object,
+) -> Path:
+    """The ``[gateway]`` TOML of the ``gw-bench`` agent on ``broker``; ``settings`` add to it."""
+    gw = pki.files(CertKind.GATEWAY, GATEWAY_ID)
+    path.write_text(
+        toml_section(
+            "gateway",
+            {
+                "cert_file": str(gw.cert),
+                "key_file": str(gw.key),
+                "ca_file": str(pki.ca_cert_path(CaName.INFRA)),
+                "broker_port": broker.gateway_port,
+                "inventory": str(pki.inventory_path),
+                "state_dir": str(state_dir),
+                "cloud_url": cloud_url,
+                "http_port": http_port,
+                **settings,
+            },
+        )
+    )
+    return path
+
+
+def start_agent(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``citygate gateway run`` with ``config`` (log level warning), its stderr appended to ``log``."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "citygate",
+            "gateway",
+            "run",
+            "--config",
+            str(config),
+            "--log-level",
+            "warning",
+        ],
+        stderr=log.open("ab"),
+    )
+
+
+def agent_health(port: int, timeout: float = 10.0) -> dict[str, Any]:
+    """The agent's /healthz on ``port`` (OSError while it does not answer)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=timeout) as r:
+        doc: dict[str, Any] = orjson.loads(r.read())
+        return doc
+
+
+# -- on a demo stack ---------------------------------------------------------------
+
+
+def issue_probe_device(stack: DemoStack, device: str = PROBE_DEVICE) -> None:
+    """A water-level device on the stack's first gateway, for :func:`probe`."""
+    assert stack.pki is not None
+    stack.pki.issue_device(
+        DeviceRecord(
+            device_id=device, profile="water_level", profile_version=1, gateways=(stack.nodes[0].name,)
+        )
+    )
+
+
+def probe(
+    stack: DemoStack, seconds: float, device: str = PROBE_DEVICE, interval_s: float = 0.1
+) -> list[float]:
+    """Publish a reading every ``interval_s`` for ``seconds`` and time each until InfluxDB has it;
+    the latencies in s, sorted."""
+    assert stack.pki is not None and stack.influx is not None
+    influx = stack.influx
+    node = stack.nodes[0]
+    f = stack.pki.files(CertKind.DEVICE, device)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device)
+    c.tls_set(
+        ca_certs=str(stack.pki.ca_cert_path(CaName.INFRA)),
+        certfile=str(f.cert),
+        keyfile=str(f.key),
+        cert_reqs=ssl.CERT_REQUIRED,
+    )
+    c.connect("127.0.0.1", node.broker.device_port)
+    c.loop_start()
+    sent: dict[int, float] = {}
+    seen: dict[int, float] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set() or len(seen) < len(sent):
+            pending = [ts for ts in list(sent) if ts not in seen]
+            if pending:
+                lo = min(pending)
+                q = (
+                    f'SELECT "seq" FROM "water_level" WHERE "device_id" = \'{device}\' '
+                    f"AND time >= {lo * 1_000_000}"
+                )
+                doc = influx.query(q, db="citygate")
+                now = time.monotonic()
+                for s in doc["results"][0].get("series") or []:
+                    for row in s["values"]:
+                        ts_ms = row[0] // 1_000_000
+                        if ts_ms in sent and ts_ms not in seen:
+                            seen[ts_ms] = now
+            if done.is_set() and time.monotonic() > deadline_watch:
+                return
+            time.sleep(0.02)
+
+    deadline_watch = time.monotonic() + seconds + 30
+    w = threading.Thread(target=watch, daemon=True)
+    w.start()
+    t_end = time.monotonic() + seconds
+    seq = 0
+    while time.monotonic() < t_end:
+        ts = int(time.time() * 1000)
+        if ts in sent:
+            time.sleep(0.001)
+            continue
+        payload = orjson.dumps({"ts": ts, "seq": seq, "readings": {"level": 1.0}})
+        sent[ts] = time.monotonic()
+        c.publish(telemetry_topic(device), payload, qos=1)
+        seq += 1
+        time.sleep(interval_s)
+    done.set()
+    w.join()
+    c.disconnect()
+    c.loop_stop()
+    return sorted(seen[ts] - sent[ts] for ts in seen)
+
+
+def agent_counters(node: GatewayNode) -> tuple[int, int, int]:
+    """(readings_in, readings_out, outbox_depth) from the agent's /healthz; retried."""
+    for _ in range(20):
+        h = node.health()
+        if h is not None and "outbox_depth" in h:
+            return int(h["readings_in"]), int(h["readings_out"]), int(h["outbox_depth"])  # type: ignore[call-overload]
+        time.sleep(0.25)
+    raise RuntimeError(f"agent /healthz not answering; log {node.agent.log_path}")
+
+
+def stop_sim(sim: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGINT if it still runs (the devices wait for their confirmations), then wait; SIGKILL
+    after ``timeout``."""
+    if sim.poll() is None:
+        sim.send_signal(signal.SIGINT)
+    try:
+        sim.wait(timeout)
+    except subprocess.TimeoutExpired:
+        sim.kill()
+
+
+def read_sim_summary(path: Path) -> dict[str, Any]:
+    """The simulator's JSON summary (``--json``) from its stdout file: from the first ``{`` on."""
+    raw = path.read_bytes()
+    doc: dict[str, Any] = orjson.loads(raw[raw.find(b"{") :])
+    return doc
+
+
+# -- numbers -----------------------------------------------------------------------
+
+
+def pct(xs: list[float], p: float) -> float | None:
+    """The ``p`` quantile of sorted latencies in s, in ms (None without any)."""
+    return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000 if xs else None
+
+
+def fmt(ms: object) -> str:
+    return f"{ms:.0f}" if isinstance(ms, float) else "-"
+
+
+def spread(values: Iterable[float]) -> dict[str, float]:
+    xs = list(values)
+    return {"min": min(xs), "median": statistics.median(xs), "max": max(xs)}
+
+
+AUDIT_KEYS = ("expected", "stored", "lost", "duplicated")
+
+
+def audit_summary(audit: Mapping[str, object]) -> dict[str, object]:
+    """The ledger audit's headline numbers, for a summary."""
+    return {k: audit.get(k) for k in AUDIT_KEYS}
+
+
+def audit_text(audit: Mapping[str, object]) -> str:
+    return "audit: " + ", ".join(f"{k} {audit.get(k)}" for k in AUDIT_KEYS)

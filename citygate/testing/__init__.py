@@ -1,0 +1,1 @@
+"""Stand-ins for the tests and the shipped benchmarks (stdlib and orjson only)."""
