@@ -17,7 +17,7 @@ Beside the disk bytes per reading, the floor for the same run: each commit's
 stored payloads rounded up to whole 4 KiB pages (the agent's
 ``citygate_gateway_commit_floor_bytes``), per reading. And the latency a device
 sees at that rate: a probe device publishes every ``--probe-interval`` seconds
-and each reading is timed until InfluxDB has it (as ``bench_e2e_latency.py``).
+and each reading is timed until InfluxDB has it (``_common.probe``, as ``bench_e2e_latency.py``).
 
 The footprint with a large backlog (1M readings) is measured by
 ``bench_gateway_backlog.py`` (scenario ``gateway-backlog``), not here.

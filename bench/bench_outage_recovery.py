@@ -14,7 +14,7 @@ the link is restored:
 - drain rate: readings the cloud confirmed per second during the drain (the
   agent's ``readings_out`` counter), and that rate as a multiple of the live
   rate; the net backlog rate (backlog / drain time) too;
-- fresh-data latency during the drain: the probe of ``bench_e2e_latency``
+- fresh-data latency during the drain: the probe of ``bench_e2e_latency`` (``_common.probe``)
   publishes throughout (the forwarder sends readings received within its
   live window first, then fills batches with the oldest backlog);
 - the agent's peak RSS during the outage and during the drain.

@@ -223,7 +223,7 @@ def held_list(
                         "detail": detail,
                         "next_retry": _iso(retry_ns) if retry_ns else "now",
                         "attempts": attempts,
-                        "body": r.body.decode("utf-8", "replace"),
+                        "body": r.wire().decode("utf-8", "replace"),
                     }
                     for r, why, detail, retry_ns, attempts in items
                 ],

@@ -94,17 +94,36 @@ class IngestBatch(BaseModel):
     readings: Annotated[list[WireReading], Field(max_length=MAX_BATCH_READINGS)]
 
 
+def stored_body(r: Reading) -> bytes:
+    """What the gateway's outbox stores of ``r``'s wire form: ts, seq and readings. The device id
+    and the receive time are columns of their own there; :func:`wire_from_stored` puts them
+    back. A quarter fewer bytes per row: fewer flash writes, a longer backlog in the same room."""
+    return orjson.dumps({"ts": ts_to_wire(r.ts_ns), "seq": r.seq, "readings": r.values})
+
+
+_WHOLE = b'{"device_id":'
+
+
+def wire_from_stored(device_id: str, received_ns: int, stored: bytes) -> bytes:
+    """The :class:`WireReading` JSON of a stored reading (a row stored whole, as outboxes before
+    schema 4 did, is already that)."""
+    if stored.startswith(_WHOLE):
+        return stored
+    return b"".join(
+        (
+            _WHOLE,
+            orjson.dumps(device_id),
+            b",",
+            stored[1:-1],
+            b',"received_ms":',
+            b"%d}" % (received_ns // 1_000_000),
+        )
+    )
+
+
 def wire_body(r: Reading, received_ns: int) -> bytes:
     """``r`` received at ``received_ns``, as :class:`WireReading` serialises it."""
-    return orjson.dumps(
-        {
-            "device_id": r.device_id,
-            "ts": ts_to_wire(r.ts_ns),
-            "seq": r.seq,
-            "readings": r.values,
-            "received_ms": received_ns // 1_000_000,
-        }
-    )
+    return wire_from_stored(r.device_id, received_ns, stored_body(r))
 
 
 def batch_body(batch_id: str, bodies: list[bytes]) -> bytes:

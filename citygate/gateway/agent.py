@@ -89,7 +89,7 @@ class GatewayAgent:
             self._cloud_client(),
             ForwarderConfig.from_settings(settings),
             clock=self.clock.now_ns,
-            recheck=lambda r: self.pipeline.would_refuse(r.body, r.received_ns),
+            recheck=lambda r: self.pipeline.would_refuse(r.wire(), r.received_ns),
         )
         self.pipeline = Pipeline(
             intake=self.intake,

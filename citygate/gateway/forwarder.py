@@ -274,7 +274,7 @@ class Forwarder(Worker):
         """Send one batch (of held readings if ``held``); returns how long to wait before the
         next attempt (0 = go on)."""
         batch_id = uuid.uuid4().hex
-        outcome = self.client.post_batch(batch_id, [r.body for r in batch])
+        outcome = self.client.post_batch(batch_id, [r.wire() for r in batch])
         self.last_status = outcome.status
         if outcome.ok and outcome.result is not None:
             try:
@@ -343,7 +343,7 @@ class Forwarder(Worker):
                 holds.append(Hold(r.id, label, detail))
                 continue
             why = f"{detail} (the gateway refuses it too: {own.reason.value}: {own.detail})"
-            dead.append((r.id, DeadLetter(now, r.device_id, label, why[:1000], r.body)))
+            dead.append((r.id, DeadLetter(now, r.device_id, label, why[:1000], r.wire())))
         retry_ns = self._clock() + int(self.config.held_retry_s * 1e9)
         ids = [r.id for r in batch]
         if held:

@@ -160,6 +160,10 @@ class Outbox:
             counted = max_id
         else:
             counted = int(row[0])
+            db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version' AND CAST(value AS INTEGER) < ?",
+                (str(SCHEMA_VERSION), SCHEMA_VERSION),
+            )
         (uncounted,) = db.execute("SELECT count(*) FROM readings WHERE id > ?", (counted,)).fetchone()
         self._deferred.readings_in = uncounted
         if uncounted:

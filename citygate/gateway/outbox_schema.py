@@ -7,7 +7,9 @@ from pathlib import Path
 
 # 2: the held table (created in place in a version-1 outbox). 3: 'counted_through_id' in meta,
 # the bookkeeping that lets a commit of readings write nothing else (see citygate.gateway.outbox_deferred).
-SCHEMA_VERSION = 3
+# 4: new rows store the compact body (citygate.contract.wire.stored_body); rows stored whole
+# before are sent as they are.
+SCHEMA_VERSION = 4
 # Small pages: a commit rewrites the whole pages it touches (each in a WAL frame), and most
 # commits at city rates hold one or two kilobytes of readings. Set when the file is created;
 # an existing outbox keeps its page size.

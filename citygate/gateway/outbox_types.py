@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from citygate.contract.wire import wire_from_stored
+
 
 class NewReading(NamedTuple):
-    """A validated reading about to be stored (a tuple: built once per message, on the hot path)."""
+    """A validated reading about to be stored (a tuple: built once per message, on the hot path).
+    ``body`` is the stored form (citygate.contract.wire.stored_body)."""
 
     device_id: str
     seq: int | None
@@ -30,7 +33,11 @@ class StoredReading:
     device_id: str
     seq: int | None
     received_ns: int
-    body: bytes
+    body: bytes  # the stored form; the cloud gets wire()
+
+    def wire(self) -> bytes:
+        """The reading as it travels to the cloud (citygate.contract.wire.WireReading)."""
+        return wire_from_stored(self.device_id, self.received_ns, self.body)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from citygate.contract.inventory import Inventory
 from citygate.contract.readings import Reading, Rejection, RejectReason
 from citygate.contract.topics import device_from_telemetry_topic
 from citygate.contract.validation import Validator
-from citygate.contract.wire import wire_body
+from citygate.contract.wire import stored_body
 from citygate.errors import InventoryError, OutboxWriteError
 from citygate.gateway.dedup import RecentSeqs
 from citygate.gateway.intake import IncomingMessage
@@ -284,7 +284,7 @@ class Pipeline(Worker):
                     resends += 1
                     continue
                 readings.append(
-                    NewReading(device_id, result.seq, m.received_ns, wire_body(result, m.received_ns))
+                    NewReading(device_id, result.seq, m.received_ns, stored_body(result))
                 )
                 if result.seq is not None:
                     ts_of[device_id, result.seq] = result.ts_ns

@@ -22,8 +22,10 @@ from citygate.contract.wire import (
     IngestBatch,
     WireReading,
     batch_body,
+    stored_body,
     ts_to_wire,
     wire_body,
+    wire_from_stored,
 )
 
 NOW_MS = 1_700_000_000_000
@@ -117,3 +119,23 @@ def test_the_batch_id_regex_is_the_models_rule(batch_id):
     except ValidationError:
         model_accepts = False
     assert (BATCH_ID_RE.fullmatch(batch_id) is not None) == model_accepts
+
+
+
+@given(
+    device_id=st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=64),
+    ts_ns=st.integers(0, INT64_MAX),
+    seq=st.none() | st.integers(0, INT64_MAX),
+    values=st.dictionaries(_text, _values, min_size=1, max_size=6),
+    received_ns=st.integers(0, INT64_MAX),
+)
+def test_a_stored_reading_becomes_the_models_json_again(device_id, ts_ns, seq, values, received_ns):
+    r = reading(device_id, ts_ns, seq, values)
+    stored = stored_body(r)
+    assert orjson.loads(stored).keys() == {"ts", "seq", "readings"}  # the columns hold the rest
+    assert wire_from_stored(device_id, received_ns, stored) == model_body(r, received_ns)
+
+
+def test_a_row_stored_whole_before_schema_4_is_sent_as_it_is():
+    whole = model_body(reading("dev-1", NOW, 7, {"level": 1.5}), RECEIVED)
+    assert wire_from_stored("dev-1", RECEIVED, whole) == whole

@@ -21,7 +21,8 @@ NOW = 10**18
 
 
 def body(i: int) -> bytes:
-    return b'{"i":%d}' % i
+    # Stored whole (as the wire form), so that what the poster gets is this exact body.
+    return b'{"device_id":"d","i":%d}' % i
 
 
 def accepted(n: int) -> PostOutcome:

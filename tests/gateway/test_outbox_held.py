@@ -150,7 +150,7 @@ def test_a_version_1_outbox_gains_the_held_table_in_place(tmp_path):
     db = sqlite3.connect(path)
     (version,) = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     db.close()
-    assert version == str(SCHEMA_VERSION) == "3"
+    assert version == str(SCHEMA_VERSION) == "4"
 
 
 def test_the_heartbeat_folds_rare_held_reasons_past_the_clouds_limit():
