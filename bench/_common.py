@@ -6,11 +6,13 @@ A script imports this as ``_common``: its own directory is first on ``sys.path``
 - a gateway agent as a subprocess: its TOML config, the process, its /healthz;
 - on a :class:`~citygate.demo.stack.DemoStack`: the probe device and its latency probe
   (publish -> visible in InfluxDB), the agent's counters, the simulator's stop and summary;
-- formatting: percentiles, min/median/max, the ledger audit.
+- formatting: percentiles, min/median/max, the ledger audit;
+- a Pi-like CPU budget for a process (:func:`confine_cpu`).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import ssl
 import statistics
@@ -242,3 +244,31 @@ def audit_summary(audit: Mapping[str, object]) -> dict[str, object]:
 
 def audit_text(audit: Mapping[str, object]) -> str:
     return "audit: " + ", ".join(f"{k} {audit.get(k)}" for k in AUDIT_KEYS)
+
+
+# -- a Pi-like CPU budget ------------------------------------------------------------------
+
+
+def confine_cpu(pid: int, fraction: float, cpu: int = 0) -> str:
+    """Hold process ``pid`` (all its threads, and those it starts) to ``fraction`` of one core,
+    on core ``cpu`` only: a CFS quota in a cgroup of its own (cgroup v2 ``cpu.max``, else v1
+    ``cpu.cfs_quota_us``; needs root) plus CPU affinity. Returns what was done, for the report."""
+    period = 100_000
+    quota = max(1000, int(period * fraction))
+    name = f"citygate-bench-{pid}"
+    v2 = Path("/sys/fs/cgroup/cgroup.controllers")
+    if v2.exists() and "cpu" in v2.read_text().split():
+        group = Path("/sys/fs/cgroup") / name
+        group.mkdir(exist_ok=True)
+        (group / "cpu.max").write_text(f"{quota} {period}")
+        how = f"cgroup v2 cpu.max {quota} {period}"
+    else:
+        group = Path("/sys/fs/cgroup/cpu") / name
+        group.mkdir(exist_ok=True)
+        (group / "cpu.cfs_period_us").write_text(str(period))
+        (group / "cpu.cfs_quota_us").write_text(str(quota))
+        how = f"cgroup v1 cpu.cfs_quota_us {quota} per {period}"
+    (group / "cgroup.procs").write_text(str(pid))
+    for tid in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(tid.name), {cpu})
+    return f"{how}, affinity CPU {cpu}"

@@ -36,6 +36,21 @@ def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         os.fsync(f.fileno())
 
 
+def _key_usage(*, ca: bool) -> x509.KeyUsage:
+    """digitalSignature for every key; keyCertSign and cRLSign only for a CA's."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def create_ca(d: Path, title: str, settings: PkiSettings, now: dt.datetime, clock_skew: dt.timedelta) -> None:
     """A self-signed CA (EC P-256) in ``d``: ca.key (0600) and ca.pem."""
     d.mkdir(mode=0o700, exist_ok=True)
@@ -56,20 +71,7 @@ def create_ca(d: Path, title: str, settings: PkiSettings, now: dt.datetime, cloc
         .not_valid_before(now - clock_skew)
         .not_valid_after(now + dt.timedelta(days=settings.ca_days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(ca=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -110,20 +112,7 @@ def build_leaf(
         .not_valid_before(start)
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(ca=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -15,6 +17,9 @@ from rich.table import Table
 from rich.text import Text
 
 from citygate.cli import cli_errors
+
+if TYPE_CHECKING:
+    from citygate.gateway.outbox import Outbox
 
 app = typer.Typer(help="The gateway agent: MQTT intake -> durable outbox -> cloud.", no_args_is_help=True)
 console = Console()
@@ -48,6 +53,20 @@ def run(
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         agent.run_until(stop)
+
+
+@contextmanager
+def _outbox(config: Path | None) -> Iterator[Outbox]:
+    """The configured outbox, opened without its bookkeeper (the agent may be running), closed after."""
+    from citygate.gateway.outbox import Outbox
+    from citygate.gateway.settings import GatewaySettings
+
+    s = GatewaySettings.load(config)
+    outbox = Outbox(s.outbox_path, s.outbox_limits(), bookkeeper=False)
+    try:
+        yield outbox
+    finally:
+        outbox.close()
 
 
 def _fmt_age(seconds: float | None) -> str:
@@ -113,16 +132,9 @@ def deadletters(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List the newest dead letters (rejected payloads) with their reasons."""
-    from citygate.gateway.outbox import Outbox
-    from citygate.gateway.settings import GatewaySettings
-
     with cli_errors():
-        s = GatewaySettings.load(config)
-        outbox = Outbox(s.outbox_path, s.outbox_limits(), bookkeeper=False)
-        try:
+        with _outbox(config) as outbox:
             items = outbox.deadletters(limit=limit, reason=reason)
-        finally:
-            outbox.close()
         if as_json:
             rows = [
                 {
@@ -190,17 +202,10 @@ def held_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """How many readings are held, by reason, and the oldest of them."""
-    from citygate.gateway.outbox import Outbox
-    from citygate.gateway.settings import GatewaySettings
-
     with cli_errors():
-        s = GatewaySettings.load(config)
-        outbox = Outbox(s.outbox_path, s.outbox_limits(), bookkeeper=False)
-        try:
+        with _outbox(config) as outbox:
             groups = outbox.held_groups()
             items = outbox.held_readings(limit, reason=reason, device_id=device) if limit else []
-        finally:
-            outbox.close()
         now = dt.datetime.now(dt.UTC).timestamp()
         if as_json:
             doc = {
@@ -261,12 +266,7 @@ def _iso(ns: int) -> str:
 
 
 def _held_action(config: Path | None, reason: str | None, device: str | None, yes: bool, verb: str) -> int:
-    from citygate.gateway.outbox import Outbox
-    from citygate.gateway.settings import GatewaySettings
-
-    s = GatewaySettings.load(config)
-    outbox = Outbox(s.outbox_path, s.outbox_limits(), bookkeeper=False)
-    try:
+    with _outbox(config) as outbox:
         matching = outbox.count_held(reason=reason, device_id=device)
         what = " ".join(
             x for x in (f"reason {reason}" if reason else "", f"device {device}" if device else "") if x
@@ -280,28 +280,35 @@ def _held_action(config: Path | None, reason: str | None, device: str | None, ye
         if verb == "retry":
             return outbox.retry_held_now(reason=reason, device_id=device)
         return outbox.discard_held(reason=reason, device_id=device)
-    finally:
-        outbox.close()
 
 
-@held_app.command("release")
-def held_release(
-    config: ConfigOpt = None, reason: ReasonOpt = None, device: DeviceOpt = None, yes: YesOpt = False
-) -> None:
-    """Send held readings to the cloud again now (after fixing what the cloud lacked)."""
-    with cli_errors():
-        n = _held_action(config, reason, device, yes, "retry")
-        console.print(f"{n:,} held readings will be sent again within seconds (the agent picks them up)")
+def _held_command(name: str, verb: str, doc: str, done: str) -> None:
+    """``citygate gateway held release|discard``: the same command for both actions; ``done``
+    is the closing line, ``{n}`` the number of readings acted on."""
+
+    def command(
+        config: ConfigOpt = None, reason: ReasonOpt = None, device: DeviceOpt = None, yes: YesOpt = False
+    ) -> None:
+        with cli_errors():
+            n = _held_action(config, reason, device, yes, verb)
+            console.print(done.format(n=n))
+
+    command.__doc__ = doc
+    held_app.command(name)(command)
 
 
-@held_app.command("discard")
-def held_discard(
-    config: ConfigOpt = None, reason: ReasonOpt = None, device: DeviceOpt = None, yes: YesOpt = False
-) -> None:
-    """Give held readings up: they move to the dead letters, counted as dropped.operator_discarded."""
-    with cli_errors():
-        n = _held_action(config, reason, device, yes, "discard")
-        console.print(f"{n:,} held readings discarded (now in the dead letters)")
+_held_command(
+    "release",
+    "retry",
+    "Send held readings to the cloud again now (after fixing what the cloud lacked).",
+    "{n:,} held readings will be sent again within seconds (the agent picks them up)",
+)
+_held_command(
+    "discard",
+    "discard",
+    "Give held readings up: they move to the dead letters, counted as dropped.operator_discarded.",
+    "{n:,} held readings discarded (now in the dead letters)",
+)
 
 
 @app.command("check-config")

@@ -110,7 +110,7 @@ class PreparedBatch:
     batch_id: str
     lines: list[str] = field(default_factory=list)
     line_reading: list[int] = field(default_factory=list)  # line index -> reading index
-    line_device: list[str] = field(default_factory=list)
+    good: list[Reading] = field(default_factory=list)  # line index -> the reading it writes
     rejected: list[RejectedReading] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
     received: int = 0
@@ -142,10 +142,13 @@ def prepare(
     out = PreparedBatch(batch_id=batch_id, received=len(raw_readings))
     inventory = validator.inventory
     validate = validator.validate_obj
-    line = encoder.line
+    series_key = encoder.series_key
+    prefixes: list[str] = []  # line index -> series key
     max_future_ns = int(validator.limits.max_future_s * _NS)
     max_buffered_ns = int(max_buffered_s * _NS)
-    meta: dict[str, tuple[str | None, str | None]] = {}  # device -> (site, district), per batch
+    # device -> series key, per batch: a validator maps a device to one profile, so its
+    # readings' measurement and profile_version are the same within the batch.
+    meta: dict[str, str] = {}
     for i, r in enumerate(raw_readings):
         if r.__class__ is not dict:
             _reject(out, i, "", "bad_shape", "a reading must be an object with device_id, ts, seq, readings")
@@ -207,10 +210,13 @@ def prepare(
                     "(citygate pki assign moves a device)",
                 )
                 continue
-            where = meta[device_id] = (record.site, record.district)
-        out.lines.append(line(result, where[0], where[1]))
+            where = meta[device_id] = series_key(
+                result.measurement, device_id, result.profile_version, record.site, record.district
+            )
+        prefixes.append(where)
+        out.good.append(result)
         out.line_reading.append(i)
-        out.line_device.append(device_id)
+    out.lines = encoder.lines(out.good, prefixes)
     return out
 
 

@@ -82,7 +82,8 @@ class ForwarderConfig:
 
 
 class Backoff:
-    """Exponential backoff with full jitter; a server's Retry-After is a floor."""
+    """Exponential backoff with "equal jitter" (each delay drawn from the upper half of the
+    current cap, so it never collapses to zero); a server's Retry-After is a floor."""
 
     def __init__(self, initial: float, maximum: float, rng: random.Random | None = None) -> None:
         self.initial = initial

@@ -120,7 +120,7 @@ async def ingest(request: Request, gw: Gateway, state: State) -> Response:
             rejected.append(
                 RejectedReading(
                     index=prepared.line_reading[line_idx],
-                    device_id=prepared.line_device[line_idx],
+                    device_id=prepared.good[line_idx].device_id,
                     reason=WRITE_REJECTED,
                     detail=f"the database refused this point: {detail}",
                 )

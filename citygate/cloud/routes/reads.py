@@ -11,10 +11,11 @@ running in between, so a large answer never stalls the gateway batches on that l
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from citygate.cloud.influxql import Aggregate
 from citygate.cloud.readclient import SeriesReader
@@ -55,6 +56,37 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     429: {"description": "This token has its share of reads in flight; retry after Retry-After seconds"},
 }
 
+# Both series reads: JSON (the response model) or CSV, and the errors above.
+_SERIES_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}}, **_ERRORS}
+
+
+@dataclass(frozen=True, slots=True)
+class _SeriesParams:
+    """The query parameters both series reads take."""
+
+    start: str | None
+    end: str | None
+    fields: str | None
+    agg: Aggregate | None
+    interval_s: int | None
+    format: str
+    time_format: str
+
+
+def _series_params(
+    start: Start = None,
+    end: End = None,
+    fields: Fields = None,
+    agg: Agg = None,
+    interval_s: Interval = None,
+    format: Format = "json",
+    time_format: TimeFormat = "rfc3339",
+) -> _SeriesParams:
+    return _SeriesParams(start, end, fields, agg, interval_s, format, time_format)
+
+
+SeriesParams = Annotated[_SeriesParams, Depends(_series_params)]
+
 
 def read_limiter(request: Request) -> TokenReadLimiter:
     limiter: TokenReadLimiter = request.app.state.read_limiter
@@ -67,8 +99,7 @@ async def _run(
     token: str,
     query: SeriesQuery,
     device_id: str | None,
-    fmt: str,
-    time_format: str,
+    p: _SeriesParams,
 ) -> Response:
     reader: SeriesReader = request.app.state.series_reader
     slots: anyio.CapacityLimiter = request.app.state.read_slots
@@ -76,9 +107,9 @@ async def _run(
         with read_limiter(request).hold(token):
             async with slots:
                 got = await reader.read(
-                    query, epoch="ns" if time_format == "ns" else None, device_id=device_id
+                    query, epoch="ns" if p.time_format == "ns" else None, device_id=device_id
                 )
-                pieces, media_type = render_pieces(query, got, fmt)
+                pieces, media_type = render_pieces(query, got, p.format)
                 body: list[bytes] = []
                 for piece in pieces:
                     body.append(piece)
@@ -98,11 +129,7 @@ def _query(
     profile: DeviceProfile,
     tags: dict[str, str],
     group: bool,
-    fields: str | None,
-    start: str | None,
-    end: str | None,
-    agg: Aggregate | None,
-    interval_s: int | None,
+    p: _SeriesParams,
     devices: int = 1,
 ) -> SeriesQuery:
     s = state.settings
@@ -110,11 +137,11 @@ def _query(
         return build_query(
             profile,
             tag_filters=tags,
-            fields=fields,
-            start=start,
-            end=end,
-            aggregate=agg,
-            interval_s=interval_s,
+            fields=p.fields,
+            start=p.start,
+            end=p.end,
+            aggregate=p.agg,
+            interval_s=p.interval_s,
             group_by_device=group,
             max_points=s.max_query_points,
             now_ns=time.time_ns(),
@@ -128,20 +155,14 @@ def _query(
 @router.get(
     "/v1/devices/{device_id}/series",
     response_model=SeriesResult,
-    responses={200: {"content": {"text/csv": {}}}, **_ERRORS},
+    responses=_SERIES_RESPONSES,
 )
 async def device_series(
     device_id: str,
     request: Request,
     reader: Reader,
     state: State,
-    start: Start = None,
-    end: End = None,
-    fields: Fields = None,
-    agg: Agg = None,
-    interval_s: Interval = None,
-    format: Format = "json",
-    time_format: TimeFormat = "rfc3339",
+    params: SeriesParams,
 ) -> Response:
     """One device's readings over [start, end), raw or aggregated."""
     _require_influxql(state)
@@ -151,14 +172,14 @@ async def device_series(
     profile = state.registry.find(record.profile, record.profile_version)
     if profile is None:
         raise HTTPException(404, "the device's profile is not known to this service")
-    q = _query(state, profile, {"device_id": device_id}, False, fields, start, end, agg, interval_s)
-    return await _run(request, state, reader, q, device_id, format, time_format)
+    q = _query(state, profile, {"device_id": device_id}, False, params)
+    return await _run(request, state, reader, q, device_id, params)
 
 
 @router.get(
     "/v1/sites/{site}/series",
     response_model=SeriesResult,
-    responses={200: {"content": {"text/csv": {}}}, **_ERRORS},
+    responses=_SERIES_RESPONSES,
 )
 async def site_series(
     site: str,
@@ -166,14 +187,8 @@ async def site_series(
     reader: Reader,
     state: State,
     profile: Annotated[str, Query(description="Profile (sensor type) whose series to read")],
+    params: SeriesParams,
     profile_version: int | None = None,
-    start: Start = None,
-    end: End = None,
-    fields: Fields = None,
-    agg: Agg = None,
-    interval_s: Interval = None,
-    format: Format = "json",
-    time_format: TimeFormat = "rfc3339",
 ) -> Response:
     """Every device of one profile at one site, one series per device."""
     _require_influxql(state)
@@ -188,5 +203,5 @@ async def site_series(
     )
     if found is None:
         raise HTTPException(404, "unknown profile or version")
-    q = _query(state, found, {"site": site}, True, fields, start, end, agg, interval_s, devices)
-    return await _run(request, state, reader, q, None, format, time_format)
+    q = _query(state, found, {"site": site}, True, params, devices)
+    return await _run(request, state, reader, q, None, params)
