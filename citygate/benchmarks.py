@@ -228,29 +228,39 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "footprint",
-        "Footprint at 1,000 and 10,000 readings/s: agent, broker, cloud (CPU, RSS, disk bytes per "
-        "reading); with a 1M-reading backlog: see gateway-backlog",
+        "Footprint at city rates and above (30, 100, 1,000 and 10,000 readings/s): agent disk bytes "
+        "per reading beside their floor, device-to-InfluxDB p99, CPU and RSS of the agent, broker "
+        "and cloud; with a 1M-reading backlog: see gateway-backlog",
         "bench_footprint.py",
-        ("--rates", "1000", "10000", "--seconds", "30", "--devices", "1000"),
-        ("--rates", "1000", "10000", "--seconds", "10", "--devices", "500"),
+        ("--rates", "30", "100", "1000", "10000", "--seconds", "60", "--devices", "1000"),
+        ("--rates", "30", "1000", "--seconds", "15", "--devices", "300"),
         (
             Metric("agent_rss_mb_idle", "agent RSS, idle (baseline)", "MB", higher_is_better=False),
+            Metric("agent_cpu_idle", "agent CPU, idle", "%", 0.5, higher_is_better=False),
             *(
                 m
-                for r in ("1000", "10000")
+                for r, disk_target in (("30", 1000.0), ("100", 1000.0), ("1000", 400.0), ("10000", None))
                 for m in (
                     Metric(f"achieved_rate_{r}", f"target {int(r):,}/s: achieved readings/s", "1/s"),
+                    Metric(
+                        f"disk_bytes_per_reading_{r}",
+                        f"{int(r):,}/s: agent disk bytes written per reading",
+                        "B",
+                        disk_target,
+                        higher_is_better=False,
+                    ),
+                    Metric(
+                        f"floor_bytes_per_reading_{r}",
+                        f"{int(r):,}/s: floor (each commit's payloads in whole 4 KiB pages)",
+                        "B",
+                        higher_is_better=False,
+                    ),
+                    Metric(f"e2e_p99_ms_{r}", f"{int(r):,}/s: device -> InfluxDB p99", "ms", 1000.0, False),
                     Metric(f"agent_rss_mb_{r}", f"{int(r):,}/s: agent RSS", "MB", higher_is_better=False),
                     Metric(f"agent_cpu_{r}", f"{int(r):,}/s: agent CPU", "%", higher_is_better=False),
                     Metric(f"broker_cpu_{r}", f"{int(r):,}/s: broker CPU", "%", higher_is_better=False),
                     Metric(f"cloud_rss_mb_{r}", f"{int(r):,}/s: cloud RSS", "MB", higher_is_better=False),
                     Metric(f"cloud_cpu_{r}", f"{int(r):,}/s: cloud CPU", "%", higher_is_better=False),
-                    Metric(
-                        f"disk_bytes_per_reading_{r}",
-                        f"{int(r):,}/s: agent disk bytes written per reading",
-                        "B",
-                        higher_is_better=False,
-                    ),
                 )
             ),
         ),

@@ -234,3 +234,19 @@ def test_uncompressed_json_is_accepted_too(cloud_v1):
         "/v1/ingest", content=orjson.dumps(doc), headers={"Content-Type": "application/json"}
     )
     assert resp.status_code == 200 and resp.json()["accepted"] == 1
+
+
+def test_values_the_batch_writer_leaves_to_the_slow_path_are_stored_exactly(cloud_v1, influxdb):
+    """A batch the encoder cannot write in one pass (a value below 1e-4) still stores every value exactly."""
+    rs = [reading("dev-a", seq=i, values=aq_values(10.0 + i)) for i in range(3)]
+    rs[1]["readings"]["co"] = 0.00005  # repr writes 5e-05, orjson 0.00005: written value by value
+    rs[2]["readings"]["co"] = 0.0001
+    rs[2]["readings"]["humidity"] = 60.0
+    resp = post_batch(cloud_v1.gateway(), rs)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["accepted"] == 3
+    stored = {p["time"]: p for p in _points(influxdb, cloud_v1.settings.influx_db, "dev-a")}
+    for i, r in enumerate(rs):
+        p = stored[r["ts"] * 1_000_000]
+        assert p["seq"] == i
+        assert {k: p[k] for k in r["readings"]} == r["readings"]

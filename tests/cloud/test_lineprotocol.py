@@ -143,4 +143,8 @@ def test_lines_of_plain_floats_and_of_what_needs_the_slow_path():
         'm,device_id=d,profile_version=1 s="a\nb",seq=7i 5',
         "m,device_id=d,profile_version=1 a=1.5,seq=7i 5",
     ]
+    assert enc.lines([reading({"a%d": 2.5, "b c": 1e16})], [pre]) == [
+        "m,device_id=d,profile_version=1 a%d=2.5,b\\ c=1e+16,seq=7i 5"
+    ]
+    assert enc.lines([reading({"a%s": 2.5})], [pre]) == ["m,device_id=d,profile_version=1 a%s=2.5,seq=7i 5"]
     assert enc.lines([], []) == []
