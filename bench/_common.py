@@ -20,11 +20,11 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -36,6 +36,7 @@ from citygate.contract.inventory import DeviceRecord
 from citygate.contract.topics import telemetry_topic
 from citygate.demo.stack import DemoStack, GatewayNode
 from citygate.servers.mosquitto import LocalMosquitto
+from citygate.servers.process import loopback_http
 
 GATEWAY_ID = "gw-bench"
 PROBE_DEVICE = "probe-0001"
@@ -106,10 +107,15 @@ def start_agent(config: Path, log: Path) -> subprocess.Popen[bytes]:
 
 
 def agent_health(port: int, timeout: float = 10.0) -> dict[str, Any]:
-    """The agent's /healthz on ``port`` (OSError while it does not answer)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=timeout) as r:
-        doc: dict[str, Any] = orjson.loads(r.read())
-        return doc
+    """The agent's /healthz on ``port`` (OSError while it does not answer or answers an error,
+    503 included: not yet healthy)."""
+    try:
+        r = loopback_http().get(f"http://127.0.0.1:{port}/healthz", timeout=timeout)
+        r.raise_for_status()
+    except httpx.HTTPError as e:
+        raise OSError(f"GET /healthz on port {port}: {e}") from e
+    doc: dict[str, Any] = orjson.loads(r.content)
+    return doc
 
 
 # -- on a demo stack ---------------------------------------------------------------

@@ -187,12 +187,56 @@ def bench_latency(
     return lat
 
 
+def alternating(
+    args: argparse.Namespace, work: Path, pki: Pki, influx: LocalInfluxDB, inv: Inventory, now: int
+) -> dict[str, object]:
+    """``--rounds``: per replica count, direct then the service on the same fresh points, ``rounds`` times."""
+    span_ns = (args.points // N_DEVICES + 2) * 1_000_000_000  # one round's points are this far apart in time
+    summary: dict[str, object] = {"points": args.points, "batch": args.batch, "rounds": args.rounds}
+    round_no = 0
+    for n in args.replicas:
+        influx.create_database(f"direct{n}")
+        influx.create_database(f"svc{n}")
+        procs, ports = start_replicas(n, work, pki, influx, f"svc{n}")
+        try:
+            ratios = []
+            for r in range(args.rounds):
+                readings = make_readings(args.points, now - round_no * span_ns)
+                round_no += 1
+                direct = bench_direct(influx, f"direct{n}", direct_lines(readings, inv), args.batch)
+                bodies = bodies_of(readings, args.batch, f"r{n}-{r}")
+                rate = bench_service(pki, ports, bodies, len(readings), args.conns)
+                ratios.append(rate / direct)
+                print(
+                    f"{n} replica(s), round {r + 1}: direct {direct:>9,.0f}/s  service {rate:>9,.0f}/s  "
+                    f"ratio {rate / direct:.2f}"
+                )
+            med = statistics.median(ratios)
+            print(f"{n} replica(s): median ratio {med:.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})")
+            summary[f"ratios_{n}"] = ratios
+            summary[f"ratio_{n}"] = med
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(20)
+    return summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--points", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--conns", type=int, default=2, help="gateway connections per replica")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="with more than 1: per replica count, alternate direct /write and the service this many "
+        "times on fresh points and report each round's ratio and the median (steadier on a shared "
+        "machine, whose load changes between the phases of a single round); no latency probe",
+    )
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-cloud-") as tmp:
@@ -219,6 +263,9 @@ def main() -> None:
         try:
             now = time.time_ns()
             print(f"cpus={os.cpu_count()} points={args.points} batch={args.batch}")
+            if args.rounds > 1:
+                print(json.dumps(alternating(args, work, pki, influx, inv, now)))
+                return
             results = {}
             # Fresh data per run (distinct timestamps per run); each in its own database.
             readings = make_readings(args.points, now)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ssl
-import urllib.error
-import urllib.request
+
+import httpx
 
 from citygate.chaos.harness import ChaosContext, Scenario
 
@@ -14,11 +14,8 @@ def _readyz(ctx: ChaosContext) -> int:
     assert stack is not None
     tls = ssl.create_default_context(cafile=str(ctx.infra_ca))
     try:
-        with urllib.request.urlopen(f"{stack.cloud_url}/readyz", timeout=5, context=tls) as r:  # noqa: S310
-            return int(r.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
-    except (urllib.error.URLError, OSError):
+        return httpx.get(f"{stack.cloud_url}/readyz", timeout=5, verify=tls).status_code
+    except (httpx.TransportError, OSError):
         return 0
 
 

@@ -36,8 +36,8 @@ def chaos(
 ) -> None:
     """Run chaos scenarios: each prints what it did, what it checked and the audit.
 
-    Needs root for the disk-full scenario (it mounts a small tmpfs) and the Debian
-    package faketime for the clock scenario. Exits 1 when any scenario fails.
+    Needs root for the disk-full scenario (it mounts a small tmpfs). Exits 1 when any
+    scenario fails.
     """
     from citygate.chaos import scenarios as all_scenarios
     from citygate.chaos.harness import run_scenario

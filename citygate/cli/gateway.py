@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from citygate.cli import cli_errors
+from citygate.contract.rfc3339 import format_rfc3339_timestamp
 
 if TYPE_CHECKING:
     from citygate.gateway.outbox import Outbox
@@ -223,10 +224,10 @@ def held_list(
                     {
                         "device_id": r.device_id,
                         "seq": r.seq,
-                        "received": _iso(r.received_ns),
+                        "received": format_rfc3339_timestamp(r.received_ns / 1e9),
                         "reason": why,
                         "detail": detail,
-                        "next_retry": _iso(retry_ns) if retry_ns else "now",
+                        "next_retry": format_rfc3339_timestamp(retry_ns / 1e9) if retry_ns else "now",
                         "attempts": attempts,
                         "body": r.wire().decode("utf-8", "replace"),
                     }
@@ -259,10 +260,6 @@ def held_list(
                     Text(detail),
                 )
             console.print(t)
-
-
-def _iso(ns: int) -> str:
-    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _held_action(config: Path | None, reason: str | None, device: str | None, yes: bool, verb: str) -> int:

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from citygate.cloud.lineprotocol import FieldValue, encode_point
 from citygate.contract.inventory import Inventory
 from citygate.contract.profiles import ProfileRegistry
+from citygate.contract.rfc3339 import format_rfc3339_timestamp
 from citygate.contract.wire import GatewayHealth
 from citygate.errors import HeartbeatError
 
@@ -68,12 +69,6 @@ def _to_ns(t: dt.datetime) -> int:
         t = t.replace(tzinfo=dt.UTC)
     delta = t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     return (delta.days * 86400 + delta.seconds) * _NS + delta.microseconds * 1000
-
-
-def _iso(ns: int | None) -> str | None:
-    if ns is None:
-        return None
-    return dt.datetime.fromtimestamp(ns / _NS, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 class GatewayStatus(BaseModel):
@@ -170,12 +165,14 @@ def gateway_status(
     return GatewayStatus(
         gateway_id=gateway_id,
         status=status,
-        last_heartbeat=_iso(t) if isinstance(t, int) else None,
+        last_heartbeat=format_rfc3339_timestamp(t / _NS) if isinstance(t, int) else None,
         heartbeat_age_s=None if age is None else round(age, 3),
         backlog=intnum("outbox_depth"),
         outbox_bytes=intnum("outbox_bytes"),
         oldest_unsent_age_s=num("oldest_unsent_age_s"),
-        last_forward_at=_iso(int(last_fwd)) if isinstance(last_fwd, int | float) else None,
+        last_forward_at=(
+            format_rfc3339_timestamp(int(last_fwd) / _NS) if isinstance(last_fwd, int | float) else None
+        ),
         drops=drops,
         rejected=rejected,
         held=held,
@@ -229,7 +226,7 @@ def device_statuses(
                 profile_version=record.profile_version,
                 site=record.site,
                 district=record.district,
-                last_seen=_iso(seen),
+                last_seen=None if seen is None else format_rfc3339_timestamp(seen / _NS),
                 silent_s=None if silent_s is None else round(silent_s, 3),
                 expected_interval_s=interval,
                 silent=silent,
@@ -239,4 +236,4 @@ def device_statuses(
 
 
 def now_iso(now_ns: int) -> str:
-    return _iso(now_ns) or ""
+    return format_rfc3339_timestamp(now_ns / _NS)

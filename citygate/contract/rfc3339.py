@@ -3,7 +3,9 @@
 One pattern serves as the profiles' JSON Schema ``pattern`` for ``ts`` and as the
 parser's regex, so what the schema advertises and what the validator accepts cannot
 drift apart. Times are integer nanoseconds since the epoch throughout: ``datetime``
-stops at microseconds, and readings are stored in nanoseconds.
+stops at microseconds, and readings are stored in nanoseconds. The one exception,
+:func:`format_rfc3339_timestamp`, takes float seconds: the fleet view's and
+``gateway held list --json``'s times have always been ``datetime``'s form of those.
 """
 
 from __future__ import annotations
@@ -76,3 +78,14 @@ def format_rfc3339_ms(ns: int) -> str:
     """UTC to the millisecond with ``Z`` (for messages); raises as :func:`format_rfc3339_ns`."""
     secs, frac = divmod(ns, _NS)
     return datetime.fromtimestamp(secs, UTC).strftime(_SECONDS) + f".{frac // 1_000_000:03d}Z"
+
+
+def format_rfc3339_timestamp(seconds: float) -> str:
+    """UTC with ``Z``, from float epoch seconds: to the microsecond as ``datetime.fromtimestamp``
+    rounds them, the fraction left out when it is zero (``isoformat``'s form).
+
+    What ``seconds`` is computed from is the caller's: ``ns / 1_000_000_000`` and ``ns / 1e9``
+    are not always the same float, so not always the same microsecond. Raises as
+    :func:`format_rfc3339_ns`.
+    """
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")

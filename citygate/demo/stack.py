@@ -15,13 +15,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 
 from citygate.certs.pki import CaName, CertKind, Pki
@@ -29,27 +28,21 @@ from citygate.certs.settings import PkiSettings
 from citygate.config import toml_section
 from citygate.servers.influxdb import LocalInfluxDB
 from citygate.servers.mosquitto import LocalMosquitto
-from citygate.servers.process import ManagedProcess, free_port, port_open
+from citygate.servers.process import ManagedProcess, free_port, loopback_http, port_open
 from citygate.servers.tcp_proxy import TcpProxy
 
 DISTRICTS = ("centre", "north", "harbour", "east", "west", "south")
 
 
 def _json(url: str, token: str | None = None, timeout: float = 3.0) -> dict[str, object] | None:
-    req = urllib.request.Request(url)  # noqa: S310 - loopback URLs built here
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
+    """The JSON body at a loopback ``url``, whatever the status (/healthz answers 503 with its
+    document); None when nothing answers or the body is not JSON."""
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310
-            doc: dict[str, object] = orjson.loads(r.read())
-            return doc
-    except urllib.error.HTTPError as e:
-        try:
-            doc = orjson.loads(e.read())
-            return doc
-        except orjson.JSONDecodeError:
-            return None
-    except (urllib.error.URLError, OSError, orjson.JSONDecodeError):
+        r = loopback_http().get(url, headers=headers, timeout=timeout)
+        doc: dict[str, object] = orjson.loads(r.content)
+        return doc
+    except (httpx.TransportError, OSError, orjson.JSONDecodeError):
         return None
 
 
@@ -366,13 +359,13 @@ class DemoStack:
 
         assert self.pki is not None
         ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert_path(CaName.INFRA)))
-        req = urllib.request.Request(f"{self.cloud_url}/v1/gateways")  # noqa: S310
-        req.add_header("Authorization", f"Bearer {self.operator_token}")
+        headers = {"Authorization": f"Bearer {self.operator_token}"}
         try:
-            with urllib.request.urlopen(req, timeout=3, context=ctx) as r:  # noqa: S310
-                doc: dict[str, object] = orjson.loads(r.read())
-                return doc
-        except (urllib.error.URLError, OSError, orjson.JSONDecodeError):
+            r = httpx.get(f"{self.cloud_url}/v1/gateways", headers=headers, timeout=3, verify=ctx)
+            r.raise_for_status()
+            doc: dict[str, object] = orjson.loads(r.content)
+            return doc
+        except (httpx.HTTPError, OSError, orjson.JSONDecodeError):
             return None
 
     def wait_drained(self, timeout: float) -> bool:

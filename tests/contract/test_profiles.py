@@ -6,6 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
+import jsonschema
 import pytest
 from pydantic import ValidationError
 
@@ -238,29 +239,19 @@ def test_models_are_frozen_and_strict():
 
 # -- JSON Schema -----------------------------------------------------------------
 
-_JSON_TYPE_CHECK = {
-    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "string": lambda v: isinstance(v, str),
-}
+
+def checked_validator(schema: dict) -> jsonschema.protocols.Validator:
+    """A jsonschema validator of the draft the schema declares in "$schema" (2020-12), after
+    checking the schema itself against that draft's metaschema."""
+    cls = jsonschema.validators.validator_for(schema, default=None)  # None: no "$schema"
+    assert cls is jsonschema.Draft202012Validator
+    cls.check_schema(schema)
+    return cls(schema)
 
 
-def conforms(schema: dict, payload: dict) -> bool:
-    """A tiny subset of JSON Schema, enough for these payload schemas."""
-    if not set(payload) <= set(schema["properties"]) or not set(schema["required"]) <= set(payload):
-        return False
-    readings = schema["properties"]["readings"]
-    r = payload["readings"]
-    if not set(r) <= set(readings["properties"]) or not set(readings["required"]) <= set(r):
-        return False
-    for k, v in r.items():
-        s = readings["properties"][k]
-        if not _JSON_TYPE_CHECK[s["type"]](v):
-            return False
-        if "minimum" in s and not s["minimum"] <= v <= s["maximum"]:
-            return False
-    return True
+def schema_errors(schema: dict, document: object) -> set[tuple[str, str]]:
+    """(JSON path, failing keyword) of every error, as the jsonschema package judges them."""
+    return {(e.json_path, str(e.validator)) for e in checked_validator(schema).iter_errors(document)}
 
 
 def test_json_schema_structure(registry):
@@ -298,11 +289,21 @@ def test_json_schema_structure(registry):
             "humidity": 80.0,
         },
     }
-    assert conforms(s, good)
-    assert not conforms(s, {**good, "device_id": "x"})
-    assert not conforms(s, {**good, "readings": {**good["readings"], "pm2_5": 5000.0}})
-    assert not conforms(s, {**good, "readings": {"pm2_5": 1.0}})
-    assert not conforms(s, {"readings": good["readings"]})
+    assert schema_errors(s, good) == set()
+    jsonschema.validate(good, s)  # the same judgement through the package's one-call API
+    assert schema_errors(s, {**good, "device_id": "x"}) == {("$", "additionalProperties")}
+    too_high = {**good, "readings": {**good["readings"], "pm2_5": 5000.0}}
+    assert schema_errors(s, too_high) == {("$.readings.pm2_5", "maximum")}
+    assert schema_errors(s, {**good, "readings": {"pm2_5": 1.0}}) == {("$.readings", "required")}
+    assert schema_errors(s, {"readings": good["readings"]}) == {("$", "required")}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"readings": good["readings"]}, s)
+
+
+def test_every_packaged_json_schema_is_a_valid_draft_2020_12_schema(registry):
+    for p in registry:
+        for schema in (p.json_schema(), p.json_schema(max_string_len=64)):
+            checked_validator(schema)
 
 
 def test_rfc3339_pattern_in_schema_matches_what_the_validator_accepts(registry):

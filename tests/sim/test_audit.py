@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from citygate.servers.influxdb import LocalInfluxDB
+from citygate.servers.process import loopback_http
 from citygate.servers.victoriametrics import LocalVictoriaMetrics
 from citygate.simulators.audit import InfluxV1Source, VictoriaMetricsSource, audit
 from citygate.simulators.ledger import LedgerWriter, RecordKind
@@ -100,11 +100,9 @@ def test_victoriametrics_source(victoriametrics: LocalVictoriaMetrics, tmp_path:
     devices = {"v1": "weather", "v2": "weather"}
     ledger = write_ledger(tmp_path / "l.bin", devices, 50)
     lines = [point("weather", d, s, ts) for d, rs in ledger.items() for s, ts in rs if (d, s) != ("v2", 7)]
-    req = urllib.request.Request(
-        f"{victoriametrics.url}/write", data="\n".join(lines).encode(), method="POST"
-    )
-    with urllib.request.urlopen(req, timeout=10):
-        pass
+    loopback_http().post(
+        f"{victoriametrics.url}/write", content="\n".join(lines).encode(), timeout=10
+    ).raise_for_status()
     victoriametrics.export('{__name__="weather_seq"}', min_series=2)
     report = audit(tmp_path / "l.bin", VictoriaMetricsSource(victoriametrics.url))
     t = report.total
