@@ -18,6 +18,7 @@ from citygate.certs.settings import PkiSettings
 from citygate.contract.inventory import DeviceRecord
 from citygate.servers.influxdb import LocalInfluxDB
 from citygate.servers.mosquitto import LocalMosquitto
+from citygate.servers.postgres import LocalPostgres
 from citygate.servers.victoriametrics import LocalVictoriaMetrics
 
 GATEWAY_ID = "gw-test"
@@ -111,3 +112,11 @@ def victoriametrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalV
     vm.start()
     yield vm
     vm.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
+    pg = LocalPostgres(tmp_path_factory.mktemp("postgres"))
+    pg.start()
+    yield pg
+    pg.remove()

@@ -1,0 +1,170 @@
+"""The service store's tables (SQLAlchemy Core): cases, their history, the event outbox,
+subscriptions, deliveries and their attempts, and the evaluator's saved state.
+
+One schema for SQLite (the default) and PostgreSQL (production). The Alembic migrations
+in :mod:`citygate.service.migrations` create exactly this (a test compares them), so a
+change here comes with a new migration.
+
+Times are integer milliseconds since the epoch, UTC (``*_ms``), or device-time
+nanoseconds (``*_ns``, as in the readings): the same in both databases and in JSON.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BigInteger autoincrement primary keys are plain INTEGER on SQLite (its rowid) and BIGINT
+# identity on PostgreSQL.
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+cases = Table(
+    "cases",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("rule_id", String(200), nullable=False),  # "<profile>.<rule>", or "citizen.<service>"
+    Column("subject", String(200), nullable=False),  # device or gateway id (or a report's id)
+    Column("source", String(16), nullable=False),  # "sensor" | "citizen" | "system"
+    Column("service", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("status", String(16), nullable=False),
+    # True until closed or merged; the partial unique index below is what makes "one case
+    # per (rule, subject) while it is open" true under any number of writers.
+    Column("is_open", Boolean, nullable=False),
+    Column("site", String(64)),
+    Column("district", String(64)),
+    Column("assignee", String(200)),
+    Column("opened_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Column("acknowledged_ms", BigInteger),
+    Column("resolved_ms", BigInteger),
+    Column("closed_ms", BigInteger),
+    Column("condition_ns", BigInteger),  # device time the condition took effect
+    Column("cleared_ns", BigInteger),  # device time it cleared (the case stays open for people)
+    Column("occurrences", Integer, nullable=False, server_default=text("1")),
+    Column("late", Boolean, nullable=False, server_default=text("false")),
+    Column("forecast_ns", BigInteger),  # a forecast rule: when the threshold was predicted to be crossed
+    Column("forecast_outcome", String(16)),  # "came_true" | "did_not" once known
+    Column("escalation", Integer, nullable=False, server_default=text("0")),  # steps escalated so far
+    Column("merged_into", ForeignKey("cases.id")),
+    Column("detail", Text, nullable=False, server_default=text("''")),
+    Column("latitude", Float),
+    Column("longitude", Float),
+)
+Index(
+    "uq_cases_open_rule_subject",
+    cases.c.rule_id,
+    cases.c.subject,
+    unique=True,
+    sqlite_where=cases.c.is_open,
+    postgresql_where=cases.c.is_open,
+)
+Index("ix_cases_status_service", cases.c.status, cases.c.service)
+
+case_history = Table(
+    "case_history",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("case_id", ForeignKey("cases.id"), nullable=False, index=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("actor", String(200), nullable=False),  # "rules", "system", or the operator's identity
+    Column("action", String(32), nullable=False),
+    Column("from_status", String(16)),
+    Column("to_status", String(16), nullable=False),
+    Column("note", Text, nullable=False, server_default=text("''")),
+    Column("data", JSON, nullable=False),
+    # A condition change applied twice (the evaluator replaying after a restart) finds its
+    # key taken and changes nothing: re-delivery of a change is not a second transition.
+    Column("change_key", String(400), unique=True),
+)
+
+# The transactional outbox: written in the transaction of the transition it describes.
+events = Table(
+    "events",
+    metadata,
+    Column("seq", _Id, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),  # CloudEvents id = webhook-id
+    Column("type", String(100), nullable=False),
+    Column("case_id", ForeignKey("cases.id"), nullable=False, index=True),
+    Column("history_id", ForeignKey("case_history.id"), nullable=False),
+    Column("time_ms", BigInteger, nullable=False),
+    Column("service", String(64), nullable=False),
+    Column("district", String(64)),
+    Column("severity", String(16), nullable=False),
+    Column("data", JSON, nullable=False),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("name", String(100), primary_key=True),  # from the configuration; secrets stay there
+    Column("url", String(2000), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("disabled_reason", Text),
+    Column("failing_since_ms", BigInteger),  # first failure since the last delivery
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("subscription", ForeignKey("subscriptions.name"), primary_key=True),
+    Column("event_seq", ForeignKey("events.seq"), primary_key=True),
+    Column("status", String(16), nullable=False),  # pending | delivered | gone | expired
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_ms", BigInteger, nullable=False),  # not before
+    Column("created_ms", BigInteger, nullable=False),
+    Column("delivered_ms", BigInteger),
+    # A dispatcher's lease: another dispatcher may take the delivery once it has passed.
+    Column("claimed_by", String(100)),
+    Column("claimed_until_ms", BigInteger),
+    Column("last_http_status", Integer),
+    Column("last_detail", Text),
+)
+Index("ix_deliveries_due", deliveries.c.status, deliveries.c.next_ms)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("subscription", String(100), nullable=False),
+    Column("event_seq", BigInteger, nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("http_status", Integer),
+    Column("elapsed_ms", Integer, nullable=False),
+    Column("detail", Text, nullable=False, server_default=text("''")),
+)
+Index("ix_delivery_attempts_sub_at", delivery_attempts.c.subscription, delivery_attempts.c.at_ms)
+
+evaluator_state = Table(
+    "evaluator_state",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("snapshot", JSON, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
