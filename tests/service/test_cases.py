@@ -50,8 +50,12 @@ def clock() -> Clock:
 @pytest.fixture
 def store(engine: Engine, clock: Clock) -> Iterator[CaseStore]:
     subs = [
-        Subscription(name="workorders", url="https://wo.example/hook", secrets=(SECRET,), services=("waste",)),
-        Subscription(name="flood-sirens", url="https://sirens.example/hook", secrets=(SECRET,), services=("flood",)),
+        Subscription(
+            name="workorders", url="https://wo.example/hook", secrets=(SECRET,), services=("waste",)
+        ),
+        Subscription(
+            name="flood-sirens", url="https://sirens.example/hook", secrets=(SECRET,), services=("flood",)
+        ),
         Subscription(
             name="critical-only", url="https://pager.example/hook", secrets=(SECRET,), min_severity="critical"
         ),
