@@ -1,0 +1,324 @@
+"""The dispatcher on SQLite and PostgreSQL against a real HTTP(S) receiver: every transition
+arrives, judged by the CloudEvents SDK and the Standard Webhooks verifier; retries keep the
+webhook-id; 429 and 410 are honoured; one dead receiver never delays another; two
+dispatchers on one store deliver each event once."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cloudevents.http import from_http
+from sqlalchemy import Engine, select
+from standardwebhooks.webhooks import Webhook
+
+from citygate.certs.pki import CertKind
+from citygate.service.cases import CaseStore, Condition
+from citygate.service.delivery import UrlPolicy
+from citygate.service.dispatcher import Dispatcher, DispatchSettings
+from citygate.service.schema import deliveries, subscriptions
+from citygate.service.subscriptions import Subscription
+from citygate.testing.webhook_receiver import RecordedRequest, WebhookReceiver
+from tests.conftest import PkiBundle
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+OLD_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+LOOPBACK = UrlPolicy(allow_http_loopback=True)
+
+
+class Clock:
+    """Real time plus an offset the test moves forward (retries hours later, in no time)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def ms(self) -> int:
+        return int(self() * 1000)
+
+
+def bin_full(at_ns: int, subject: str = "bin-1") -> Condition:
+    return Condition(
+        kind="opened",
+        rule_id="waste_bin.bin_full",
+        subject=subject,
+        service="waste",
+        severity="warning",
+        title="Bin full",
+        at_ns=at_ns,
+        detail="fill_level 91 > 85",
+        district="north",
+    )
+
+
+def sub(name: str, url: str, **kw: object) -> Subscription:
+    return Subscription(name=name, url=url, secrets=(SECRET,), **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as r:
+        yield r
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def setup(
+    engine: Engine, clock: Clock, subs: list[Subscription], **kw: object
+) -> tuple[CaseStore, Dispatcher]:
+    store = CaseStore(engine, subs, clock_ms=clock.ms)
+    store.sync_subscriptions()
+    d = Dispatcher(engine, subs, policy=LOOPBACK, clock_s=clock, cases=store, **kw)  # type: ignore[arg-type]
+    return store, d
+
+
+def judge(req: RecordedRequest, secrets: tuple[str, ...] = (SECRET,)) -> object:
+    """The outside judges: the signature verifies with every secret, the SDK parses the event."""
+    for s in secrets:
+        Webhook(s).verify(req.body, req.headers)
+    event = from_http(req.headers, req.body)
+    assert event["id"] == req.headers["webhook-id"]
+    return event
+
+
+@pytest.mark.parametrize("mode", ["structured", "binary"])
+def test_every_transition_arrives_signed_and_parsable(
+    engine: Engine, clock: Clock, receiver: WebhookReceiver, mode: str
+) -> None:
+    store, d = setup(engine, clock, [sub("wo", receiver.url, mode=mode)])
+    t = store.record(bin_full(1_000))
+    assert t is not None
+    store.act(t.case_id, "acknowledge", "alice@city", note="on it")
+    store.act(t.case_id, "resolve", "crew-7")
+    assert d.pump() == 3
+    got = receiver.wait_for(3)
+    events = sorted((judge(r) for r in got), key=lambda e: e["sequence"])  # type: ignore[index]
+    assert [e["type"] for e in events] == [  # type: ignore[index]
+        "org.citygate.case.opened",
+        "org.citygate.case.acknowledged",
+        "org.citygate.case.resolved",
+    ]
+    first = events[0]
+    assert first["source"] == "/citygate" and first["subject"] == f"cases/{t.case_id}"  # type: ignore[index]
+    assert first["service"] == "waste" and first["district"] == "north"  # type: ignore[index]
+    assert first.data["case"]["rule"] == "waste_bin.bin_full"  # type: ignore[attr-defined]
+    assert events[1].data["actor"] == "alice@city" and events[1].data["note"] == "on it"  # type: ignore[attr-defined]
+    assert d.pump() == 0  # all delivered: nothing more to send
+
+
+def test_two_signatures_during_a_rotation(engine: Engine, clock: Clock, receiver: WebhookReceiver) -> None:
+    s = Subscription(name="wo", url=receiver.url, secrets=(SECRET, OLD_SECRET))
+    store, d = setup(engine, clock, [s])
+    store.record(bin_full(1_000))
+    d.pump()
+    (req,) = receiver.wait_for(1)
+    judge(req, (SECRET,))
+    judge(req, (OLD_SECRET,))
+
+
+def test_a_failing_receiver_gets_the_same_id_again_until_it_answers(
+    engine: Engine, clock: Clock, receiver: WebhookReceiver
+) -> None:
+    store, d = setup(engine, clock, [sub("wo", receiver.url)])
+    store.record(bin_full(1_000))
+    receiver.set_mode("error")
+    assert d.pump() == 1
+    assert d.pump() == 0  # not due yet: the backoff holds it
+    for _ in range(5):  # an hour of failures, in no time
+        clock.offset += 3600
+        assert d.pump() == 1
+    receiver.set_mode("ok")
+    clock.offset += 3600
+    d.pump()
+    got = receiver.requests
+    assert len(got) == 7 and len({r.headers["webhook-id"] for r in got}) == 1
+    assert [r.mode for r in got] == ["error"] * 6 + ["ok"]
+    log = d.delivery_log("wo")
+    assert [a["outcome"] for a in log] == ["delivered"] + ["retry"] * 6
+    assert log[1]["http_status"] == 500
+
+
+def test_retry_after_is_honoured(engine: Engine, clock: Clock, receiver: WebhookReceiver) -> None:
+    store, d = setup(engine, clock, [sub("wo", receiver.url)])
+    store.record(bin_full(1_000))
+    receiver.set_mode("throttle", retry_after="120")
+    d.pump()
+    receiver.set_mode("ok")
+    clock.offset += 100  # past the first backoff (5-10 s), not past Retry-After
+    assert d.pump() == 0
+    clock.offset += 30
+    assert d.pump() == 1
+    assert [r.mode for r in receiver.requests] == ["throttle", "ok"]
+
+
+def test_410_stops_the_subscription_and_raises_an_operator_case(
+    engine: Engine, clock: Clock, receiver: WebhookReceiver
+) -> None:
+    store, d = setup(engine, clock, [sub("wo", receiver.url)])
+    store.record(bin_full(1_000))
+    receiver.set_mode("gone")
+    d.pump()
+    receiver.set_mode("ok")
+    store.record(bin_full(2_000, subject="bin-2"))
+    clock.offset += 86_400
+    assert d.pump() == 0
+    assert [r.mode for r in receiver.requests] == ["gone"]
+    with engine.connect() as conn:
+        row = conn.execute(select(subscriptions).where(subscriptions.c.name == "wo")).one()
+    assert not row.enabled and "410" in row.disabled_reason
+    ops = store.list_cases(service="operations")
+    assert [c["rule_id"] for c in ops] == ["system.webhook_gone"] and ops[0]["subject"] == "wo"
+
+
+def test_redirects_are_not_followed(engine: Engine, clock: Clock, receiver: WebhookReceiver) -> None:
+    with WebhookReceiver() as elsewhere:
+        store, d = setup(engine, clock, [sub("wo", receiver.url)])
+        store.record(bin_full(1_000))
+        receiver.set_mode("redirect", redirect_to=elsewhere.url)
+        d.pump()
+        assert elsewhere.requests == []
+    assert "redirect, not followed" in d.delivery_log("wo")[0]["detail"]
+
+
+def test_deliveries_expire_loudly_after_the_retry_span(
+    engine: Engine, clock: Clock, receiver: WebhookReceiver
+) -> None:
+    store, d = setup(engine, clock, [sub("wo", receiver.url)])
+    store.record(bin_full(1_000))
+    receiver.set_mode("error")
+    for _ in range(30):  # 30 h of hourly attempts: past the 26 h span
+        d.pump()
+        clock.offset += 3600
+    with engine.connect() as conn:
+        statuses = conn.execute(select(deliveries.c.status)).scalars().all()
+    assert "expired" in statuses
+    assert {c["rule_id"] for c in store.list_cases(service="operations")} >= {"system.webhook_expired"}
+
+
+def test_a_subscription_failing_for_days_is_disabled(
+    engine: Engine, clock: Clock, receiver: WebhookReceiver
+) -> None:
+    store, d = setup(engine, clock, [sub("wo", receiver.url, disable_after_s=2 * 3600)])
+    receiver.set_mode("error")
+    for i in range(4):
+        store.record(bin_full(1_000 + i, subject=f"bin-{i}"))  # fresh deliveries keep failing
+        d.pump()
+        clock.offset += 3600
+    with engine.connect() as conn:
+        assert not conn.execute(select(subscriptions.c.enabled).where(subscriptions.c.name == "wo")).scalar()
+    assert "system.webhook_failing" in {c["rule_id"] for c in store.list_cases(service="operations")}
+
+
+def test_replay_sends_the_same_events_again(engine: Engine, clock: Clock, receiver: WebhookReceiver) -> None:
+    store, d = setup(engine, clock, [sub("wo", receiver.url)])
+    since = clock.ms()
+    for i in range(3):
+        store.record(bin_full(1_000 + i, subject=f"bin-{i}"))
+    d.pump()
+    first = [r.headers["webhook-id"] for r in receiver.wait_for(3)]
+    assert d.replay("wo", since) == 3
+    d.pump()
+    again = [r.headers["webhook-id"] for r in receiver.wait_for(6)[3:]]
+    assert sorted(again) == sorted(first)
+
+
+def test_a_dead_receiver_never_delays_another(
+    engine: Engine, clock: Clock, receiver: WebhookReceiver
+) -> None:
+    with WebhookReceiver() as dead:
+        dead.set_mode("slow", slow_s=60)
+        subs = [
+            sub("healthy", receiver.url),
+            sub("dead", dead.url, timeout_s=3, max_concurrency=2),
+        ]
+        store, d = setup(engine, clock, subs, settings=DispatchSettings(poll_s=0.05))
+        d.start()
+        try:
+            for i in range(20):
+                store.record(bin_full(1_000 + i, subject=f"bin-{i}"))
+                d.wake()
+            # All 20 reach the healthy receiver while the dead one still holds its first two
+            # (they time out after 3 s and are retried 5-10 s later).
+            receiver.wait_for(20, timeout=20)
+            assert len(dead.requests) <= 2
+        finally:
+            dead.set_mode("ok")
+            d.stop()
+
+
+def test_two_dispatchers_on_one_store_deliver_each_event_once(
+    store_url: str, clock: Clock, receiver: WebhookReceiver
+) -> None:
+    from citygate.service.db import make_engine, migrate
+
+    engines = [make_engine(store_url) for _ in range(2)]
+    migrate(engines[0])
+    subs = [sub("wo", receiver.url, max_concurrency=8)]
+    store = CaseStore(engines[0], subs, clock_ms=clock.ms)
+    store.sync_subscriptions()
+    ds = [
+        Dispatcher(
+            e, subs, policy=LOOPBACK, name=f"d{i}", clock_s=clock, settings=DispatchSettings(poll_s=0.02)
+        )
+        for i, e in enumerate(engines)
+    ]
+    for d in ds:
+        d.start()
+    try:
+        for i in range(60):
+            store.record(bin_full(1_000 + i, subject=f"bin-{i}"))
+            for d in ds:
+                d.wake()
+        got = receiver.wait_for(60, timeout=30)
+    finally:
+        for d in ds:
+            d.stop()
+    ids = [r.headers["webhook-id"] for r in receiver.requests]
+    assert len(ids) == 60 and len(set(ids)) == 60
+    assert len(got) == 60
+    for e in engines:
+        e.dispose()
+
+
+def test_a_lease_left_by_a_dead_dispatcher_expires(
+    engine: Engine, clock: Clock, receiver: WebhookReceiver
+) -> None:
+    subs = [sub("wo", receiver.url)]
+    store, d1 = setup(engine, clock, subs, settings=DispatchSettings(lease_s=60))
+    store.record(bin_full(1_000))
+    claimed = d1._claim(subs[0], 5)  # claimed, then the dispatcher "dies" before sending
+    assert len(claimed) == 1
+    d2 = Dispatcher(engine, subs, policy=LOOPBACK, name="d2", clock_s=clock, cases=store)
+    assert d2.pump() == 0  # leased to d1
+    clock.offset += 61
+    assert d2.pump() == 1
+    judge(receiver.wait_for(1)[0])
+
+
+def test_https_receiver_verified_against_the_city_ca(
+    engine: Engine, clock: Clock, test_pki: PkiBundle, tmp_path: Path
+) -> None:
+    server = test_pki.pki.files(CertKind.SERVER, "localhost")
+    with WebhookReceiver(cert=server.cert, key=server.key) as r:
+        url = r.url.replace("127.0.0.1", "localhost")
+        port = url.rsplit(":", 1)[1].split("/")[0]
+        policy = UrlPolicy(allowed_hosts=(f"localhost:{port}",))
+        subs = [sub("wo", url)]
+        store = CaseStore(engine, subs, clock_ms=clock.ms)
+        store.sync_subscriptions()
+        client = httpx.Client(
+            verify=ssl.create_default_context(cafile=str(test_pki.infra_ca)), trust_env=False
+        )
+        d = Dispatcher(engine, subs, policy=policy, clock_s=clock, cases=store, client=client)
+        store.record(bin_full(1_000))
+        d.pump()
+        judge(r.wait_for(1)[0])
