@@ -5,6 +5,8 @@ ConfigError, InvalidIdentifierError and ProfileError, exit 1 for the others):
 
 CitygateError
 ├── ConfigError                 bad or unsafe configuration (names the key)
+│   └── RuleError               citygate.service.rules: rule files that do not load (names file,
+│                               rule and key)
 ├── InvalidIdentifierError      a device/gateway/server name that would be unsafe in topics or certs
 │                               (also a ValueError)
 ├── ProfileError                a device profile file that does not load or is inconsistent
