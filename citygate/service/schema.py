@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -167,4 +168,28 @@ evaluator_state = Table(
     Column("name", String(100), primary_key=True),
     Column("snapshot", JSON, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
+)
+
+# Accepted readings waiting for the rules (written by ingest after the database confirmed
+# them; deleted by the evaluator in the transaction that saves its state). Batches, not
+# readings: one row per ingest batch keeps the cost off the ingest path.
+reading_feed = Table(
+    "reading_feed",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # "readings" | "heartbeat"
+    Column("received_ms", BigInteger, nullable=False),
+    Column("gateway_id", String(200), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("body", LargeBinary, nullable=False),  # orjson, see citygate.service.feed
+)
+
+# Who evaluates the rules: one evaluator per store at a time, by lease (replicas take over
+# when the holder stops renewing).
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("until_ms", BigInteger, nullable=False),
 )

@@ -1,0 +1,280 @@
+"""The service layer in one cloud replica: the rules' evaluator, the dispatcher, escalation.
+
+:class:`ServiceLayer` owns the store's engine and three threads:
+
+- the evaluator (one per store, by lease: a replica takes over when the holder stops
+  renewing): takes feed batches, evaluates them in device time, records the condition
+  changes as cases, then saves its state and deletes the batches in one transaction;
+- the dispatcher's lanes (every replica; their claims are leased per delivery);
+- escalation (every replica; each step is a conditional UPDATE, so it happens once).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from citygate.contract.inventory import DeviceRecord
+from citygate.contract.profiles import ProfileRegistry
+from citygate.service.cases import CaseStore, Condition
+from citygate.service.db import make_engine, migrate
+from citygate.service.delivery import UrlPolicy
+from citygate.service.dispatcher import Dispatcher, DispatchSettings
+from citygate.service.evaluator import ConditionChange, Evaluator, Observation
+from citygate.service.feed import FeedBatch, ReadingFeed
+from citygate.service.rules import RuleSet, load_rules, packaged_rules_dir
+from citygate.service.schema import evaluator_state, leases
+from citygate.service.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+EVALUATOR = "evaluator"  # the lease's and the saved state's name
+LEASE_S = 15.0
+TAKE_BATCHES = 200  # feed batches per evaluation pass
+_NS = 1_000_000_000
+
+DeviceLookup = Callable[[str], DeviceRecord | None]
+
+
+@dataclass(slots=True)
+class EvaluatorStats:
+    passes: int = 0
+    batches: int = 0
+    readings: int = 0
+    changes: int = 0
+    leader: bool = False
+    lag_s: float = 0.0  # age of the oldest batch taken in the last pass
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class ServiceLayer:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        profiles: ProfileRegistry,
+        devices: DeviceLookup,
+        *,
+        name: str | None = None,
+    ) -> None:
+        assert settings.store_url is not None  # ServiceSettings refuses enabled without it
+        self.settings = settings
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.rules = load_service_rules(settings, profiles)
+        self._devices = devices
+        self.engine = make_engine(settings.store_url)
+        self.store = CaseStore(self.engine, settings.subscriptions)
+        self.feed = ReadingFeed(self.engine, max_batches=settings.feed_max_batches)
+        policy = UrlPolicy(
+            allowed_hosts=tuple(settings.webhook_allowlist),
+            allow_http_loopback=settings.webhook_allow_http_loopback,
+        )
+        for s in settings.subscriptions:  # refused at start, not at the first delivery
+            policy.check(s.url)
+        self.dispatcher = Dispatcher(
+            self.engine,
+            settings.subscriptions,
+            policy=policy,
+            name=self.name,
+            settings=DispatchSettings(source=settings.event_source),
+            cases=self.store,
+        )
+        self.stats = EvaluatorStats()
+        self._evaluator: Evaluator | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        migrate(self.engine)
+        self.store.sync_subscriptions()
+        self._stop.clear()
+        self.dispatcher.start()
+        for target, tname in ((self._evaluate_loop, "rules-evaluator"), (self._escalate_loop, "escalation")):
+            t = threading.Thread(target=target, name=tname, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads.clear()
+        self.dispatcher.stop(timeout)
+        self._release_lease()
+        self.engine.dispose()
+
+    def alive(self) -> bool:
+        return bool(self._threads) and all(t.is_alive() for t in self._threads) and self.dispatcher.alive()
+
+    def wake(self) -> None:
+        """A batch was appended: evaluate now rather than at the next tick."""
+        self._wake.set()
+
+    # -- the evaluator ----------------------------------------------------------------
+
+    def _evaluate_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self._hold_lease():
+                    self.evaluate_once()
+                else:
+                    self._evaluator = None  # another replica evaluates; reload its state on takeover
+            except OperationalError as e:  # the store is down or restarting: keep trying
+                self._count("store_unavailable")
+                log.warning("rules evaluator: store unavailable: %s", str(e).splitlines()[0][:200])
+                self._evaluator = None
+            self._wake.wait(self.settings.evaluate_every_s)
+            self._wake.clear()
+
+    def evaluate_once(self, now_ns: int | None = None) -> int:
+        """One pass: evaluate what the feed holds, record the changes, save the state. Returns
+        the number of condition changes."""
+        ev = self._evaluator or self._load_evaluator()
+        self._evaluator = ev
+        batches = self.feed.take(TAKE_BATCHES)
+        changes: list[ConditionChange] = []
+        for b in batches:
+            changes += self._observe(ev, b)
+        changes += ev.advance(now_ns if now_ns is not None else time.time_ns())
+        for ch in changes:
+            self.store.record(self._condition(ch))
+        with self.engine.begin() as conn:
+            snap = ev.snapshot()
+            now_ms = time.time_ns() // 1_000_000
+            done = conn.execute(
+                update(evaluator_state)
+                .where(evaluator_state.c.name == EVALUATOR)
+                .values(snapshot=snap, updated_ms=now_ms)
+            )
+            if done.rowcount == 0:
+                conn.execute(insert(evaluator_state).values(name=EVALUATOR, snapshot=snap, updated_ms=now_ms))
+            ReadingFeed.done(conn, [b.id for b in batches])
+        s = self.stats
+        s.passes += 1
+        s.batches += len(batches)
+        s.readings += sum(len(b.items) for b in batches if b.kind == "readings")
+        s.changes += len(changes)
+        s.lag_s = (time.time_ns() // 1_000_000 - batches[0].received_ms) / 1000 if batches else 0.0
+        if changes:
+            self.dispatcher.wake()
+        if len(batches) == TAKE_BATCHES:
+            self._wake.set()  # more waiting: go again at once
+        return len(changes)
+
+    def _load_evaluator(self) -> Evaluator:
+        lateness = int(self.settings.lateness_s * _NS)
+        with self.engine.connect() as conn:
+            snap = conn.execute(
+                select(evaluator_state.c.snapshot).where(evaluator_state.c.name == EVALUATOR)
+            ).scalar()
+        if snap is None:
+            return Evaluator(self.rules, lateness_ns=lateness)
+        return Evaluator.restore(self.rules, snap, lateness_ns=lateness)
+
+    def _observe(self, ev: Evaluator, b: FeedBatch) -> list[ConditionChange]:
+        if b.kind == "heartbeat":
+            at_ns, backlog_age_s = b.items
+            return ev.heartbeat(b.gateway_id, int(at_ns), backlog_age_s)
+        out: list[ConditionChange] = []
+        for device_id, profile, ts_ns, values in b.items:
+            rec = self._devices(device_id)
+            obs = Observation(
+                device_id=device_id,
+                profile=profile,
+                ts_ns=int(ts_ns),
+                fields=values,
+                site=rec.site if rec else None,
+                district=rec.district if rec else None,
+                gateway_id=b.gateway_id,
+            )
+            out += ev.observe(obs)
+        return out
+
+    def _condition(self, ch: ConditionChange) -> Condition:
+        rule = self.rules.get(ch.rule_id)
+        rec = self._devices(ch.subject)
+        return Condition(
+            kind=ch.kind,
+            rule_id=ch.rule_id,
+            subject=ch.subject,
+            service=ch.service,
+            severity=ch.severity,
+            title=rule.title if rule else ch.rule_id,
+            at_ns=ch.at_ns,
+            detail=ch.detail,
+            value=ch.value,
+            late=ch.late,
+            forecast_ns=ch.forecast_at_ns,
+            site=rec.site if rec else None,
+            district=rec.district if rec else None,
+        )
+
+    # -- the lease --------------------------------------------------------------------
+
+    def _hold_lease(self) -> bool:
+        now = time.time_ns() // 1_000_000
+        until = now + int(LEASE_S * 1000)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(leases)
+                .where(leases.c.name == EVALUATOR, (leases.c.holder == self.name) | (leases.c.until_ms < now))
+                .values(holder=self.name, until_ms=until)
+            )
+            held = done.rowcount == 1
+        if not held:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(leases).values(name=EVALUATOR, holder=self.name, until_ms=until))
+                held = True
+            except IntegrityError:
+                held = False  # another replica holds it
+        if held and not self.stats.leader:
+            self._evaluator = None  # taking over: start from the saved state
+        self.stats.leader = held
+        return held
+
+    def _release_lease(self) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(leases)
+                    .where(leases.c.name == EVALUATOR, leases.c.holder == self.name)
+                    .values(until_ms=0)
+                )
+        except OperationalError:
+            pass  # the store is down; the lease expires by itself
+
+    # -- escalation -------------------------------------------------------------------
+
+    def _escalate_loop(self) -> None:
+        targets = {k: (t.acknowledge_s, t.resolve_s) for k, t in self.settings.targets.items()}
+        while not self._stop.wait(self.settings.escalate_every_s):
+            if not targets:
+                continue
+            try:
+                if self.store.escalate(targets):
+                    self.dispatcher.wake()
+            except OperationalError:
+                self._count("store_unavailable")
+
+    def _count(self, what: str) -> None:
+        self.stats.errors[what] = self.stats.errors.get(what, 0) + 1
+
+
+def load_service_rules(settings: ServiceSettings, profiles: ProfileRegistry) -> RuleSet:
+    dirs: list[Path | Traversable] = [packaged_rules_dir()] if settings.shipped_rules else []
+    dirs += settings.rules_dirs
+    return load_rules(dirs, profiles, timezone=settings.timezone)

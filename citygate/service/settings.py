@@ -1,0 +1,59 @@
+"""The service layer's settings: ``[cloud.service]`` in the cloud's configuration file.
+
+Off by default: a cloud without it is an ingestion service only. On, it needs a store
+(``store_url``: a SQLite file for the demo and small cities, PostgreSQL in production).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from citygate.service.subscriptions import Subscription
+
+
+class ServiceTarget(BaseModel):
+    """How fast a service must act: past these, its open cases escalate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    acknowledge_s: float = Field(default=3600.0, gt=0)
+    resolve_s: float = Field(default=86_400.0, gt=0)
+
+
+class ServiceSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    # sqlite:////var/lib/citygate/service.db, or postgresql+psycopg://user@host/db (the
+    # password from PGPASSWORD or ~/.pgpass, never in this file).
+    store_url: str | None = None
+    # The city's own rule files, read after (and overriding) the shipped ones in citygate/rules/.
+    rules_dirs: list[Path] = Field(default_factory=list)
+    shipped_rules: bool = True
+    timezone: str = "UTC"  # of rules' active_hours
+    # A reading more than this behind the newest one seen is evaluated but marked late.
+    lateness_s: float = Field(default=300.0, ge=0)
+    evaluate_every_s: float = Field(default=0.5, gt=0, le=60)
+    # Feed bound: past this many waiting batches, new batches are not evaluated (counted,
+    # and an operator case says so); ingest itself never waits on the rules.
+    feed_max_batches: int = Field(default=100_000, ge=100)
+    escalate_every_s: float = Field(default=30.0, gt=0)
+    targets: dict[str, ServiceTarget] = Field(default_factory=dict)
+    subscriptions: list[Subscription] = Field(default_factory=list)
+    # Receivers' hosts (exact, or *.suffix; host:port for another port than 443).
+    webhook_allowlist: list[str] = Field(default_factory=list)
+    webhook_allow_http_loopback: bool = False  # tests and the demo only
+    event_source: str = "/citygate"
+
+    @model_validator(mode="after")
+    def _store_when_enabled(self) -> ServiceSettings:
+        if self.enabled and not self.store_url:
+            raise ValueError(
+                "[cloud.service] enabled needs store_url (sqlite:///path or postgresql+psycopg://...)"
+            )
+        names = [s.name for s in self.subscriptions]
+        if len(names) != len(set(names)):
+            raise ValueError("[cloud.service] subscriptions: names must be unique")
+        return self
