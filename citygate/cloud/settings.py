@@ -17,6 +17,7 @@ from pydantic_settings import SettingsConfigDict
 
 from citygate.config import CitygateSettings
 from citygate.contract import wire
+from citygate.service.settings import ServiceSettings
 
 MIN_TOKEN_LENGTH = 24
 
@@ -219,6 +220,9 @@ class CloudSettings(CitygateSettings):
     # origin. Empty (the default): no tiles, the markers on a blank background, and the page
     # asks nothing of any other host. https:// (http:// only to this machine).
     dashboard_tile_url: Annotated[str, Field(max_length=500)] = ""
+
+    # The service layer (rules, cases, signed events): [cloud.service], off by default.
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
 
     @field_validator("dashboard_tile_url")
     @classmethod

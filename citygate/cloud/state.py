@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import structlog
@@ -24,10 +25,13 @@ from citygate.cloud.metrics import CloudMetrics
 from citygate.cloud.settings import CloudSettings
 from citygate.cloud.sink import Sink
 from citygate.contract.filestamp import file_stamp
-from citygate.contract.inventory import Inventory
+from citygate.contract.inventory import DeviceRecord, Inventory
 from citygate.contract.profiles import ProfileRegistry
 from citygate.contract.validation import ValidationLimits, Validator
 from citygate.errors import ConfigError, InventoryError
+
+if TYPE_CHECKING:
+    from citygate.service.layer import ServiceLayer
 
 log = structlog.get_logger("citygate.cloud")
 
@@ -220,6 +224,7 @@ class CloudState:
                 warn_s=settings.crl_warn_s,
             )
         self._sink: Sink | None = None
+        self.service: ServiceLayer | None = None
 
     @property
     def sink(self) -> Sink:
@@ -229,8 +234,20 @@ class CloudState:
 
     def open(self) -> None:
         self._sink = make_sink(self.settings, self.metrics)
+        if self.settings.service.enabled:
+            from citygate.service.layer import ServiceLayer  # SQLAlchemy only when the service layer runs
+
+            self.service = ServiceLayer(self.settings.service, self.registry, self.device)
+            self.service.start()
+
+    def device(self, device_id: str) -> DeviceRecord | None:
+        """The inventory's record of a device (the current file), or None."""
+        return self.inventory.validator.inventory.get(device_id)
 
     async def close(self) -> None:
+        if self.service is not None:
+            self.service.stop()
+            self.service = None
         if self._sink is not None:
             await self._sink.aclose()
             self._sink = None

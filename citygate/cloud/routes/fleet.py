@@ -6,6 +6,7 @@ import time
 
 import structlog
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from citygate.cloud import influxql
@@ -82,9 +83,26 @@ async def heartbeat(gateway_id: str, request: Request, gw: Gateway, state: State
     if report.refused:
         raise HTTPException(422, f"the database refused the heartbeat: {report.refused[0]}")
     state.metrics.heartbeats.inc()
+    if state.service is not None:
+        await _feed_heartbeat(state, gw.gateway_id, health.oldest_unsent_age_s)
     return HeartbeatAnswer(
         gateway_id=gw.gateway_id, stored=True, contract_version=state.inventory.contract_version
     )
+
+
+async def _feed_heartbeat(state: CloudState, gateway_id: str, backlog_age_s: float | None) -> None:
+    """The gateway-health rules see every heartbeat; a store that does not take one only
+    delays them until the next (a heartbeat is not data)."""
+    service = state.service
+    assert service is not None
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        await run_in_threadpool(service.feed.append_heartbeat, gateway_id, time.time_ns(), backlog_age_s)
+    except SQLAlchemyError as e:
+        log.warning("rules_feed_unavailable", gateway_id=gateway_id, error=str(e)[:200])
+        return
+    service.wake()
 
 
 @router.get("/v1/gateways", response_model=GatewayList, summary="Every gateway: online / stale / offline")

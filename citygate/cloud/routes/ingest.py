@@ -12,7 +12,7 @@ from citygate.cloud.ingest import PreparedBatch, decode_body, parse_batch, prepa
 from citygate.cloud.routes.deps import Gateway, State, read_body
 from citygate.cloud.sink import ErrorKind
 from citygate.cloud.state import CloudState
-from citygate.contract.readings import RejectReason
+from citygate.contract.readings import Reading, RejectReason
 from citygate.contract.wire import (
     INGEST_PATH,
     NOT_ASSIGNED,
@@ -66,6 +66,27 @@ def _prepare(
     if any(prepared.reasons.get(r) for r in unknown) and state.inventory.refresh():
         prepared, version = attempt()
     return prepared, version
+
+
+async def _feed_rules(state: CloudState, gateway_id: str, batch_id: str, stored: list[Reading]) -> None:
+    """Hand the stored readings to the rules (the service layer's feed) before answering.
+
+    If the service store does not take them, the batch is answered 503 like a database that
+    did not confirm: the gateway keeps it and sends it again (InfluxDB stores a point once),
+    so no reading escapes the rules. A full feed is counted instead (ServiceSettings).
+    """
+    service = state.service
+    assert service is not None
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        if not await run_in_threadpool(service.feed.append_readings, gateway_id, stored):
+            log.warning("rules_feed_full", gateway_id=gateway_id, batch_id=batch_id, readings=len(stored))
+    except SQLAlchemyError as e:
+        state.metrics.batches.labels("unavailable").inc()
+        log.warning("rules_feed_unavailable", gateway_id=gateway_id, batch_id=batch_id, error=str(e)[:200])
+        raise SinkUnavailable(ErrorKind.CONNECTION, "the service store did not take the batch") from e
+    service.wake()
 
 
 @router.post(
@@ -130,6 +151,9 @@ async def ingest(request: Request, gw: Gateway, state: State) -> Response:
     for reason, n in prepared.reasons.items():
         m.rejected.labels(reason).inc(n)
     accepted = len(prepared.lines) - len(report.refused)
+    if state.service is not None and accepted:
+        stored = [r for i, r in enumerate(prepared.good) if i not in report.refused]
+        await _feed_rules(state, gw.gateway_id, prepared.batch_id, stored)
     m.points_written.inc(accepted)
     m.batches.labels("partial" if rejected else "ok").inc()
     result = IngestResult(

@@ -1,0 +1,156 @@
+"""The service layer end to end in a real cloud: a gateway's batch -> InfluxDB -> the rules ->
+a case -> a signed CloudEvent at a receiver (judged by the cloudevents SDK and the
+standardwebhooks verifier). On SQLite and on PostgreSQL; a PostgreSQL restart mid-run loses
+no transition and opens no case twice."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cloudevents.http import from_http
+from standardwebhooks.webhooks import Webhook
+
+from citygate.servers.influxdb import LocalInfluxDB
+from citygate.servers.postgres import LocalPostgres
+from citygate.service.settings import ServiceSettings
+from citygate.service.subscriptions import Subscription
+from citygate.testing.webhook_receiver import WebhookReceiver
+from tests.cloud.conftest import RunningCloud, aq_values, post_batch, reading, unique_ts_ns
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.servers
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+RULES = """\
+profile = "air_quality"
+version = 1
+
+[rules.pm_spike]
+title = "PM2.5 spike"
+service = "environment"
+severity = "warning"
+when = "pm2_5 > 100"
+clear = "pm2_5 < 50"
+"""
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as r:
+        yield r
+
+
+def service_cloud(
+    cloud_factory: Callable[..., RunningCloud],
+    influxdb: LocalInfluxDB,
+    tmp_path: Path,
+    store_url: str,
+    receiver: WebhookReceiver,
+) -> RunningCloud:
+    rules = tmp_path / "rules"
+    rules.mkdir(exist_ok=True)
+    (rules / "air.v1.toml").write_text(RULES)
+    db = f"svc_{uuid.uuid4().hex[:8]}"
+    influxdb.create_database(db)
+    service = ServiceSettings(
+        enabled=True,
+        store_url=store_url,
+        rules_dirs=[rules],
+        shipped_rules=False,
+        evaluate_every_s=0.1,
+        subscriptions=[Subscription(name="city", url=receiver.url, secrets=(SECRET,))],
+        webhook_allow_http_loopback=True,
+    )
+    return cloud_factory(influx_url=influxdb.url, influx_db=db, service=service)
+
+
+def pm(value: float, ts_ns: int) -> dict[str, Any]:
+    v = aq_values()
+    v["pm2_5"] = value
+    return reading("dev-a", ts_ns=ts_ns, values=v)
+
+
+def judged(receiver: WebhookReceiver, n: int) -> list[Any]:
+    events = []
+    for r in receiver.wait_for(n, timeout=30):
+        Webhook(SECRET).verify(r.body, r.headers)
+        events.append(from_http(r.headers, r.body))
+    return sorted(events, key=lambda e: e["sequence"])
+
+
+def feed_empty(cloud: RunningCloud) -> bool:
+    service = cloud.app.state.cloud.service
+    return service is not None and service.feed.depth() == 0 and service.stats.passes > 0
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_a_reading_over_the_line_opens_a_case_and_the_city_hears_of_it(
+    cloud_factory: Callable[..., RunningCloud],
+    influxdb: LocalInfluxDB,
+    tmp_path: Path,
+    receiver: WebhookReceiver,
+    request: pytest.FixtureRequest,
+    store: str,
+) -> None:
+    if store == "sqlite":
+        url = f"sqlite:///{tmp_path}/service.db"
+    else:
+        pg: LocalPostgres = request.getfixturevalue("postgres")
+        url = pg.create_database(f"e2e_{uuid.uuid4().hex[:8]}")
+    cloud = service_cloud(cloud_factory, influxdb, tmp_path, url, receiver)
+    gw = cloud.gateway()
+    t1 = unique_ts_ns()
+    t0 = t1 - 60 * 10**9
+    batch = [pm(12.0, t0), pm(150.0, t1)]
+    assert post_batch(gw, batch).status_code == 200
+    opened = judged(receiver, 1)[0]
+    assert opened["type"] == "org.citygate.case.opened"
+    assert opened.data["case"]["rule"] == "air_quality.pm_spike"
+    assert opened.data["case"]["subject"] == "dev-a" and opened.data["case"]["district"] == "centre"
+    assert opened.data["condition_ns"] == t1 and opened.data["value"] == 150.0
+    # The gateway sends the same batch again (its ack was lost): nothing happens twice.
+    assert post_batch(gw, batch).status_code == 200
+    wait_until(lambda: feed_empty(cloud), message="the feed evaluated")
+    assert post_batch(gw, [pm(10.0, t1 + 60 * 10**9)]).status_code == 200
+    events = judged(receiver, 2)
+    assert [e["type"] for e in events] == ["org.citygate.case.opened", "org.citygate.case.cleared"]
+    wait_until(lambda: feed_empty(cloud), message="the feed evaluated")
+    assert len(receiver.requests) == 2
+    store_ = cloud.app.state.cloud.service.store
+    (case,) = store_.list_cases()
+    assert case["cleared_ns"] == t1 + 60 * 10**9 and case["status"] == "new"
+
+
+def test_postgresql_restarted_mid_run_loses_nothing_and_opens_nothing_twice(
+    cloud_factory: Callable[..., RunningCloud],
+    influxdb: LocalInfluxDB,
+    tmp_path: Path,
+    receiver: WebhookReceiver,
+) -> None:
+    pg = LocalPostgres(tmp_path / "pg")
+    pg.start()
+    try:
+        url = pg.create_database("city")
+        cloud = service_cloud(cloud_factory, influxdb, tmp_path, url, receiver)
+        gw = cloud.gateway()
+        t = unique_ts_ns()
+        assert post_batch(gw, [pm(150.0, t)]).status_code == 200
+        judged(receiver, 1)
+        pg.kill()
+        # The store is down: the batch is not answered 200 (the gateway keeps it) ...
+        down = post_batch(gw, [pm(10.0, t + 10**9)])
+        assert down.status_code == 503 and down.headers["retry-after"]
+        pg.start()
+        # ... and when it is back the gateway's retry is evaluated once.
+        wait_until(lambda: post_batch(gw, [pm(10.0, t + 10**9)]).status_code == 200, timeout=60)
+        events = judged(receiver, 2)
+        assert [e["type"] for e in events] == ["org.citygate.case.opened", "org.citygate.case.cleared"]
+        wait_until(lambda: feed_empty(cloud), message="the feed evaluated")
+        assert len(cloud.app.state.cloud.service.store.list_cases(open_only=False)) == 1
+        assert len(receiver.requests) == 2
+    finally:
+        pg.remove()
