@@ -56,10 +56,17 @@ def demo(
         if d.exists() and any(d.iterdir()):
             raise ConfigError(f"{d} is not empty; give a new --dir")
         result = run_demo(
-            DemoOptions(directory=d, gateways=gateways, devices=devices, interval_s=interval, seed=seed),
+            DemoOptions(
+                directory=d, gateways=gateways, devices=devices, interval_s=interval, seed=seed, service=True
+            ),
             duration_s=parse_duration(duration) if duration else None,
             outage_s=parse_duration(outage) if outage else None,
             console=Console(),
         )
-        if result.lost or not result.drained or any("error" in a for a in result.audits):
+        if (
+            result.lost
+            or result.events_lost
+            or not result.drained
+            or any("error" in a for a in result.audits)
+        ):
             raise typer.Exit(1)

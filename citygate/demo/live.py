@@ -75,4 +75,9 @@ def render(stack: DemoStack, elapsed_s: float, note: str, rates: dict[str, float
         ("   token file ", "dim"),
         str(stack.dir / "operator-token"),
     )
-    return Panel(Group(header, t, Text(note, style="cyan")), title="Ctrl-C stops, drains and audits")
+    parts: list[Table | Text] = [header, t, Text(note, style="cyan")]
+    if stack.service is not None:
+        got = len(stack.service.receiver.requests)
+        parts.append(Text(f"case events at the city's receiver: {got:,}", style="bold"))
+        parts += [Text("  " + line, style="dim") for line in stack.service.latest()]
+    return Panel(Group(*parts), title="Ctrl-C stops, drains and audits")

@@ -13,6 +13,7 @@ from rich.live import Live
 from rich.table import Table
 
 from citygate.demo.live import render
+from citygate.demo.service import DemoService
 from citygate.demo.stack import DemoOptions, DemoStack, FleetProcess, GatewayNode, SimRun, stop_fleets
 
 
@@ -21,6 +22,12 @@ class DemoResult:
     audits: list[dict[str, object]] = field(default_factory=list)
     drained: bool = False
     directory: Path | None = None
+    events: dict[str, int] | None = None  # the service layer's audit (DemoService.audit)
+
+    @property
+    def events_lost(self) -> int:
+        e = self.events or {}
+        return e.get("lost", 0) + e.get("twice_with_different_ids", 0)
 
     @property
     def lost(self) -> int:
@@ -130,6 +137,9 @@ def run_demo(
             time.sleep(1.0)
         with console.status("auditing: ledger vs InfluxDB ..."):
             result.audits = [audit(stack, f) for f in fleets]
+        if stack.service is not None:
+            with console.status("waiting for the city's receiver to get every case event ..."):
+                result.events = audit_events(stack.service, timeout_s=60.0)
         _summary(console, result)
         return result
     finally:
@@ -137,6 +147,16 @@ def run_demo(
             f.kill()
         stack.stop()
         signal.signal(signal.SIGINT, previous)
+
+
+def audit_events(service: DemoService, timeout_s: float) -> dict[str, int]:
+    """The service layer's audit, once nothing is left to deliver (or at the deadline)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        a = service.audit()
+        if a["lost"] == 0 or time.monotonic() > deadline:
+            return a
+        time.sleep(0.5)
 
 
 def _summary(console: Console, result: DemoResult) -> None:
@@ -159,4 +179,12 @@ def _summary(console: Console, result: DemoResult) -> None:
         console.print(f"[bold red]lost = {result.lost}[/]")
     else:
         console.print("[bold green]lost = 0[/]")
+    if result.events is not None:
+        e = result.events
+        console.print(
+            f"case events: transitions made {e['transitions']:,} / delivered {e['delivered']:,} / "
+            f"lost {e['lost']:,} / delivered twice with different ids {e['twice_with_different_ids']:,} "
+            f"({e['requests']:,} requests at the receiver)",
+            style="bold red" if result.events_lost else "bold green",
+        )
     console.print(f"everything is under {result.directory}")

@@ -26,6 +26,7 @@ import orjson
 from citygate.certs.pki import CaName, CertKind, Pki
 from citygate.certs.settings import PkiSettings
 from citygate.config import toml_section
+from citygate.demo.service import DemoService
 from citygate.servers.influxdb import LocalInfluxDB
 from citygate.servers.mosquitto import LocalMosquitto
 from citygate.servers.process import ManagedProcess, free_port, loopback_http, port_open
@@ -175,6 +176,8 @@ class DemoOptions:
     # PKI's), so that the cloud can learn of devices later than the gateways do.
     cloud_settings: dict[str, object] = field(default_factory=dict)
     cloud_inventory: Path | None = None
+    # The service layer (rules, cases, events to a local receiver): the demo's, not chaos runs'.
+    service: bool = False
 
 
 @dataclass
@@ -188,6 +191,7 @@ class DemoStack:
     operator_token: str = ""
     nodes: list[GatewayNode] = field(default_factory=list)
     started: list[object] = field(default_factory=list)
+    service: DemoService | None = None
 
     @property
     def dir(self) -> Path:
@@ -235,6 +239,12 @@ class DemoStack:
         if own is not None and not own.exists():
             own.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.pki.inventory_path, own)
+        extra: dict[str, object] = {}
+        if self.opts.service:
+            self.service = DemoService(self.dir)
+            self.service.start()
+            self.started.append(self.service)
+            extra["service"] = self.service.settings()
         cfg = self.dir / "cloud.toml"
         cfg.write_text(
             toml_section(
@@ -257,6 +267,7 @@ class DemoStack:
                     "heartbeat_offline_s": 45.0,
                     "operator_tokens": {"demo": self.operator_token},
                 }
+                | extra
                 | self.opts.cloud_settings,
             )
         )

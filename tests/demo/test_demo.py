@@ -34,6 +34,10 @@ def test_demo_with_outage_loses_nothing(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "lost = 0" in out.stdout
     assert "OUTAGE" in out.stdout or "link is back" in out.stdout
+    # The service layer ran: its events audited at the demo's receiver, none lost.
+    assert "case events: transitions made" in out.stdout
+    assert "/ lost 0 / delivered twice with different ids 0" in " ".join(out.stdout.split())
+    assert (tmp_path / "demo" / "service.db").exists()
     # Everything it wrote is under the directory it named.
     assert (tmp_path / "demo" / "pki" / "inventory.json").exists()
     assert (tmp_path / "demo" / "operator-token").stat().st_mode & 0o077 == 0
