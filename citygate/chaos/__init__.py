@@ -4,7 +4,8 @@
 ``sNN_<name>.py`` (docs/RELIABILITY.md's table names them): 1-9 are faults (nothing acknowledged
 may be lost), 10-14 attacks from outside while a well-behaved fleet publishes (nothing accepted
 that should not be, no crash, no 500), 15-17 the contract between gateway and cloud (a reading the
-gateway confirmed is never lost at the cloud's door). Each ends with the audit.
+gateway confirmed is never lost at the cloud's door), 18 the service layer (every case event
+delivered, none twice under two ids). Each ends with the audit.
 
 The rest is their toolkit: :mod:`~citygate.chaos.harness` (the system, fleets, checks, the judge),
 and the attackers' tools (:mod:`~citygate.chaos.mqtt_peer`, :mod:`~citygate.chaos.https`,
@@ -37,6 +38,7 @@ _MODULES = (
     "s15_cloud_inventory_lag",
     "s16_buffered_past_window",
     "s17_device_reboot",
+    "s18_service_faults",
 )
 
 

@@ -83,6 +83,15 @@ class ScenarioResult:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class DemoServiceOptions:
+    """The service layer in a chaos run: its store, the city's rules, more subscriptions."""
+
+    store_url: str | None = None
+    rules_dir: Path | None = None
+    subscriptions: tuple[dict[str, object], ...] = ()
+
+
 class ChaosContext:
     """What a scenario works with; owns every process it starts."""
 
@@ -125,6 +134,7 @@ class ChaosContext:
         agent_env: dict[str, str] | None = None,
         cloud_settings: dict[str, object] | None = None,
         cloud_inventory: Path | None = None,
+        service: DemoServiceOptions | None = None,
     ) -> GatewayNode:
         """PKI, InfluxDB, the cloud and one gateway (Mosquitto + agent behind a link cutter).
 
@@ -138,6 +148,10 @@ class ChaosContext:
                 agent_env=agent_env or {},
                 cloud_settings=cloud_settings or {},
                 cloud_inventory=cloud_inventory,
+                service=service is not None,
+                service_store_url=service.store_url if service else None,
+                service_rules_dir=service.rules_dir if service else None,
+                service_subscriptions=list(service.subscriptions) if service else [],
             )
         )
         self.stack.start_infrastructure()

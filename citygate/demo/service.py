@@ -24,10 +24,18 @@ class DemoService:
     directory: Path
     receiver: WebhookReceiver = field(default_factory=WebhookReceiver)
     secret: str = field(default_factory=lambda: WebhookSecret.generate().reveal())
+    # Chaos runs: another store (PostgreSQL), the city's own rules, more subscriptions.
+    store_url_override: str | None = None
+    rules_dir: Path | None = None
+    extra_subscriptions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def store_path(self) -> Path:
         return self.directory / "service.db"
+
+    @property
+    def store_url(self) -> str:
+        return self.store_url_override or f"sqlite:///{self.store_path}"
 
     def start(self) -> None:
         self.receiver.start()
@@ -37,15 +45,17 @@ class DemoService:
 
     def settings(self) -> dict[str, Any]:
         """The cloud's [cloud.service] table."""
-        return {
+        extra: dict[str, Any] = {"rules_dirs": [str(self.rules_dir)]} if self.rules_dir else {}
+        return extra | {
             "enabled": True,
-            "store_url": f"sqlite:///{self.store_path}",
+            "store_url": self.store_url,
             "evaluate_every_s": 0.5,
             "escalate_every_s": 10.0,
             "webhook_allow_http_loopback": True,  # the receiver is on loopback, plain HTTP
             "targets": TARGETS,
             "subscriptions": [
-                {"name": "city-systems", "url": f"{self.receiver.url}/events", "secrets": [self.secret]}
+                {"name": "city-systems", "url": f"{self.receiver.url}/events", "secrets": [self.secret]},
+                *self.extra_subscriptions,
             ],
         }
 
@@ -72,7 +82,7 @@ class DemoService:
         from citygate.service.db import make_engine
         from citygate.service.schema import events
 
-        engine = make_engine(f"sqlite:///{self.store_path}")
+        engine = make_engine(self.store_url)
         try:
             with engine.connect() as conn:
                 made = {r.id: r.history_id for r in conn.execute(select(events.c.id, events.c.history_id))}
@@ -81,6 +91,8 @@ class DemoService:
         got_ids: set[str] = set()
         ids_per_transition: dict[int, set[str]] = {}
         for r in self.receiver.requests:
+            if not r.path.startswith("/events"):
+                continue  # another subscription's, on the same receiver
             try:
                 doc = orjson.loads(r.body)
             except orjson.JSONDecodeError:

@@ -178,6 +178,9 @@ class DemoOptions:
     cloud_inventory: Path | None = None
     # The service layer (rules, cases, events to a local receiver): the demo's, not chaos runs'.
     service: bool = False
+    service_store_url: str | None = None  # default: a SQLite file in the directory
+    service_rules_dir: Path | None = None
+    service_subscriptions: list[dict[str, object]] = field(default_factory=list)
 
 
 @dataclass
@@ -241,7 +244,12 @@ class DemoStack:
             shutil.copyfile(self.pki.inventory_path, own)
         extra: dict[str, object] = {}
         if self.opts.service:
-            self.service = DemoService(self.dir)
+            self.service = DemoService(
+                self.dir,
+                store_url_override=self.opts.service_store_url,
+                rules_dir=self.opts.service_rules_dir,
+                extra_subscriptions=list(self.opts.service_subscriptions),
+            )
             self.service.start()
             self.started.append(self.service)
             extra["service"] = self.service.settings()

@@ -15,6 +15,9 @@ delivery log:
 - gone (410): the subscription is disabled, nothing more is sent to it, an operator case says so;
 - a subscription that has failed without a success for ``disable_after_s`` is disabled too.
 
+Until a lane's first success, and after any failure, it sends one delivery at a time: a
+receiver that is down (or gone) gets one probe, not ``max_concurrency`` requests at once.
+
 Nothing is dropped: a disabled subscription's events stay in the outbox, and
 :meth:`Dispatcher.replay` sends them (or any since a time) again.
 """
@@ -103,9 +106,13 @@ class Dispatcher:
             lane.wake.set()
 
     def pump(self) -> int:
-        """One pass by hand (tests, tools): every lane claims what is due and waits for its
-        attempts; returns the number of attempts made."""
-        return sum(lane.pass_once(wait=True) for lane in self._lanes.values())
+        """By hand (tests, tools): every lane sends what is due, waiting for its attempts, until
+        nothing more is due; returns the number of attempts made."""
+        total = 0
+        for lane in self._lanes.values():
+            while n := lane.pass_once(wait=True):
+                total += n
+        return total
 
     def alive(self) -> bool:
         return all(lane.thread is not None and lane.thread.is_alive() for lane in self._lanes.values())
@@ -359,6 +366,9 @@ class _Lane:
         self._inflight: set[Future[Outcome]] = set()
         self._lock = threading.Lock()
         self._paused_until = 0.0  # a Retry-After pauses the lane, not only the one delivery
+        # Until a delivery succeeds (at start, and after any failure) the lane sends one at a
+        # time: a receiver that is down or gone gets one probe, not max_concurrency requests.
+        self._healthy = False
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name=f"lane-{self.sub.name}", daemon=True)
@@ -383,7 +393,8 @@ class _Lane:
         if self.d._clock_s() < self._paused_until:
             return 0
         with self._lock:
-            free = self.sub.max_concurrency - len(self._inflight)
+            cap = self.sub.max_concurrency if self._healthy else 1
+            free = cap - len(self._inflight)
         if free <= 0:
             return 0
         rows = self.d._claim(self.sub, free)
@@ -396,7 +407,8 @@ class _Lane:
             futures.append(f)
         if wait:
             for f in futures:
-                f.result()
+                f.exception()  # waits
+                self._done(f)  # its callback may not have run yet; recording twice is harmless
         return len(rows)
 
     def _done(self, f: Future[Outcome]) -> None:
@@ -408,6 +420,7 @@ class _Lane:
             log.warning("lane %s: attempt not recorded: %s", self.sub.name, exc)
         elif not f.cancelled():
             o = f.result()
+            self._healthy = o.status == "delivered"
             if o.retry_after_s:
                 self._paused_until = max(self._paused_until, self.d._clock_s() + o.retry_after_s)
         self.wake.set()  # a worker is free

@@ -322,3 +322,15 @@ def test_https_receiver_verified_against_the_city_ca(
         store.record(bin_full(1_000))
         d.pump()
         judge(r.wait_for(1)[0])
+
+
+def test_a_gone_receiver_gets_one_probe_not_a_burst(
+    engine: Engine, clock: Clock, receiver: WebhookReceiver
+) -> None:
+    store, d = setup(engine, clock, [sub("wo", receiver.url, max_concurrency=8)])
+    for i in range(10):
+        store.record(bin_full(1_000 + i, subject=f"bin-{i}"))
+    receiver.set_mode("gone")
+    d.pump()
+    d.pump()
+    assert len(receiver.requests) == 1
