@@ -28,7 +28,6 @@ from citygate.contract.inventory import DeviceRecord
 from citygate.contract.profiles import ProfileRegistry
 from citygate.service.cases import CaseStore, Condition
 from citygate.service.db import make_engine, migrate
-from citygate.service.delivery import UrlPolicy
 from citygate.service.dispatcher import Dispatcher, DispatchSettings
 from citygate.service.evaluator import ConditionChange, Evaluator, Observation
 from citygate.service.feed import FeedBatch, ReadingFeed
@@ -74,16 +73,10 @@ class ServiceLayer:
         self.engine = make_engine(settings.store_url)
         self.store = CaseStore(self.engine, settings.subscriptions)
         self.feed = ReadingFeed(self.engine, max_batches=settings.feed_max_batches)
-        policy = UrlPolicy(
-            allowed_hosts=tuple(settings.webhook_allowlist),
-            allow_http_loopback=settings.webhook_allow_http_loopback,
-        )
-        for s in settings.subscriptions:  # refused at start, not at the first delivery
-            policy.check(s.url)
         self.dispatcher = Dispatcher(
             self.engine,
             settings.subscriptions,
-            policy=policy,
+            policy=settings.url_policy(),  # every subscription's URL was checked at load
             name=self.name,
             settings=DispatchSettings(source=settings.event_source),
             cases=self.store,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from citygate.service.delivery import UrlPolicy, UrlRefusedError
 from citygate.service.subscriptions import Subscription
 
 
@@ -23,7 +24,7 @@ class ServiceTarget(BaseModel):
 
 
 class ServiceSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     enabled: bool = False
     # sqlite:////var/lib/citygate/service.db, or postgresql+psycopg://user@host/db (the
@@ -56,4 +57,15 @@ class ServiceSettings(BaseModel):
         names = [s.name for s in self.subscriptions]
         if len(names) != len(set(names)):
             raise ValueError("[cloud.service] subscriptions: names must be unique")
+        policy = self.url_policy()
+        for sub in self.subscriptions:  # refused at load, not at the first delivery
+            try:
+                policy.check(sub.url)
+            except UrlRefusedError as e:
+                raise ValueError(f"[cloud.service] subscription {sub.name!r}: {e}") from None
         return self
+
+    def url_policy(self) -> UrlPolicy:
+        return UrlPolicy(
+            allowed_hosts=tuple(self.webhook_allowlist), allow_http_loopback=self.webhook_allow_http_loopback
+        )

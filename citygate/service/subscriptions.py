@@ -17,7 +17,8 @@ SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 class Subscription(BaseModel):
     """One receiver of case events."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A bad secret must not be echoed into an error message or a log.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$")
     url: str
@@ -41,6 +42,15 @@ class Subscription(BaseModel):
         for t in v:
             if not t.startswith("case."):
                 raise ValueError(f"event type {t!r}: expected 'case.<action>', e.g. 'case.opened'")
+        return v
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, v: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        from citygate.service.signing import WebhookSecret
+
+        for s in v:
+            WebhookSecret(s.get_secret_value())  # raises, naming the problem, never the value
         return v
 
     def wants(self, event_type: str, service: str, district: str | None, severity: str) -> bool:
