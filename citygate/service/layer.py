@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
@@ -67,7 +68,8 @@ class ServiceLayer:
     ) -> None:
         assert settings.store_url is not None  # ServiceSettings refuses enabled without it
         self.settings = settings
-        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        # Unique per layer, not per process: two layers in one process (tests) are two replicas.
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.rules = load_service_rules(settings, profiles)
         self._devices = devices
         self.engine = make_engine(settings.store_url)

@@ -154,3 +154,58 @@ def test_postgresql_restarted_mid_run_loses_nothing_and_opens_nothing_twice(
         assert len(receiver.requests) == 2
     finally:
         pg.remove()
+
+
+def test_a_day_of_backlog_drained_at_once_opens_what_the_readings_say_marked_late(
+    cloud_factory: Callable[..., RunningCloud],
+    influxdb: LocalInfluxDB,
+    tmp_path: Path,
+    receiver: WebhookReceiver,
+) -> None:
+    cloud = service_cloud(cloud_factory, influxdb, tmp_path, f"sqlite:///{tmp_path}/s.db", receiver)
+    gw = cloud.gateway()
+    # A day held at the gateway: a reading every 10 minutes, two spikes, each over by noon.
+    step = 600 * 10**9
+    start = unique_ts_ns() - 86_400 * 10**9
+    values = [12.0] * 144
+    for i in (30, 31, 32, 100, 101):
+        values[i] = 150.0
+    day = [pm(v, start + i * step) for i, v in enumerate(values)]
+    for i in range(0, len(day), 40):  # drained as fast as the gateway can send
+        assert post_batch(gw, day[i : i + 40]).status_code == 200
+    events = judged(receiver, 4)
+    assert [e["type"].removeprefix("org.citygate.case.") for e in events] == [
+        "opened",
+        "cleared",
+        "recurred",
+        "cleared",
+    ]
+    assert [e.data["condition_ns"] for e in events] == [start + i * step for i in (30, 33, 100, 102)]
+    assert all(e.data["late"] for e in events)
+    (case,) = cloud.app.state.cloud.service.store.list_cases()
+    assert case["occurrences"] == 2 and case["late"]
+
+
+def test_two_replicas_on_one_store_one_case_each_event_delivered_once(
+    cloud_factory: Callable[..., RunningCloud],
+    influxdb: LocalInfluxDB,
+    tmp_path: Path,
+    receiver: WebhookReceiver,
+    postgres: LocalPostgres,
+) -> None:
+    url = postgres.create_database(f"replicas_{uuid.uuid4().hex[:8]}")
+    a = service_cloud(cloud_factory, influxdb, tmp_path, url, receiver)
+    b = service_cloud(cloud_factory, influxdb, tmp_path, url, receiver)
+    t = unique_ts_ns()
+    spikes = [pm(150.0, t), pm(10.0, t + 10**9), pm(160.0, t + 2 * 10**9)]
+    # A gateway failing over between replicas sends the same batch to both.
+    for cloud in (a, b):
+        assert post_batch(cloud.gateway(), spikes).status_code == 200
+    events = judged(receiver, 3)
+    assert [e["type"].removeprefix("org.citygate.case.") for e in events] == ["opened", "cleared", "recurred"]
+    leaders = [c.app.state.cloud.service.stats.leader for c in (a, b)]
+    assert leaders.count(True) == 1  # one evaluator per store
+    wait_until(lambda: a.app.state.cloud.service.feed.depth() == 0, message="the feed evaluated")
+    assert len(a.app.state.cloud.service.store.list_cases(open_only=False)) == 1
+    ids = [r.headers["webhook-id"] for r in receiver.requests]
+    assert len(ids) == len(set(ids)) == 3
