@@ -35,7 +35,9 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         return engine
     if url.startswith("postgresql"):
         return create_engine(url, pool_size=pool_size, pool_pre_ping=True)
-    raise ConfigError(f"service store URL {url.split(':', 1)[0]!r}: expected sqlite:/// or postgresql+psycopg://")
+    raise ConfigError(
+        f"service store URL {url.split(':', 1)[0]!r}: expected sqlite:/// or postgresql+psycopg://"
+    )
 
 
 def sqlite_url(path: Path) -> str:

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, RowMapping, and_, insert, or_, select, update
+from sqlalchemy import Engine, RowMapping, and_, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from citygate.service.backoff import DEFAULT_SCHEDULE, RetrySchedule, next_attempt_at
@@ -154,6 +154,26 @@ class Dispatcher:
                 n += 1
         lane.wake.set()
         return n
+
+    def prune(self, *, attempts_older_than_ms: int, events_older_than_ms: int) -> tuple[int, int]:
+        """Bound the store: delete delivery attempts older than the first cut, and events older
+        than the second whose every delivery is finished (delivered, gone, expired), with
+        those deliveries. Pending deliveries and their events are never deleted. Returns
+        (attempts, events) deleted. Cases and their history are the city's record: kept."""
+        with self.engine.begin() as conn:
+            attempts = conn.execute(
+                delete(delivery_attempts).where(delivery_attempts.c.at_ms < attempts_older_than_ms)
+            ).rowcount
+            pending = select(deliveries.c.event_seq).where(deliveries.c.status == "pending")
+            old = select(events.c.seq).where(
+                events.c.time_ms < events_older_than_ms, events.c.seq.not_in(pending)
+            )
+            old_seqs = list(conn.execute(old).scalars())
+            for i in range(0, len(old_seqs), 500):
+                chunk = old_seqs[i : i + 500]
+                conn.execute(delete(deliveries).where(deliveries.c.event_seq.in_(chunk)))
+                conn.execute(delete(events).where(events.c.seq.in_(chunk)))
+        return attempts, len(old_seqs)
 
     def delivery_log(self, subscription: str, limit: int = 100) -> list[RowMapping]:
         q = (

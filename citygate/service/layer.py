@@ -252,16 +252,19 @@ class ServiceLayer:
         except OperationalError:
             pass  # the store is down; the lease expires by itself
 
-    # -- escalation -------------------------------------------------------------------
+    # -- escalation and retention -------------------------------------------------------------------
 
     def _escalate_loop(self) -> None:
         targets = {k: (t.acknowledge_s, t.resolve_s) for k, t in self.settings.targets.items()}
         while not self._stop.wait(self.settings.escalate_every_s):
-            if not targets:
-                continue
             try:
-                if self.store.escalate(targets):
+                if targets and self.store.escalate(targets):
                     self.dispatcher.wake()
+                now = time.time_ns() // 1_000_000
+                self.dispatcher.prune(
+                    attempts_older_than_ms=now - int(self.settings.attempts_retention_s * 1000),
+                    events_older_than_ms=now - int(self.settings.events_retention_s * 1000),
+                )
             except OperationalError:
                 self._count("store_unavailable")
 

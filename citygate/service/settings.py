@@ -47,6 +47,10 @@ class ServiceSettings(BaseModel):
     webhook_allowlist: list[str] = Field(default_factory=list)
     webhook_allow_http_loopback: bool = False  # tests and the demo only
     event_source: str = "/citygate"
+    # Retention (the store stays bounded): delivery attempts, and events whose deliveries are
+    # all finished (replay reaches back this far). Cases and their history are kept.
+    attempts_retention_s: float = Field(default=30 * 86_400.0, gt=0)
+    events_retention_s: float = Field(default=90 * 86_400.0, gt=0)
 
     @model_validator(mode="after")
     def _store_when_enabled(self) -> ServiceSettings:

@@ -334,3 +334,23 @@ def test_a_gone_receiver_gets_one_probe_not_a_burst(
     d.pump()
     d.pump()
     assert len(receiver.requests) == 1
+
+
+def test_prune_keeps_pending_deliveries_and_bounds_the_rest(
+    engine: Engine, clock: Clock, receiver: WebhookReceiver
+) -> None:
+    with WebhookReceiver() as down:
+        down.set_mode("error")
+        subs = [sub("up", receiver.url, services=("waste",)), sub("down", down.url, services=("flood",))]
+        store, d = setup(engine, clock, subs)
+        store.record(bin_full(1_000))  # to "up": delivered
+        flood = bin_full(1_000, subject="river-1")
+        store.record(Condition(**{**{f: getattr(flood, f) for f in flood.__slots__}, "service": "flood"}))
+        d.pump()
+        clock.offset += 100 * 86_400
+        now = clock.ms()
+        attempts, evs = d.prune(attempts_older_than_ms=now, events_older_than_ms=now)
+        assert attempts == 2 and evs == 1  # the delivered event goes; the pending one stays
+        with engine.connect() as conn:
+            left = conn.execute(select(deliveries.c.subscription, deliveries.c.status)).all()
+        assert [tuple(r) for r in left] == [("down", "pending")]
