@@ -347,6 +347,30 @@ class CaseStore:
                         )
         return made
 
+    def forecast_outcome(self, case_id: int, outcome: str, note: str) -> Transition | None:
+        """Record whether the case's forecast came true (once; None if it was known already)."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(cases)
+                .where(cases.c.id == case_id, cases.c.forecast_outcome.is_(None))
+                .values(forecast_outcome=outcome, updated_ms=self._clock_ms())
+            )
+            if done.rowcount != 1:
+                return None
+            status = conn.execute(select(cases.c.status).where(cases.c.id == case_id)).scalar_one()
+            what = "came true" if outcome == "came_true" else "did not come true"
+            return self._write(
+                conn,
+                case_id,
+                "noted",
+                status,
+                status,
+                "rules",
+                f"the forecast {what}: {note}",
+                {"forecast_outcome": outcome},
+                None,
+            )
+
     # -- reading ----------------------------------------------------------------------
 
     def get(self, case_id: int) -> RowMapping | None:

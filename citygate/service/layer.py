@@ -32,6 +32,7 @@ from citygate.service.db import make_engine, migrate
 from citygate.service.dispatcher import Dispatcher, DispatchSettings
 from citygate.service.evaluator import ConditionChange, Evaluator, Observation
 from citygate.service.feed import FeedBatch, ReadingFeed
+from citygate.service.forecasts import ForecastWatch
 from citygate.service.rules import RuleSet, load_rules, packaged_rules_dir
 from citygate.service.schema import evaluator_state, leases
 from citygate.service.settings import ServiceSettings
@@ -85,6 +86,7 @@ class ServiceLayer:
         )
         self.stats = EvaluatorStats()
         self._evaluator: Evaluator | None = None
+        self.forecasts = ForecastWatch(self.rules)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -140,12 +142,11 @@ class ServiceLayer:
         ev = self._evaluator or self._load_evaluator()
         self._evaluator = ev
         batches = self.feed.take(TAKE_BATCHES)
-        changes: list[ConditionChange] = []
+        changes = 0
         for b in batches:
             changes += self._observe(ev, b)
-        changes += ev.advance(now_ns if now_ns is not None else time.time_ns())
-        for ch in changes:
-            self.store.record(self._condition(ch))
+        for ch in ev.advance(now_ns if now_ns is not None else time.time_ns()):
+            changes += self._apply(ch)
         with self.engine.begin() as conn:
             snap = ev.snapshot()
             now_ms = time.time_ns() // 1_000_000
@@ -161,13 +162,21 @@ class ServiceLayer:
         s.passes += 1
         s.batches += len(batches)
         s.readings += sum(len(b.items) for b in batches if b.kind == "readings")
-        s.changes += len(changes)
+        s.changes += changes
         s.lag_s = (time.time_ns() // 1_000_000 - batches[0].received_ms) / 1000 if batches else 0.0
         if changes:
             self.dispatcher.wake()
         if len(batches) == TAKE_BATCHES:
             self._wake.set()  # more waiting: go again at once
-        return len(changes)
+        return changes
+
+    def _apply(self, ch: ConditionChange) -> int:
+        """Record one change now (so that the readings after it in the same pass see its
+        case: a forecast's outcome may be in the same backlog)."""
+        t = self.store.record(self._condition(ch))
+        if t is not None and ch.kind == "opened" and ch.forecast_at_ns is not None:
+            self.forecasts.watch(t.case_id, ch.rule_id, ch.subject, ch.forecast_at_ns)
+        return 1
 
     def _load_evaluator(self) -> Evaluator:
         lateness = int(self.settings.lateness_s * _NS)
@@ -175,15 +184,18 @@ class ServiceLayer:
             snap = conn.execute(
                 select(evaluator_state.c.snapshot).where(evaluator_state.c.name == EVALUATOR)
             ).scalar()
+        self.forecasts = ForecastWatch(self.rules)
+        self.forecasts.load(self.store)
         if snap is None:
             return Evaluator(self.rules, lateness_ns=lateness)
         return Evaluator.restore(self.rules, snap, lateness_ns=lateness)
 
-    def _observe(self, ev: Evaluator, b: FeedBatch) -> list[ConditionChange]:
+    def _observe(self, ev: Evaluator, b: FeedBatch) -> int:
+        """Evaluate one feed batch, recording its changes as they come; returns their number."""
         if b.kind == "heartbeat":
             at_ns, backlog_age_s = b.items
-            return ev.heartbeat(b.gateway_id, int(at_ns), backlog_age_s)
-        out: list[ConditionChange] = []
+            return sum(self._apply(ch) for ch in ev.heartbeat(b.gateway_id, int(at_ns), backlog_age_s))
+        n = 0
         for device_id, profile, ts_ns, values in b.items:
             rec = self._devices(device_id)
             obs = Observation(
@@ -195,8 +207,11 @@ class ServiceLayer:
                 district=rec.district if rec else None,
                 gateway_id=b.gateway_id,
             )
-            out += ev.observe(obs)
-        return out
+            for ch in ev.observe(obs):
+                n += self._apply(ch)
+            for o in self.forecasts.observe(obs):
+                self.store.forecast_outcome(o.case_id, o.outcome, o.note)
+        return n
 
     def _condition(self, ch: ConditionChange) -> Condition:
         rule = self.rules.get(ch.rule_id)

@@ -50,10 +50,11 @@ def service_cloud(
     tmp_path: Path,
     store_url: str,
     receiver: WebhookReceiver,
+    rules_text: str = RULES,
 ) -> RunningCloud:
     rules = tmp_path / "rules"
     rules.mkdir(exist_ok=True)
-    (rules / "air.v1.toml").write_text(RULES)
+    (rules / "air.v1.toml").write_text(rules_text)
     db = f"svc_{uuid.uuid4().hex[:8]}"
     influxdb.create_database(db)
     service = ServiceSettings(
@@ -209,3 +210,47 @@ def test_two_replicas_on_one_store_one_case_each_event_delivered_once(
     assert len(a.app.state.cloud.service.store.list_cases(open_only=False)) == 1
     ids = [r.headers["webhook-id"] for r in receiver.requests]
     assert len(ids) == len(set(ids)) == 3
+
+
+FORECAST = """\
+profile = "air_quality"
+version = 1
+
+[rules.pm_rising]
+title = "PM2.5 will pass 100 within 2 hours"
+service = "environment"
+severity = "info"
+when = "forecast(pm2_5, 2h) > 100"
+window = "1h"
+clear = "pm2_5 < 20"
+"""
+
+
+def test_a_forecast_case_learns_whether_it_came_true(
+    cloud_factory: Callable[..., RunningCloud],
+    influxdb: LocalInfluxDB,
+    tmp_path: Path,
+    receiver: WebhookReceiver,
+) -> None:
+    store_url = f"sqlite:///{tmp_path}/s.db"
+    cloud = service_cloud(cloud_factory, influxdb, tmp_path, store_url, receiver, rules_text=FORECAST)
+    gw = cloud.gateway()
+    step = 600 * 10**9
+    start = unique_ts_ns() - 6 * 3600 * 10**9
+    # dev-a rises 10 an interval and keeps rising past 100; dev-b rises as fast, then levels off at 60.
+    rising = [pm(min(30.0 + 10 * i, 250.0), start + i * step) for i in range(24)]
+    levels = [min(30.0 + 10 * i, 60.0) for i in range(24)]  # 4 h: past the forecast and its grace
+    flat = [
+        reading("dev-b", ts_ns=start + i * step, values={**aq_values(), "pm2_5": v})
+        for i, v in enumerate(levels)
+    ]
+    for r in zip(rising, flat, strict=True):
+        assert post_batch(gw, list(r)).status_code == 200
+    wait_until(lambda: feed_empty(cloud), message="the feed evaluated")
+    store = cloud.app.state.cloud.service.store
+    outcomes = {c["subject"]: c["forecast_outcome"] for c in store.list_cases()}
+    assert outcomes == {"dev-a": "came_true", "dev-b": "did_not"}
+    notes = [
+        h["note"] for h in store.history(next(c["id"] for c in store.list_cases() if c["subject"] == "dev-a"))
+    ]
+    assert any("the forecast came true" in n for n in notes)
