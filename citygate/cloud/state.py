@@ -32,6 +32,7 @@ from citygate.errors import ConfigError, InventoryError
 
 if TYPE_CHECKING:
     from citygate.service.layer import ServiceLayer
+    from citygate.service.rules import RuleSet
 
 log = structlog.get_logger("citygate.cloud")
 
@@ -195,6 +196,13 @@ class CloudState:
         self.settings = settings
         self.metrics = CloudMetrics()
         self.registry = ProfileRegistry(extra_dirs=settings.profiles_dirs)
+        # The service layer's rules load here, so that a bad rule file stops create_app (and
+        # `citygate cloud check-config`) with file, rule and key, not the first request.
+        self.service_rules: RuleSet | None = None
+        if settings.service.enabled:
+            from citygate.service.rules import load_service_rules
+
+            self.service_rules = load_service_rules(settings.service, self.registry)
         limits = ValidationLimits(max_future_s=settings.max_future_s, max_past_s=settings.max_past_s)
         self.inventory = InventoryHolder(
             settings.inventory,
@@ -237,7 +245,9 @@ class CloudState:
         if self.settings.service.enabled:
             from citygate.service.layer import ServiceLayer  # SQLAlchemy only when the service layer runs
 
-            self.service = ServiceLayer(self.settings.service, self.registry, self.device)
+            self.service = ServiceLayer(
+                self.settings.service, self.registry, self.device, rules=self.service_rules
+            )
             self.service.start()
 
     def device(self, device_id: str) -> DeviceRecord | None:

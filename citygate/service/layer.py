@@ -19,8 +19,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.resources.abc import Traversable
-from pathlib import Path
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -33,7 +31,7 @@ from citygate.service.dispatcher import Dispatcher, DispatchSettings
 from citygate.service.evaluator import ConditionChange, Evaluator, Observation
 from citygate.service.feed import FeedBatch, ReadingFeed
 from citygate.service.forecasts import ForecastWatch
-from citygate.service.rules import RuleSet, load_rules, packaged_rules_dir
+from citygate.service.rules import RuleSet, load_service_rules
 from citygate.service.schema import evaluator_state, leases
 from citygate.service.settings import ServiceSettings
 
@@ -66,12 +64,13 @@ class ServiceLayer:
         devices: DeviceLookup,
         *,
         name: str | None = None,
+        rules: RuleSet | None = None,
     ) -> None:
         assert settings.store_url is not None  # ServiceSettings refuses enabled without it
         self.settings = settings
         # Unique per layer, not per process: two layers in one process (tests) are two replicas.
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.rules = load_service_rules(settings, profiles)
+        self.rules = rules if rules is not None else load_service_rules(settings, profiles)
         self._devices = devices
         self.engine = make_engine(settings.store_url)
         self.store = CaseStore(self.engine, settings.subscriptions)
@@ -285,9 +284,3 @@ class ServiceLayer:
 
     def _count(self, what: str) -> None:
         self.stats.errors[what] = self.stats.errors.get(what, 0) + 1
-
-
-def load_service_rules(settings: ServiceSettings, profiles: ProfileRegistry) -> RuleSet:
-    dirs: list[Path | Traversable] = [packaged_rules_dir()] if settings.shipped_rules else []
-    dirs += settings.rules_dirs
-    return load_rules(dirs, profiles, timezone=settings.timezone)

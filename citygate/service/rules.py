@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -57,6 +57,9 @@ RULES_PACKAGE: Final = "citygate"
 RULES_DIRNAME: Final = "rules"
 RULE_FORMAT_VERSION: Final = 1
 _NAME_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+if TYPE_CHECKING:
+    from citygate.service.settings import ServiceSettings
 
 
 class RuleError(ConfigError):
@@ -271,3 +274,11 @@ def load_rules(
     if problems:
         raise RuleError(problems)
     return RuleSet(chosen.values(), overrides=overrides, warnings=warnings)
+
+
+def load_service_rules(settings: ServiceSettings, profiles: ProfileRegistry) -> RuleSet:
+    """The rules a service layer with ``settings`` runs: the shipped ones (unless turned off),
+    then the city's ``rules_dirs``, which override them."""
+    dirs: list[Path | Traversable] = [packaged_rules_dir()] if settings.shipped_rules else []
+    dirs += settings.rules_dirs
+    return load_rules(dirs, profiles, timezone=settings.timezone)

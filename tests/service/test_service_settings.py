@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from citygate.contract.inventory import Inventory
 from citygate.contract.profiles import ProfileRegistry
 from citygate.errors import ConfigError
 from citygate.service.layer import ServiceLayer
@@ -89,3 +90,29 @@ def test_a_bad_rule_file_stops_the_service_at_start(tmp_path: Path) -> None:
     s = ServiceSettings(enabled=True, store_url=f"sqlite:///{tmp_path}/s.db", rules_dirs=[rules])
     with pytest.raises(ConfigError, match=r"bins\.v1\.toml.*'full'.*fill_levle"):
         ServiceLayer(s, ProfileRegistry(), lambda _d: None)
+
+
+def test_check_config_names_a_bad_rule_file(tmp_path: Path) -> None:
+    """`citygate cloud check-config` loads the rules: a typo stops it, not the first reading."""
+    from citygate.cloud.settings import CloudSettings
+    from citygate.cloud.state import CloudState
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "bins.v1.toml").write_text(
+        'profile = "waste_bin"\nversion = 1\n[rules.full]\ntitle = "x"\nservice = "waste"\n'
+        'severity = "warning"\nwhen = "fill_level >> 85"\n'
+    )
+    for name in ("cert", "key", "ca", "crl"):
+        (tmp_path / name).write_text("x")
+    Inventory().save(tmp_path / "inventory.json")
+    settings = CloudSettings(
+        tls_cert=tmp_path / "cert",
+        tls_key=tmp_path / "key",
+        client_ca=tmp_path / "ca",
+        client_crl=tmp_path / "crl",
+        inventory=tmp_path / "inventory.json",
+        service=ServiceSettings(enabled=True, store_url="sqlite:///x.db", rules_dirs=[rules]),
+    )
+    with pytest.raises(ConfigError, match=r"bins\.v1\.toml.*'full'"):
+        CloudState(settings)
