@@ -30,6 +30,10 @@ Exception
 ├── QueryError                  502 the database refused a query
 └── TooManyReads                429 this token already has its share of reads in flight
 ValueError
+├── CaseError                   citygate.service.cases: 422 an action that can never apply as asked
+│   ├── CaseNotFoundError       404 no case has that id
+│   ├── ActionNotAllowedError   409 the case's status does not allow the action
+│   └── CaseConflictError       409 another operator acted first, or a reopen would make two open cases
 ├── ReadError                   422 parameters that cannot make a query, 404 naming nothing known
 └── HeartbeatError              422 a heartbeat that cannot be stored as sent
 
@@ -49,6 +53,12 @@ Exception
     ├── ConnectionLostError     the connection closed with the operation still pending
     │   └── DisconnectedError   we disconnected on purpose with the operation pending
     └── SubscribeRefusedError   SUBACK refused the subscription or granted less than asked
+ValueError
+├── CloudEventError             citygate.service.cloudevent: an event that CloudEvents 1.0 cannot carry
+├── WebhookSecretError          citygate.service.signing: a Standard Webhooks secret that does not
+│                               decode or is too short (never shows the secret)
+└── UrlRefusedError             citygate.service.delivery: a webhook URL the policy refuses (not
+                                HTTPS, not allowlisted, userinfo, another port)
 """
 
 from __future__ import annotations

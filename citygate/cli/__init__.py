@@ -39,7 +39,7 @@ def cli_errors() -> Iterator[None]:
 
 
 def build_app() -> typer.Typer:
-    from citygate.cli import bench, chaos, cloud, demo, gateway, pki, profiles, rules, sim
+    from citygate.cli import bench, cases, chaos, cloud, demo, gateway, pki, profiles, rules, sim
 
     app = typer.Typer(
         name="citygate",
@@ -50,6 +50,7 @@ def build_app() -> typer.Typer:
     app.add_typer(pki.app, name="pki")
     app.add_typer(profiles.app, name="profiles")
     app.add_typer(rules.app, name="rules")
+    app.add_typer(cases.app, name="cases")
     app.add_typer(gateway.app, name="gateway")
     app.add_typer(cloud.app, name="cloud")
     app.command("bench")(bench.bench)

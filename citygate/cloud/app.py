@@ -49,7 +49,8 @@ def _error(status: int, error: str, detail: Any, headers: dict[str, str] | None 
 def create_app(settings: CloudSettings) -> FastAPI:
     """Build the app (loads profiles, inventory, CA and CRL now: configuration errors surface at start)."""
     from citygate import dashboard
-    from citygate.cloud.routes import fleet, ingest, ops, reads
+    from citygate.cloud.cases import NotFound, ServiceLayerOff, case_error_answer
+    from citygate.cloud.routes import cases, fleet, ingest, ops, reads
 
     same_host = (settings.gateway_host or settings.host) == settings.host
     if settings.gateway_port and settings.gateway_port == settings.port and same_host:
@@ -98,6 +99,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
     app.include_router(fleet.router)
     app.include_router(reads.router)
     app.include_router(ops.router)
+    app.include_router(cases.router)  # operators' cases and subscriptions (the service layer)
     app.include_router(dashboard.router)  # the operator page at /dashboard
     retry_after = str(settings.retry_after_s)
 
@@ -135,6 +137,22 @@ def create_app(settings: CloudSettings) -> FastAPI:
     async def _query(request: Request, exc: QueryError) -> JSONResponse:
         log.error("query_refused", detail=str(exc)[:300], path=request.url.path)
         return _error(502, "query_refused", "the database refused the query")
+
+    @app.exception_handler(ServiceLayerOff)
+    async def _service_off(request: Request, exc: ServiceLayerOff) -> JSONResponse:
+        return _error(404, "service_layer_off", str(exc))
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return _error(404, exc.error, exc.detail)
+
+    if settings.service.enabled:  # CaseError (and SQLAlchemy) exist only with the service layer
+        from citygate.service.cases import CaseError
+
+        @app.exception_handler(CaseError)
+        async def _case(request: Request, exc: CaseError) -> JSONResponse:
+            status, error = case_error_answer(exc)
+            return _error(status, error, str(exc))
 
     # Starlette: the middleware added last runs first.
     if state.people_verifier is not None:

@@ -7,7 +7,9 @@ licences in ``static/vendor/README.md``). The page asks for an operator token on
 (kept in the browser tab's sessionStorage), then polls the fleet API
 (``/v1/gateways``, ``/v1/gateways/{id}``, ``/v1/devices``), the read API and
 ``/dashboard/context`` (profiles' units, positions, map tiles:
-:mod:`citygate.dashboard.context`).
+:mod:`citygate.dashboard.context`). Its cases panel (``static/cases.js``) lists the service
+layer's open cases (``/v1/cases``), shows one with its history and acts on it with the same
+token; without the service layer (``service_layer`` false in the context) it says so.
 
 The map's tiles come from ``dashboard_tile_url``; empty, the page draws its markers
 on a blank background and asks nothing of any other host.
@@ -37,6 +39,7 @@ _TYPES = {
 _ASSETS = frozenset(
     {
         "app.js",
+        "cases.js",
         "style.css",
         "vendor/uplot/uPlot.iife.min.js",
         "vendor/uplot/uPlot.min.css",
@@ -88,10 +91,12 @@ async def context(request: Request, _op: Operator, state: State) -> Response:
     """Profiles (units), positions and the map's tiles; 304 while the inventory is unchanged."""
     validator, version = state.inventory.current()
     tile_url = state.settings.dashboard_tile_url
-    # The contract version names the inventory and the profiles; the tile URL is fixed per process.
-    etag = '"' + hashlib.sha256(f"{version}\n{tile_url}".encode()).hexdigest()[:32] + '"'
+    service_layer = state.service is not None
+    # The contract version names the inventory and the profiles; the tile URL and whether the
+    # service layer runs are fixed per process.
+    etag = '"' + hashlib.sha256(f"{version}\n{tile_url}\n{service_layer}".encode()).hexdigest()[:32] + '"'
     headers = {"Cache-Control": "private, no-cache", "ETag": etag}
     if _not_modified(request, etag):
         return Response(status_code=304, headers=headers)
-    ctx = build_context(validator.inventory, state.registry, tile_url, version)
+    ctx = build_context(validator.inventory, state.registry, tile_url, version, service_layer=service_layer)
     return Response(ctx.model_dump_json(), media_type="application/json", headers=headers)

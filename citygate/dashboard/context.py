@@ -4,7 +4,8 @@
 profiles of the inventory's devices with each field's type and unit (the charts' axes
 and hover values), every device's position from the inventory (``lat``/``lon``), every
 registered gateway placed at the centre of its devices (a gateway record carries no
-position of its own), and the map's tile layer from ``dashboard_tile_url``, if any.
+position of its own), the map's tile layer from ``dashboard_tile_url``, if any, and whether
+the service layer runs (the cases panel).
 
 The tile URL also decides the page's Content-Security-Policy: images from this origin
 and, when set, from the tile server's origin only (:func:`tile_source`).
@@ -79,6 +80,8 @@ class TileLayer(BaseModel):
 class DashboardContext(BaseModel):
     contract_version: str
     tiles: TileLayer | None
+    # [cloud.service] runs here: the cases panel asks /v1/cases (else it says the layer is off).
+    service_layer: bool
     profiles: list[ProfileInfo]
     devices: list[DevicePlace]
     gateways: list[GatewayPlace]
@@ -138,7 +141,12 @@ def _mean(values: Iterable[float]) -> float | None:
 
 
 def build_context(
-    inventory: Inventory, registry: ProfileRegistry, tile_url: str, contract_version: str
+    inventory: Inventory,
+    registry: ProfileRegistry,
+    tile_url: str,
+    contract_version: str,
+    *,
+    service_layer: bool = False,
 ) -> DashboardContext:
     devices = [
         DevicePlace(
@@ -180,6 +188,7 @@ def build_context(
     return DashboardContext(
         contract_version=contract_version,
         tiles=tile_layer(tile_url),
+        service_layer=service_layer,
         profiles=profiles,
         devices=devices,
         gateways=gateways,

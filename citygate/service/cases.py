@@ -45,7 +45,17 @@ OPERATOR_ACTIONS: dict[str, tuple[frozenset[str], Status | None, str]] = {
 
 
 class CaseError(ValueError):
-    """An operator action that cannot apply: unknown case, or not allowed in its status."""
+    """An operator action that can never apply as asked (unknown action, assign without an
+    assignee, a case merged into itself); the base of the case errors below."""
+
+
+class CaseNotFoundError(CaseError):
+    """No case has that id."""
+
+
+class ActionNotAllowedError(CaseError):
+    """The case's status does not allow the action (OPERATOR_ACTIONS), or a merge of a case
+    that is not open."""
 
 
 class CaseConflictError(CaseError):
@@ -224,10 +234,12 @@ class CaseStore:
         with self.engine.begin() as conn:
             row = conn.execute(select(cases).where(cases.c.id == case_id)).first()
             if row is None:
-                raise CaseError(f"no case {case_id}")
+                raise CaseNotFoundError(f"no case {case_id}")
             if row.status not in allowed:
                 froms = ", ".join(sorted(allowed))
-                raise CaseError(f"case {case_id} is {row.status}: cannot {action} (allowed from {froms})")
+                raise ActionNotAllowedError(
+                    f"case {case_id} is {row.status}: cannot {action} (allowed from {froms})"
+                )
             new_status = to_status or row.status
             values: dict[str, Any] = {
                 "status": new_status,
@@ -274,9 +286,9 @@ class CaseStore:
             src = conn.execute(select(cases).where(cases.c.id == case_id)).first()
             dst = conn.execute(select(cases).where(cases.c.id == into)).first()
             if src is None or dst is None:
-                raise CaseError(f"no case {case_id if src is None else into}")
+                raise CaseNotFoundError(f"no case {case_id if src is None else into}")
             if src.status not in _OPEN or dst.status not in _OPEN:
-                raise CaseError("both cases must be open to merge")
+                raise ActionNotAllowedError("both cases must be open to merge")
             done = conn.execute(
                 update(cases)
                 .where(cases.c.id == case_id, cases.c.status == src.status)
@@ -546,8 +558,10 @@ __all__ = [
     "EVENT_TYPE_PREFIX",
     "OPERATOR_ACTIONS",
     "STATUSES",
+    "ActionNotAllowedError",
     "CaseConflictError",
     "CaseError",
+    "CaseNotFoundError",
     "CaseStore",
     "Condition",
     "Transition",

@@ -583,8 +583,12 @@ function renderMap(gatewayList, deviceList) {
 // -- polling ------------------------------------------------------------------------------
 
 async function poll() {
+  const context = loadContext();
+  // The cases panel (cases.js) once the context says whether the service layer runs; its own
+  // errors, so that neither view holds up the other.
+  context.then(() => { if (typeof pollCases === "function") pollCases(); }, () => {});
   try {
-    const [gateways, devices] = await Promise.all([api("/v1/gateways"), api("/v1/devices"), loadContext()]);
+    const [gateways, devices] = await Promise.all([api("/v1/gateways"), api("/v1/devices"), context]);
     renderGateways(gateways);
     renderSilent(devices);
     renderDeviceDistricts(devices);
