@@ -184,15 +184,8 @@ class TransitionOut(BaseModel):
 
     @classmethod
     def of(cls, t: Any) -> TransitionOut:
-        """From a :class:`citygate.service.cases.Transition`."""
-        return cls(
-            case_id=t.case_id,
-            action=t.action,
-            from_status=t.from_status,
-            to_status=t.to_status,
-            event_id=t.event_id,
-            history_id=t.history_id,
-        )
+        """From a :class:`citygate.service.cases.Transition` (the same fields)."""
+        return cls.model_validate(t, from_attributes=True)
 
 
 class ActionAnswer(BaseModel):
