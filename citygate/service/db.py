@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 
 from citygate.errors import ConfigError
@@ -21,8 +22,11 @@ SQLITE_BUSY_MS = 10_000  # writers wait their turn instead of failing with "data
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
+    # JSON columns (history data, events, the evaluator's state) through orjson: the stdlib
+    # json module was a fifth of the evaluator's time (bench/RESULTS.md, the service layer).
+    json_args: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, **json_args)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -34,10 +38,14 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
 
         return engine
     if url.startswith("postgresql"):
-        return create_engine(url, pool_size=pool_size, pool_pre_ping=True)
+        return create_engine(url, pool_size=pool_size, pool_pre_ping=True, **json_args)
     raise ConfigError(
         f"service store URL {url.split(':', 1)[0]!r}: expected sqlite:/// or postgresql+psycopg://"
     )
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def sqlite_url(path: Path) -> str:

@@ -77,9 +77,9 @@ class ReadingFeed:
             )
         self._depth += 1
 
-    def take(self, limit: int) -> list[FeedBatch]:
-        """The oldest ``limit`` batches (they stay until :meth:`done`)."""
-        q = select(reading_feed).order_by(reading_feed.c.id).limit(limit)
+    def take(self, limit: int, *, after_id: int = 0) -> list[FeedBatch]:
+        """The oldest ``limit`` batches with an id above ``after_id`` (they stay until :meth:`done`)."""
+        q = select(reading_feed).where(reading_feed.c.id > after_id).order_by(reading_feed.c.id).limit(limit)
         with self.engine.connect() as conn:
             return [
                 FeedBatch(r.id, r.kind, r.gateway_id, r.received_ms, orjson.loads(r.body))

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -51,6 +52,7 @@ class EvaluatorStats:
     batches: int = 0
     readings: int = 0
     changes: int = 0
+    checkpoints: int = 0
     leader: bool = False
     lag_s: float = 0.0  # age of the oldest batch taken in the last pass
     errors: dict[str, int] = field(default_factory=dict)
@@ -85,6 +87,9 @@ class ServiceLayer:
         )
         self.stats = EvaluatorStats()
         self._evaluator: Evaluator | None = None
+        self._unsaved: list[int] = []  # feed batches evaluated since the last checkpoint
+        self._taken_through = 0  # the highest feed id evaluated since then
+        self._checkpointed_at = time.monotonic()
         self.forecasts = ForecastWatch(self.rules)
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -108,6 +113,11 @@ class ServiceLayer:
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
+        if self._evaluator is not None and self.stats.leader:
+            # A clean stop re-evaluates nothing; with the store down, the next evaluator
+            # re-evaluates from the last checkpoint.
+            with contextlib.suppress(OperationalError):
+                self._checkpoint(self._evaluator)
         self.dispatcher.stop(timeout)
         self._release_lease()
         self.engine.dispose()
@@ -135,28 +145,23 @@ class ServiceLayer:
             self._wake.wait(self.settings.evaluate_every_s)
             self._wake.clear()
 
-    def evaluate_once(self, now_ns: int | None = None) -> int:
-        """One pass: evaluate what the feed holds, record the changes, save the state. Returns
-        the number of condition changes."""
+    def evaluate_once(self, now_ns: int | None = None, *, checkpoint: bool | None = None) -> int:
+        """One pass: evaluate the batches not yet seen, record the changes as they come, and
+        every ``checkpoint_every_s`` (or when ``checkpoint``) save the state and delete the
+        batches evaluated since the last checkpoint. Returns the number of condition changes."""
         ev = self._evaluator or self._load_evaluator()
         self._evaluator = ev
-        batches = self.feed.take(TAKE_BATCHES)
+        batches = self.feed.take(TAKE_BATCHES, after_id=self._taken_through)
         changes = 0
         for b in batches:
             changes += self._observe(ev, b)
+            self._unsaved.append(b.id)
+            self._taken_through = max(self._taken_through, b.id)
         for ch in ev.advance(now_ns if now_ns is not None else time.time_ns()):
             changes += self._apply(ch)
-        with self.engine.begin() as conn:
-            snap = ev.snapshot()
-            now_ms = time.time_ns() // 1_000_000
-            done = conn.execute(
-                update(evaluator_state)
-                .where(evaluator_state.c.name == EVALUATOR)
-                .values(snapshot=snap, updated_ms=now_ms)
-            )
-            if done.rowcount == 0:
-                conn.execute(insert(evaluator_state).values(name=EVALUATOR, snapshot=snap, updated_ms=now_ms))
-            ReadingFeed.done(conn, [b.id for b in batches])
+        due = time.monotonic() - self._checkpointed_at >= self.settings.checkpoint_every_s
+        if checkpoint if checkpoint is not None else due:
+            self._checkpoint(ev)
         s = self.stats
         s.passes += 1
         s.batches += len(batches)
@@ -169,6 +174,27 @@ class ServiceLayer:
             self._wake.set()  # more waiting: go again at once
         return changes
 
+    def _checkpoint(self, ev: Evaluator) -> None:
+        """The state and the deletion of the batches it has seen, in one transaction. Then the
+        next pass reads the feed from its start again: a batch that committed after a higher
+        id was taken (concurrent ingest transactions) is still there, and is evaluated then."""
+        snap = ev.snapshot()
+        now_ms = time.time_ns() // 1_000_000
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(evaluator_state)
+                .where(evaluator_state.c.name == EVALUATOR)
+                .values(snapshot=snap, updated_ms=now_ms)
+            )
+            if done.rowcount == 0:
+                conn.execute(insert(evaluator_state).values(name=EVALUATOR, snapshot=snap, updated_ms=now_ms))
+            for i in range(0, len(self._unsaved), 500):
+                ReadingFeed.done(conn, self._unsaved[i : i + 500])
+        self._unsaved.clear()
+        self._taken_through = 0
+        self._checkpointed_at = time.monotonic()
+        self.stats.checkpoints += 1
+
     def _apply(self, ch: ConditionChange) -> int:
         """Record one change now (so that the readings after it in the same pass see its
         case: a forecast's outcome may be in the same backlog)."""
@@ -178,6 +204,10 @@ class ServiceLayer:
         return 1
 
     def _load_evaluator(self) -> Evaluator:
+        """The saved state; the batches after it are read again from the feed's start."""
+        self._unsaved.clear()
+        self._taken_through = 0
+        self._checkpointed_at = time.monotonic()
         lateness = int(self.settings.lateness_s * _NS)
         with self.engine.connect() as conn:
             snap = conn.execute(

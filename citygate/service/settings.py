@@ -37,6 +37,10 @@ class ServiceSettings(BaseModel):
     # A reading more than this behind the newest one seen is evaluated but marked late.
     lateness_s: float = Field(default=300.0, ge=0)
     evaluate_every_s: float = Field(default=0.5, gt=0, le=60)
+    # The evaluator's state (its windows: megabytes for thousands of devices) is saved, and the
+    # batches it evaluated deleted, this often; a crash re-evaluates at most this much (its
+    # case effects are not repeated: re-recording a change is a no-op).
+    checkpoint_every_s: float = Field(default=5.0, gt=0, le=600)
     # Feed bound: past this many waiting batches, new batches are not evaluated (counted,
     # and an operator case says so); ingest itself never waits on the rules.
     feed_max_batches: int = Field(default=100_000, ge=100)

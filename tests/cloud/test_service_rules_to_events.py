@@ -63,6 +63,7 @@ def service_cloud(
         rules_dirs=[rules],
         shipped_rules=False,
         evaluate_every_s=0.1,
+        checkpoint_every_s=0.2,
         subscriptions=[Subscription(name="city", url=receiver.url, secrets=(SECRET,))],
         webhook_allow_http_loopback=True,
     )
