@@ -39,7 +39,7 @@ def cli_errors() -> Iterator[None]:
 
 
 def build_app() -> typer.Typer:
-    from citygate.cli import bench, cases, chaos, cloud, demo, gateway, pki, profiles, rules, sim
+    from citygate.cli import bench, cases, chaos, cloud, demo, gateway, pki, profiles, rules, service, sim
 
     app = typer.Typer(
         name="citygate",
@@ -51,6 +51,7 @@ def build_app() -> typer.Typer:
     app.add_typer(profiles.app, name="profiles")
     app.add_typer(rules.app, name="rules")
     app.add_typer(cases.app, name="cases")
+    app.add_typer(service.app, name="service")
     app.add_typer(gateway.app, name="gateway")
     app.add_typer(cloud.app, name="cloud")
     app.command("bench")(bench.bench)

@@ -248,7 +248,10 @@ class CloudState:
             self.service = ServiceLayer(
                 self.settings.service, self.registry, self.device, rules=self.service_rules
             )
-            self.service.start()
+            if self.settings.service.runner == "in_process":
+                self.service.start()
+            else:
+                self.service.open_store()  # `citygate service run` evaluates and delivers
 
     def device(self, device_id: str) -> DeviceRecord | None:
         """The inventory's record of a device (the current file), or None."""

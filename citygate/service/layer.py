@@ -97,9 +97,15 @@ class ServiceLayer:
 
     # -- lifecycle --------------------------------------------------------------------
 
-    def start(self) -> None:
+    def open_store(self) -> None:
+        """Migrate the store and sync the subscriptions (all a cloud replica needs when the
+        workers run in their own process)."""
         migrate(self.engine)
         self.store.sync_subscriptions()
+
+    def start(self) -> None:
+        """The store, then the evaluator, the dispatcher and escalation."""
+        self.open_store()
         self._stop.clear()
         self.dispatcher.start()
         for target, tname in ((self._evaluate_loop, "rules-evaluator"), (self._escalate_loop, "escalation")):
@@ -108,6 +114,7 @@ class ServiceLayer:
             self._threads.append(t)
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Stop the workers (if started), checkpoint, release the lease, close the store."""
         self._stop.set()
         self._wake.set()
         for t in self._threads:

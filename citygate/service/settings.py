@@ -7,6 +7,7 @@ Off by default: a cloud without it is an ingestion service only. On, it needs a 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -27,6 +28,11 @@ class ServiceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     enabled: bool = False
+    # Where the evaluator, the dispatcher and escalation run: in each cloud replica's
+    # process ("in_process", the default: nothing more to run), or in their own process
+    # (`citygate service run`, "separate"): the evaluator then has its own core and
+    # interpreter lock, and ingest at high rates does not share them (bench/RESULTS.md).
+    runner: Literal["in_process", "separate"] = "in_process"
     # sqlite:////var/lib/citygate/service.db, or postgresql+psycopg://user@host/db (the
     # password from PGPASSWORD or ~/.pgpass, never in this file).
     store_url: str | None = None

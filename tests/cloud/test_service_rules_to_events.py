@@ -255,3 +255,79 @@ def test_a_forecast_case_learns_whether_it_came_true(
         h["note"] for h in store.history(next(c["id"] for c in store.list_cases() if c["subject"] == "dev-a"))
     ]
     assert any("the forecast came true" in n for n in notes)
+
+
+def test_workers_in_their_own_process_survive_kill_9_and_ingest_never_waits(
+    cloud_factory: Callable[..., RunningCloud],
+    influxdb: LocalInfluxDB,
+    tmp_path: Path,
+    receiver: WebhookReceiver,
+) -> None:
+    """runner = "separate": the cloud only feeds; `citygate service run` evaluates and delivers.
+    Killed (-9) and started again, it loses no transition and repeats none."""
+    import subprocess
+    import sys
+
+    from citygate.config import toml_section
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "air.v1.toml").write_text(RULES)
+    db = f"svc_{uuid.uuid4().hex[:8]}"
+    influxdb.create_database(db)
+    service = {
+        "enabled": True,
+        "runner": "separate",
+        "store_url": f"sqlite:///{tmp_path}/s.db",
+        "rules_dirs": [str(rules)],
+        "shipped_rules": False,
+        "evaluate_every_s": 0.1,
+        "checkpoint_every_s": 0.2,
+        "subscriptions": [{"name": "city", "url": receiver.url, "secrets": [SECRET]}],
+        "webhook_allow_http_loopback": True,
+    }
+    cloud = cloud_factory(influx_url=influxdb.url, influx_db=db, service=ServiceSettings(**service))
+    s = cloud.settings
+    cfg = tmp_path / "service.toml"
+    cfg.write_text(
+        toml_section(
+            "cloud",
+            {
+                "tls_cert": str(s.tls_cert),
+                "tls_key": str(s.tls_key),
+                "client_ca": str(s.client_ca),
+                "client_crl": str(s.client_crl),
+                "inventory": str(s.inventory),
+                "log_level": "warning",
+                "service": service,
+            },
+        )
+    )
+
+    def workers() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "citygate", "service", "run", "--config", str(cfg)],
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "service.log").open("ab"),
+        )
+
+    gw = cloud.gateway()
+    t = unique_ts_ns()
+    proc = workers()
+    try:
+        assert post_batch(gw, [pm(150.0, t)]).status_code == 200
+        judged(receiver, 1)
+        proc.kill()
+        proc.wait(10)
+        # No workers at all: ingest answers as before, the feed keeps the batch.
+        assert post_batch(gw, [pm(10.0, t + 10**9)]).status_code == 200
+        assert len(receiver.requests) == 1
+        proc = workers()
+        events = judged(receiver, 2)
+        assert [e["type"] for e in events] == ["org.citygate.case.opened", "org.citygate.case.cleared"]
+        wait_until(lambda: cloud.app.state.cloud.service.feed.depth() == 0, message="the feed evaluated")
+        assert len(receiver.requests) == 2
+        assert len(cloud.app.state.cloud.service.store.list_cases(open_only=False)) == 1
+    finally:
+        proc.kill()
+        proc.wait(10)
