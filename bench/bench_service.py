@@ -238,6 +238,7 @@ class Cloud:
     proc: subprocess.Popen[bytes]
     port: int
     store_url: str | None
+    workers: subprocess.Popen[bytes] | None = None  # `citygate service run` (runner = "separate")
 
 
 class CloudRig:
@@ -304,6 +305,12 @@ class CloudRig:
                 raise SystemExit(f"cloud {name} did not start; see {self.work / (name + '.log')}")
             time.sleep(0.05)
         c = Cloud(name, p, port, service.get("store_url") if service else None)
+        if service is not None and service.get("runner") == "separate":
+            c.workers = subprocess.Popen(
+                [sys.executable, "-m", "citygate", "service", "run", "--config", str(cfg)],
+                stdout=subprocess.DEVNULL,
+                stderr=(self.work / f"{name}-workers.log").open("wb"),
+            )
         self.clouds.append(c)
         return c
 
@@ -318,6 +325,12 @@ class CloudRig:
         return httpx.Client(base_url=f"https://localhost:{port}", verify=ctx, timeout=60, trust_env=False)
 
     def stop_cloud(self, c: Cloud) -> None:
+        if c.workers is not None:
+            c.workers.terminate()
+            try:
+                c.workers.wait(30)
+            except subprocess.TimeoutExpired:
+                c.workers.kill()
         c.proc.terminate()
         try:
             c.proc.wait(30)
@@ -429,7 +442,13 @@ def wait_feed_empty(store_url: str, timeout: float) -> float | None:
 def part_ingest(args: argparse.Namespace, rig: CloudRig, stores: Stores) -> dict[str, Any]:
     res: dict[str, Any] = {"load_start": load(), "points": args.ingest_points, "batch": args.batch}
     off = rig.start_cloud("rules_off", None)
-    ons = {k: rig.start_cloud(f"rules_on_{k}", service_section(stores.new(k, "ingest"))) for k in args.stores}
+    ons = {
+        f"{k}/{runner}": rig.start_cloud(
+            f"rules_on_{k}_{runner}", service_section(stores.new(k, f"ingest_{runner}"), runner=runner)
+        )
+        for k in args.stores
+        for runner in args.runners
+    }
     try:
         # Warm both up (TLS, imports, the store's first pass) on readings not timed.
         warm = readings_at(5000, int(time.time() * 1000) - 3_600_000)
@@ -446,7 +465,7 @@ def part_ingest(args: argparse.Namespace, rig: CloudRig, stores: Stores) -> dict
                 row: dict[str, Any] = {"round": r + 1, "order": [o for o, _ in order], "load_before": load()}
                 for label, c in order:
                     readings = readings_at(args.ingest_points, int(time.time() * 1000) - 1000)
-                    bodies = gz_bodies(readings, args.batch, f"{kind}-{label}-{r}")
+                    bodies = gz_bodies(readings, args.batch, f"{kind.replace('/', '-')}-{label}-{r}")
                     cpu0 = cpu_s(c.proc.pid)
                     dt = post_all(rig, c.port, bodies, args.conns)
                     row[f"{label}_rate"] = len(readings) / dt
@@ -925,6 +944,13 @@ def main() -> None:
         choices=["ingest", "case", "transition", "throughput", "outage"],
     )
     ap.add_argument("--stores", nargs="+", default=["sqlite"], choices=["sqlite", "postgresql"])
+    ap.add_argument(
+        "--runners",
+        nargs="+",
+        default=["in_process", "separate"],
+        choices=["in_process", "separate"],
+        help="ingest part: the workers in the cloud's process, or in `citygate service run`",
+    )
     ap.add_argument("--ingest-points", type=int, default=100_000, help="readings per cloud per round")
     ap.add_argument("--ingest-rounds", type=int, default=4)
     ap.add_argument("--batch", type=int, default=5000)
