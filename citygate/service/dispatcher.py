@@ -84,6 +84,7 @@ class Dispatcher:
         self._client = client or httpx.Client(verify=True, trust_env=False)
         self._cases = cases or CaseStore(engine, subs, clock_ms=lambda: int(clock_s() * 1000))
         self._lanes = {s.name: _Lane(self, s) for s in subs}
+        self._claims = 0  # numbers each claim's token
         self._stop = threading.Event()
 
     # -- running ----------------------------------------------------------------------
@@ -214,28 +215,31 @@ class Dispatcher:
                 .limit(n)
                 .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's single writer serialises anyway
             ).scalars()
-            lease_until = now + int(self.settings.lease_s * 1000)
-            for seq in list(seqs):
-                done = conn.execute(
-                    update(deliveries)
-                    .where(due, deliveries.c.event_seq == seq)
-                    .values(claimed_by=self.name, claimed_until_ms=lease_until)
-                )
-                if done.rowcount == 1:
-                    row = (
-                        conn.execute(
-                            select(
-                                events,
-                                deliveries.c.attempts,
-                                deliveries.c.created_ms.label("delivery_created_ms"),
-                            )
-                            .join(deliveries, deliveries.c.event_seq == events.c.seq)
-                            .where(deliveries.c.subscription == sub.name, events.c.seq == seq)
-                        )
-                        .mappings()
-                        .one()
+            seqs_due = list(seqs)
+            if not seqs_due:
+                return []
+            # One UPDATE for the batch, under a token of this claim; the SELECT after it reads
+            # back exactly the rows this claim won (another dispatcher may have taken some).
+            self._claims += 1
+            token = f"{self.name}#{self._claims}"
+            conn.execute(
+                update(deliveries)
+                .where(due, deliveries.c.event_seq.in_(seqs_due))
+                .values(claimed_by=token, claimed_until_ms=now + int(self.settings.lease_s * 1000))
+            )
+            claimed = list(
+                conn.execute(
+                    select(
+                        events,
+                        deliveries.c.attempts,
+                        deliveries.c.created_ms.label("delivery_created_ms"),
+                        deliveries.c.claimed_by,
                     )
-                    claimed.append(row)
+                    .join(deliveries, deliveries.c.event_seq == events.c.seq)
+                    .where(deliveries.c.subscription == sub.name, deliveries.c.claimed_by == token)
+                    .order_by(events.c.seq)
+                ).mappings()
+            )
         return claimed
 
     def _event(self, row: RowMapping) -> CaseEvent:
@@ -254,7 +258,7 @@ class Dispatcher:
             extensions=ext,
         )
 
-    def _attempt(self, sub: Subscription, row: RowMapping) -> Outcome:
+    def _attempt(self, sub: Subscription, row: RowMapping, healthy: bool = False) -> Outcome:
         secrets = [WebhookSecret(s.get_secret_value()) for s in sub.secrets]
         outcome = deliver(
             self._client,
@@ -266,18 +270,21 @@ class Dispatcher:
             now=int(self._clock_s()),
             policy=self.policy,
         )
-        self._record(sub, row, outcome)
+        self._record(sub, row, outcome, healthy=healthy)
         return outcome
 
-    def _record(self, sub: Subscription, row: RowMapping, o: Outcome) -> None:
+    def _record(self, sub: Subscription, row: RowMapping, o: Outcome, *, healthy: bool = False) -> None:
         now = self._now_ms()
         seq = row["seq"]
         attempts = int(row["attempts"]) + 1
         raise_case: Condition | None = None
+        # Only while the claim is still ours: a replay (or another dispatcher, after our lease
+        # ran out) has made the delivery due again, and a late outcome must not undo that.
         mine = and_(
             deliveries.c.subscription == sub.name,
             deliveries.c.event_seq == seq,
             deliveries.c.status == "pending",
+            deliveries.c.claimed_by == row["claimed_by"],
         )
         with self.engine.begin() as conn:
             conn.execute(
@@ -420,7 +427,7 @@ class _Lane:
         rows = self.d._claim(self.sub, free)
         futures = []
         for row in rows:
-            f = self._pool.submit(self.d._attempt, self.sub, row)
+            f = self._pool.submit(self.d._attempt, self.sub, row, self._healthy)
             with self._lock:
                 self._inflight.add(f)
             f.add_done_callback(self._done)
@@ -451,5 +458,9 @@ def _upsert(dialect: str, values: dict[str, Any]) -> Any:
     ins = ins.values(**values)
     return ins.on_conflict_do_update(
         index_elements=["subscription", "event_seq"],
-        set_={k: values[k] for k in ("status", "next_ms", "created_ms", "attempts")},
+        set_={
+            **{k: values[k] for k in ("status", "next_ms", "created_ms", "attempts")},
+            "claimed_by": None,
+            "claimed_until_ms": None,
+        },
     )

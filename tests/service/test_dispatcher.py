@@ -354,3 +354,19 @@ def test_prune_keeps_pending_deliveries_and_bounds_the_rest(
         with engine.connect() as conn:
             left = conn.execute(select(deliveries.c.subscription, deliveries.c.status)).all()
         assert [tuple(r) for r in left] == [("down", "pending")]
+
+
+def test_an_attempt_recorded_after_a_replay_does_not_undo_it(
+    engine: Engine, clock: Clock, receiver: WebhookReceiver
+) -> None:
+    from citygate.service.delivery import Outcome
+
+    subs = [sub("wo", receiver.url)]
+    store, d = setup(engine, clock, subs)
+    since = clock.ms()
+    store.record(bin_full(1_000))
+    (row,) = d._claim(subs[0], 1)  # an attempt in flight ...
+    assert d.replay("wo", since) == 1  # ... when an operator replays
+    d._record(subs[0], row, Outcome("retry", 500, None, "HTTP 500", 0.01))  # the attempt's 500, late
+    assert d.pump() == 1  # still due now, not 5-10 s of backoff later
+    assert receiver.wait_for(1)[0].headers["webhook-id"]
