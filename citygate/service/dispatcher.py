@@ -130,11 +130,6 @@ class Dispatcher:
         now = self._now_ms()
         n = 0
         with self.engine.begin() as conn:
-            conn.execute(
-                update(subscriptions)
-                .where(subscriptions.c.name == sub.name)
-                .values(enabled=True, disabled_reason=None, failing_since_ms=None)
-            )
             rows = conn.execute(
                 select(
                     events.c.seq, events.c.type, events.c.service, events.c.district, events.c.severity
@@ -153,6 +148,13 @@ class Dispatcher:
                 }
                 conn.execute(_upsert(conn.dialect.name, values))
                 n += 1
+            # Deliveries first, the subscription last: the order an attempt's record takes its
+            # locks in (PostgreSQL found a deadlock when replay took them the other way round).
+            conn.execute(
+                update(subscriptions)
+                .where(subscriptions.c.name == sub.name)
+                .values(enabled=True, disabled_reason=None, failing_since_ms=None)
+            )
         lane.wake.set()
         return n
 
@@ -309,11 +311,14 @@ class Dispatcher:
                 conn.execute(
                     update(deliveries).where(mine).values(**base, status="delivered", delivered_ms=now)
                 )
-                conn.execute(
-                    update(subscriptions)
-                    .where(subscriptions.c.name == sub.name)
-                    .values(failing_since_ms=None)
-                )
+                if not healthy:  # the first success after failures (or since the lane started)
+                    conn.execute(
+                        update(subscriptions)
+                        .where(
+                            subscriptions.c.name == sub.name, subscriptions.c.failing_since_ms.is_not(None)
+                        )
+                        .values(failing_since_ms=None)
+                    )
                 return
             if o.status == "gone":
                 conn.execute(update(deliveries).where(mine).values(**base, status="gone"))
