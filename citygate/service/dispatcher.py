@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, RowMapping, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, Engine, RowMapping, and_, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from citygate.service.backoff import DEFAULT_SCHEDULE, RetrySchedule, next_attempt_at
@@ -260,7 +260,15 @@ class Dispatcher:
             extensions=ext,
         )
 
-    def _attempt(self, sub: Subscription, row: RowMapping, healthy: bool = False) -> Outcome:
+    def _attempt(
+        self,
+        sub: Subscription,
+        row: RowMapping,
+        healthy: bool = False,
+        record: Callable[[tuple[RowMapping, Outcome, bool]], None] | None = None,
+    ) -> Outcome:
+        """One delivery attempt and its record (through ``record``, the lane's group commit,
+        or a transaction of its own)."""
         secrets = [WebhookSecret(s.get_secret_value()) for s in sub.secrets]
         outcome = deliver(
             self._client,
@@ -272,10 +280,29 @@ class Dispatcher:
             now=int(self._clock_s()),
             policy=self.policy,
         )
-        self._record(sub, row, outcome, healthy=healthy)
+        if record is not None:
+            record((row, outcome, healthy))
+        else:
+            self._record(sub, row, outcome, healthy=healthy)
         return outcome
 
     def _record(self, sub: Subscription, row: RowMapping, o: Outcome, *, healthy: bool = False) -> None:
+        self._record_many(sub, [(row, o, healthy)])
+
+    def _record_many(self, sub: Subscription, items: Sequence[tuple[RowMapping, Outcome, bool]]) -> None:
+        """The outcomes of several attempts in one transaction (one commit, one fsync), then
+        the operator cases they raise."""
+        cases: list[Condition] = []
+        with self.engine.begin() as conn:
+            for row, o, healthy in items:
+                if (c := self._record_in(conn, sub, row, o, healthy)) is not None:
+                    cases.append(c)
+        for c in cases:
+            self._cases.record(c)
+
+    def _record_in(
+        self, conn: Connection, sub: Subscription, row: RowMapping, o: Outcome, healthy: bool
+    ) -> Condition | None:
         now = self._now_ms()
         seq = row["seq"]
         attempts = int(row["attempts"]) + 1
@@ -288,79 +315,71 @@ class Dispatcher:
             deliveries.c.status == "pending",
             deliveries.c.claimed_by == row["claimed_by"],
         )
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert(delivery_attempts).values(
-                    subscription=sub.name,
-                    event_seq=seq,
-                    at_ms=now,
-                    outcome=o.status,
-                    http_status=o.http_status,
-                    elapsed_ms=int(o.elapsed_s * 1000),
-                    detail=o.detail,
-                )
+        conn.execute(
+            insert(delivery_attempts).values(
+                subscription=sub.name,
+                event_seq=seq,
+                at_ms=now,
+                outcome=o.status,
+                http_status=o.http_status,
+                elapsed_ms=int(o.elapsed_s * 1000),
+                detail=o.detail,
             )
-            base: dict[str, Any] = {
-                "attempts": attempts,
-                "claimed_by": None,
-                "claimed_until_ms": None,
-                "last_http_status": o.http_status,
-                "last_detail": o.detail,
-            }
-            if o.status == "delivered":
+        )
+        base: dict[str, Any] = {
+            "attempts": attempts,
+            "claimed_by": None,
+            "claimed_until_ms": None,
+            "last_http_status": o.http_status,
+            "last_detail": o.detail,
+        }
+        if o.status == "delivered":
+            conn.execute(update(deliveries).where(mine).values(**base, status="delivered", delivered_ms=now))
+            if not healthy:  # the first success after failures (or since the lane started)
                 conn.execute(
-                    update(deliveries).where(mine).values(**base, status="delivered", delivered_ms=now)
+                    update(subscriptions)
+                    .where(subscriptions.c.name == sub.name, subscriptions.c.failing_since_ms.is_not(None))
+                    .values(failing_since_ms=None)
                 )
-                if not healthy:  # the first success after failures (or since the lane started)
-                    conn.execute(
-                        update(subscriptions)
-                        .where(
-                            subscriptions.c.name == sub.name, subscriptions.c.failing_since_ms.is_not(None)
-                        )
-                        .values(failing_since_ms=None)
-                    )
-                return
-            if o.status == "gone":
-                conn.execute(update(deliveries).where(mine).values(**base, status="gone"))
-                self._disable(conn, sub, f"the receiver answered 410 Gone: {o.detail}")
+            return None
+        if o.status == "gone":
+            conn.execute(update(deliveries).where(mine).values(**base, status="gone"))
+            self._disable(conn, sub, f"the receiver answered 410 Gone: {o.detail}")
+            raise_case = self._operator_case(
+                sub, "gone", f"{sub.name}: the receiver asked to stop (410 Gone)"
+            )
+        else:
+            at = next_attempt_at(
+                attempts,
+                self._rng,
+                first_attempt_at=row["delivery_created_ms"] / 1000,
+                now=now / 1000,
+                retry_after_s=o.retry_after_s,
+                schedule=self.settings.schedule,
+            )
+            if at is None:
+                conn.execute(update(deliveries).where(mine).values(**base, status="expired"))
                 raise_case = self._operator_case(
-                    sub, "gone", f"{sub.name}: the receiver asked to stop (410 Gone)"
+                    sub,
+                    "expired",
+                    f"{sub.name}: deliveries expired after retrying for a day ({o.detail})",
                 )
             else:
-                at = next_attempt_at(
-                    attempts,
-                    self._rng,
-                    first_attempt_at=row["delivery_created_ms"] / 1000,
-                    now=now / 1000,
-                    retry_after_s=o.retry_after_s,
-                    schedule=self.settings.schedule,
+                conn.execute(update(deliveries).where(mine).values(**base, next_ms=int(at * 1000)))
+            since = conn.execute(
+                select(subscriptions.c.failing_since_ms).where(subscriptions.c.name == sub.name)
+            ).scalar()
+            if since is None:
+                conn.execute(
+                    update(subscriptions).where(subscriptions.c.name == sub.name).values(failing_since_ms=now)
                 )
-                if at is None:
-                    conn.execute(update(deliveries).where(mine).values(**base, status="expired"))
-                    raise_case = self._operator_case(
-                        sub,
-                        "expired",
-                        f"{sub.name}: deliveries expired after retrying for a day ({o.detail})",
-                    )
-                else:
-                    conn.execute(update(deliveries).where(mine).values(**base, next_ms=int(at * 1000)))
-                since = conn.execute(
-                    select(subscriptions.c.failing_since_ms).where(subscriptions.c.name == sub.name)
-                ).scalar()
-                if since is None:
-                    conn.execute(
-                        update(subscriptions)
-                        .where(subscriptions.c.name == sub.name)
-                        .values(failing_since_ms=now)
-                    )
-                elif now - since >= sub.disable_after_s * 1000:
-                    days = (now - since) / 86_400_000
-                    self._disable(conn, sub, f"failing for {days:.1f} days without a success: {o.detail}")
-                    raise_case = self._operator_case(
-                        sub, "failing", f"{sub.name}: disabled after failing for {days:.1f} days"
-                    )
-        if raise_case is not None:
-            self._cases.record(raise_case)
+            elif now - since >= sub.disable_after_s * 1000:
+                days = (now - since) / 86_400_000
+                self._disable(conn, sub, f"failing for {days:.1f} days without a success: {o.detail}")
+                raise_case = self._operator_case(
+                    sub, "failing", f"{sub.name}: disabled after failing for {days:.1f} days"
+                )
+        return raise_case
 
     def _disable(self, conn: Any, sub: Subscription, reason: str) -> None:
         conn.execute(
@@ -401,6 +420,7 @@ class _Lane:
         # Until a delivery succeeds (at start, and after any failure) the lane sends one at a
         # time: a receiver that is down or gone gets one probe, not max_concurrency requests.
         self._healthy = False
+        self._group = _GroupCommit(lambda items: dispatcher._record_many(sub, items))
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name=f"lane-{self.sub.name}", daemon=True)
@@ -432,7 +452,7 @@ class _Lane:
         rows = self.d._claim(self.sub, free)
         futures = []
         for row in rows:
-            f = self._pool.submit(self.d._attempt, self.sub, row, self._healthy)
+            f = self._pool.submit(self.d._attempt, self.sub, row, self._healthy, self._group.record)
             with self._lock:
                 self._inflight.add(f)
             f.add_done_callback(self._done)
@@ -456,6 +476,40 @@ class _Lane:
             if o.retry_after_s:
                 self._paused_until = max(self._paused_until, self.d._clock_s() + o.retry_after_s)
         self.wake.set()  # a worker is free
+
+
+class _GroupCommit:
+    """Outcomes of a lane's concurrent attempts recorded together: the first worker to arrive
+    records everything queued in one transaction while the others wait for it, and each
+    returns once its own outcome is committed (or its transaction failed: then the delivery's
+    lease expires and it is attempted again)."""
+
+    def __init__(self, flush: Callable[[list[tuple[RowMapping, Outcome, bool]]], None]) -> None:
+        self._flush = flush
+        self._cond = threading.Condition()
+        self._queue: list[tuple[RowMapping, Outcome, bool]] = []
+        self._queued = 0  # items ever queued
+        self._done = 0  # items whose transaction has ended
+        self._flushing = False
+
+    def record(self, item: tuple[RowMapping, Outcome, bool]) -> None:
+        with self._cond:
+            self._queue.append(item)
+            self._queued += 1
+            mine = self._queued
+            while self._done < mine:
+                if self._flushing:
+                    self._cond.wait()
+                    continue
+                batch, self._queue, upto, self._flushing = self._queue, [], self._queued, True
+                self._cond.release()
+                try:
+                    self._flush(batch)
+                finally:
+                    self._cond.acquire()
+                    self._flushing = False
+                    self._done = upto
+                    self._cond.notify_all()
 
 
 def _upsert(dialect: str, values: dict[str, Any]) -> Any:

@@ -6,6 +6,7 @@ dispatchers on one store deliver each event once."""
 from __future__ import annotations
 
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from citygate.service.schema import deliveries, subscriptions
 from citygate.service.subscriptions import Subscription
 from citygate.testing.webhook_receiver import RecordedRequest, WebhookReceiver
 from tests.conftest import PkiBundle
+from tests.waiting import wait_until
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OLD_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
@@ -370,3 +372,37 @@ def test_an_attempt_recorded_after_a_replay_does_not_undo_it(
     d._record(subs[0], row, Outcome("retry", 500, None, "HTTP 500", 0.01))  # the attempt's 500, late
     assert d.pump() == 1  # still due now, not 5-10 s of backoff later
     assert receiver.wait_for(1)[0].headers["webhook-id"]
+
+
+def test_group_commit_records_concurrent_outcomes_together_and_each_waits_for_its_own() -> None:
+    from citygate.service.dispatcher import _GroupCommit
+
+    batches: list[list[int]] = []
+    committed: set[int] = set()
+    release = threading.Event()
+
+    def flush(items: list[tuple[object, object, bool]]) -> None:
+        if not batches:
+            release.wait(10)  # the first transaction is slow: the others queue behind it
+        batches.append([int(i[0]) for i in items])  # type: ignore[call-overload]
+        committed.update(int(i[0]) for i in items)  # type: ignore[call-overload]
+
+    group = _GroupCommit(flush)  # type: ignore[arg-type]
+    seen_committed: dict[int, bool] = {}
+
+    def worker(n: int) -> None:
+        group.record((n, None, False))  # type: ignore[arg-type]
+        seen_committed[n] = n in committed
+
+    first = threading.Thread(target=worker, args=(0,))
+    first.start()
+    wait_until(lambda: group._flushing, message="the first flush started")
+    others = [threading.Thread(target=worker, args=(n,)) for n in range(1, 8)]
+    for t in others:
+        t.start()
+    wait_until(lambda: len(group._queue) == 7, message="seven outcomes queued")
+    release.set()
+    for t in [first, *others]:
+        t.join(10)
+    assert batches == [[0], [1, 2, 3, 4, 5, 6, 7]]  # two transactions for eight outcomes
+    assert seen_committed == dict.fromkeys(range(8), True)  # nobody returned before its commit
