@@ -278,3 +278,15 @@ def confine_cpu(pid: int, fraction: float, cpu: int = 0) -> str:
     for tid in Path(f"/proc/{pid}/task").iterdir():
         os.sched_setaffinity(int(tid.name), {cpu})
     return f"{how}, affinity CPU {cpu}"
+
+
+# One air-quality reading's values, valid for the shipped profile: the benchmarks' payload.
+AIR_QUALITY_VALUES = {
+    "pm2_5": 12.5,
+    "pm10": 20.25,
+    "no2": 31.0,
+    "o3": 40.5,
+    "co": 0.375,
+    "temperature": 21.5,
+    "humidity": 55.0,
+}

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+from _common import AIR_QUALITY_VALUES
 
 from citygate.certs.pki import CaName, CertKind, Pki
 from citygate.certs.settings import PkiSettings
@@ -42,15 +43,7 @@ from citygate.servers.influxdb import LocalInfluxDB
 from citygate.servers.process import free_port, port_open
 
 N_DEVICES = 1000
-VALUES = {
-    "pm2_5": 12.5,
-    "pm10": 20.25,
-    "no2": 31.0,
-    "o3": 40.5,
-    "co": 0.375,
-    "temperature": 21.5,
-    "humidity": 55.0,
-}
+VALUES = AIR_QUALITY_VALUES
 
 
 def make_readings(n: int, t_end_ns: int) -> list[dict]:

@@ -39,22 +39,14 @@ from pathlib import Path
 
 import httpx
 import orjson
-from _common import GATEWAY_ID, bench_pki
+from _common import AIR_QUALITY_VALUES, GATEWAY_ID, bench_pki
 
 from citygate.certs.pki import CaName, CertKind, Pki
 from citygate.contract.inventory import DeviceRecord, Inventory
 from citygate.servers.influxdb import LocalInfluxDB
 from citygate.servers.process import free_port, port_open
 
-VALUES = {
-    "pm2_5": 12.5,
-    "pm10": 20.25,
-    "no2": 31.0,
-    "o3": 40.5,
-    "co": 0.375,
-    "temperature": 21.5,
-    "humidity": 55.0,
-}
+VALUES = AIR_QUALITY_VALUES
 SITE = "read-site"
 PROBE_BATCH = 500
 PROBE_RATE = 10.0

@@ -62,29 +62,13 @@ from typing import Any
 import httpx
 import orjson
 import tomli_w
+from _common import AIR_QUALITY_VALUES
+
+from citygate.testing.rules import PM_SPIKE_RULES
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 N_DEVICES = 1000
-VALUES = {
-    "pm2_5": 12.5,
-    "pm10": 20.25,
-    "no2": 31.0,
-    "o3": 40.5,
-    "co": 0.375,
-    "temperature": 21.5,
-    "humidity": 55.0,
-}
-SPIKE_RULE = """\
-profile = "air_quality"
-version = 1
-
-[rules.pm_spike]
-title = "PM2.5 spike"
-service = "environment"
-severity = "warning"
-when = "pm2_5 > 100"
-clear = "pm2_5 < 50"
-"""
+VALUES = AIR_QUALITY_VALUES
 
 
 def load() -> str:
@@ -518,7 +502,7 @@ def part_case(args: argparse.Namespace, rig: CloudRig, stores: Stores, kind: str
     res: dict[str, Any] = {"load_start": load(), "store": kind, "rate": args.rate, "seconds": args.seconds}
     rules = rig.work / "rules-spike"
     rules.mkdir(exist_ok=True)
-    (rules / "spike.v1.toml").write_text(SPIKE_RULE)
+    (rules / "spike.v1.toml").write_text(PM_SPIKE_RULES)
     recv = Receiver(rig.work)
     url = stores.new(kind, "case")
     c = rig.start_cloud(

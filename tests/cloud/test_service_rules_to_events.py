@@ -18,6 +18,7 @@ from citygate.servers.influxdb import LocalInfluxDB
 from citygate.servers.postgres import LocalPostgres
 from citygate.service.settings import ServiceSettings
 from citygate.service.subscriptions import Subscription
+from citygate.testing.rules import PM_SPIKE_RULES
 from citygate.testing.webhook_receiver import WebhookReceiver
 from tests.cloud.conftest import RunningCloud, aq_values, post_batch, reading, unique_ts_ns
 from tests.waiting import wait_until
@@ -25,17 +26,6 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.servers
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-RULES = """\
-profile = "air_quality"
-version = 1
-
-[rules.pm_spike]
-title = "PM2.5 spike"
-service = "environment"
-severity = "warning"
-when = "pm2_5 > 100"
-clear = "pm2_5 < 50"
-"""
 
 
 @pytest.fixture
@@ -50,7 +40,7 @@ def service_cloud(
     tmp_path: Path,
     store_url: str,
     receiver: WebhookReceiver,
-    rules_text: str = RULES,
+    rules_text: str = PM_SPIKE_RULES,
 ) -> RunningCloud:
     rules = tmp_path / "rules"
     rules.mkdir(exist_ok=True)
@@ -272,7 +262,7 @@ def test_workers_in_their_own_process_survive_kill_9_and_ingest_never_waits(
 
     rules = tmp_path / "rules"
     rules.mkdir()
-    (rules / "air.v1.toml").write_text(RULES)
+    (rules / "air.v1.toml").write_text(PM_SPIKE_RULES)
     db = f"svc_{uuid.uuid4().hex[:8]}"
     influxdb.create_database(db)
     service = {

@@ -13,18 +13,8 @@ from citygate.contract.profiles import ProfileRegistry
 from citygate.service.layer import ServiceLayer
 from citygate.service.schema import case_history, reading_feed
 from citygate.service.settings import ServiceSettings
+from citygate.testing.rules import PM_SPIKE_RULES
 
-RULES = """\
-profile = "air_quality"
-version = 1
-
-[rules.pm_spike]
-title = "PM2.5 spike"
-service = "environment"
-severity = "warning"
-when = "pm2_5 > 100"
-clear = "pm2_5 < 50"
-"""
 S = 10**9
 T0 = 1_700_000_000 * S
 
@@ -33,7 +23,7 @@ T0 = 1_700_000_000 * S
 def settings(store_url: str, tmp_path: Path) -> ServiceSettings:
     rules = tmp_path / "rules"
     rules.mkdir()
-    (rules / "air.v1.toml").write_text(RULES)
+    (rules / "air.v1.toml").write_text(PM_SPIKE_RULES)
     return ServiceSettings(enabled=True, store_url=store_url, rules_dirs=[rules], shipped_rules=False)
 
 

@@ -107,11 +107,11 @@ async def get_case(case_id: int, service: Service) -> CaseDetail:
     summary="Acknowledge, assign, start, resolve, close, reopen or note a case",
 )
 async def act(case_id: int, body: ActionRequest, operator: Operator, service: Service) -> ActionAnswer:
-    """409 when the case's status does not allow the action or it changed meanwhile."""
+    """404 for no such case (CaseNotFoundError), 409 when the case's status does not allow the
+    action or it changed meanwhile."""
     store = service.store
 
     def change() -> ActionAnswer:
-        _case_or_404(store, case_id)
         t = store.act(case_id, body.action, operator, note=body.note, assignee=body.assignee)
         service.dispatcher.wake()
         return _answer(store, t)
@@ -128,7 +128,6 @@ async def merge(case_id: int, body: MergeRequest, operator: Operator, service: S
     store = service.store
 
     def change() -> ActionAnswer:
-        _case_or_404(store, case_id)
         t = store.merge(case_id, body.into, operator, note=body.note)
         service.dispatcher.wake()
         return _answer(store, t)
