@@ -203,21 +203,21 @@ class Dispatcher:
             deliveries.c.next_ms <= now,
             free,
         )
-        claimed: list[RowMapping] = []
         with self.engine.begin() as conn:
             enabled = conn.execute(
                 select(subscriptions.c.enabled).where(subscriptions.c.name == sub.name)
             ).scalar()
             if not enabled:
                 return []
-            seqs = conn.execute(
-                select(deliveries.c.event_seq)
-                .where(due)
-                .order_by(deliveries.c.next_ms, deliveries.c.event_seq)
-                .limit(n)
-                .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's single writer serialises anyway
-            ).scalars()
-            seqs_due = list(seqs)
+            seqs_due = list(
+                conn.execute(
+                    select(deliveries.c.event_seq)
+                    .where(due)
+                    .order_by(deliveries.c.next_ms, deliveries.c.event_seq)
+                    .limit(n)
+                    .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's single writer serialises anyway
+                ).scalars()
+            )
             if not seqs_due:
                 return []
             # One UPDATE for the batch, under a token of this claim; the SELECT after it reads
@@ -229,7 +229,7 @@ class Dispatcher:
                 .where(due, deliveries.c.event_seq.in_(seqs_due))
                 .values(claimed_by=token, claimed_until_ms=now + int(self.settings.lease_s * 1000))
             )
-            claimed = list(
+            return list(
                 conn.execute(
                     select(
                         events,
@@ -242,7 +242,6 @@ class Dispatcher:
                     .order_by(events.c.seq)
                 ).mappings()
             )
-        return claimed
 
     def _event(self, row: RowMapping) -> CaseEvent:
         # Deliveries run concurrently and retries reorder them; the CloudEvents "sequence"
