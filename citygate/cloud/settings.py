@@ -17,6 +17,7 @@ from pydantic_settings import SettingsConfigDict
 
 from citygate.config import CitygateSettings
 from citygate.contract import wire
+from citygate.opendata.policy import OpenDataSettings
 from citygate.service.settings import ServiceSettings
 
 MIN_TOKEN_LENGTH = 24
@@ -223,6 +224,8 @@ class CloudSettings(CitygateSettings):
 
     # The service layer (rules, cases, signed events): [cloud.service], off by default.
     service: ServiceSettings = Field(default_factory=ServiceSettings)
+    # Open data (the SensorThings API, NGSI-LD): [cloud.opendata], off by default.
+    opendata: OpenDataSettings = Field(default_factory=OpenDataSettings)
 
     @field_validator("dashboard_tile_url")
     @classmethod
