@@ -7,6 +7,7 @@ escalates (one or more of them: the evaluator is leased, deliveries are claimed)
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -53,6 +54,7 @@ def run(
                 'set runner = "separate" to run them here'
             )
         configure_logging(settings.log_level, json=settings.log_json)
+        os.nice(s.worker_nice)  # the cloud and InfluxDB beside us win the CPU under load
         registry = ProfileRegistry(extra_dirs=settings.profiles_dirs)
         limits = ValidationLimits(max_future_s=settings.max_future_s, max_past_s=settings.max_past_s)
         inventory = InventoryHolder(settings.inventory, registry, limits, settings.inventory_reload_s)

@@ -233,6 +233,9 @@ class CloudState:
             )
         self._sink: Sink | None = None
         self.service: ServiceLayer | None = None
+        # POST /v1/ingest requests being answered (one event loop; read by the evaluator's
+        # thread to yield to ingest).
+        self.ingest_in_flight = 0
 
     @property
     def sink(self) -> Sink:
@@ -246,7 +249,11 @@ class CloudState:
             from citygate.service.layer import ServiceLayer  # SQLAlchemy only when the service layer runs
 
             self.service = ServiceLayer(
-                self.settings.service, self.registry, self.device, rules=self.service_rules
+                self.settings.service,
+                self.registry,
+                self.device,
+                rules=self.service_rules,
+                busy=lambda: self.ingest_in_flight > 0,
             )
             if self.settings.service.runner == "in_process":
                 self.service.start()

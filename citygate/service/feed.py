@@ -57,7 +57,13 @@ class ReadingFeed:
             with self._lock:
                 self.skipped_readings += len(readings)
             return False
-        body = orjson.dumps([[r.device_id, r.profile, r.ts_ns, dict(r.values)] for r in readings])
+        # Tuples of the readings' own dicts (no copy): encoding is this call's whole CPU cost.
+        body = orjson.dumps(
+            [
+                (r.device_id, r.profile, r.ts_ns, r.values if type(r.values) is dict else dict(r.values))
+                for r in readings
+            ]
+        )
         self._append("readings", gateway_id, len(readings), body)
         return True
 

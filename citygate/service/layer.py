@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 EVALUATOR = "evaluator"  # the lease's and the saved state's name
 LEASE_S = 15.0
 TAKE_BATCHES = 200  # feed batches per evaluation pass
+MAX_YIELD_S = 2.0  # the longest pause the evaluator makes for ingest between two passes
 _NS = 1_000_000_000
 
 DeviceLookup = Callable[[str], DeviceRecord | None]
@@ -55,6 +56,8 @@ class EvaluatorStats:
     checkpoints: int = 0
     leader: bool = False
     lag_s: float = 0.0  # age of the oldest batch taken in the last pass
+    yielded_s: float = 0.0  # paused for ingest (ServiceSettings.evaluator_share_busy)
+    reporters_pruned: int = 0  # citizen reporters' personal data deleted past its retention
     errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -67,13 +70,17 @@ class ServiceLayer:
         *,
         name: str | None = None,
         rules: RuleSet | None = None,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
+        """``busy``: True while ingest requests are in flight in this process (the evaluator
+        then yields: ``ServiceSettings.evaluator_share_busy``)."""
         assert settings.store_url is not None  # ServiceSettings refuses enabled without it
         self.settings = settings
         # Unique per layer, not per process: two layers in one process (tests) are two replicas.
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.rules = rules if rules is not None else load_service_rules(settings, profiles)
         self._devices = devices
+        self._busy = busy
         self.engine = make_engine(settings.store_url)
         self.store = CaseStore(self.engine, settings.subscriptions)
         self.feed = ReadingFeed(self.engine, max_batches=settings.feed_max_batches)
@@ -142,7 +149,9 @@ class ServiceLayer:
         while not self._stop.is_set():
             try:
                 if self._hold_lease():
+                    t0 = time.monotonic()
                     self.evaluate_once()
+                    self._yield_to_ingest(time.monotonic() - t0)
                 else:
                     self._evaluator = None  # another replica evaluates; reload its state on takeover
             except OperationalError as e:  # the store is down or restarting: keep trying
@@ -152,9 +161,21 @@ class ServiceLayer:
             self._wake.wait(self.settings.evaluate_every_s)
             self._wake.clear()
 
+    def _yield_to_ingest(self, spent_s: float) -> None:
+        """While ingest is busy, pause so that this pass was at most ``evaluator_share_busy``
+        of the time (the readings wait in the feed, durably; ingest never waits on them)."""
+        if self._busy is None or not self._busy():
+            return
+        share = self.settings.evaluator_share_busy
+        pause = min(spent_s * (1.0 / share - 1.0), MAX_YIELD_S)
+        if pause > 0:
+            self.stats.yielded_s += pause
+            self._stop.wait(pause)
+
     def evaluate_once(self, now_ns: int | None = None, *, checkpoint: bool | None = None) -> int:
         """One pass: evaluate the batches not yet seen, record the changes as they come, and
-        every ``checkpoint_every_s`` (or when ``checkpoint``) save the state and delete the
+        every ``checkpoint_every_s`` once readings stop arriving, at the latest every
+        ``checkpoint_max_s`` (or when ``checkpoint``), save the state and delete the
         batches evaluated since the last checkpoint. Returns the number of condition changes."""
         ev = self._evaluator or self._load_evaluator()
         self._evaluator = ev
@@ -166,7 +187,9 @@ class ServiceLayer:
             self._taken_through = max(self._taken_through, b.id)
         for ch in ev.advance(now_ns if now_ns is not None else time.time_ns()):
             changes += self._apply(ch)
-        due = time.monotonic() - self._checkpointed_at >= self.settings.checkpoint_every_s
+        since = time.monotonic() - self._checkpointed_at
+        quiet = not batches and (self._busy is None or not self._busy())
+        due = since >= self.settings.checkpoint_max_s or (since >= self.settings.checkpoint_every_s and quiet)
         if checkpoint if checkpoint is not None else due:
             self._checkpoint(ev)
         s = self.stats
@@ -316,6 +339,9 @@ class ServiceLayer:
                     attempts_older_than_ms=now - int(self.settings.attempts_retention_s * 1000),
                     events_older_than_ms=now - int(self.settings.events_retention_s * 1000),
                 )
+                # Citizen reporters' personal data: each row carries its own expiry (set from
+                # [cloud.open311] when the report came in), so this needs no setting of its own.
+                self.stats.reporters_pruned += self.store.prune_reporters(now)
             except OperationalError:
                 self._count("store_unavailable")
 

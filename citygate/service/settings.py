@@ -43,10 +43,20 @@ class ServiceSettings(BaseModel):
     # A reading more than this behind the newest one seen is evaluated but marked late.
     lateness_s: float = Field(default=300.0, ge=0)
     evaluate_every_s: float = Field(default=0.5, gt=0, le=60)
+    # Ingest before the rules. With the workers in the cloud's process, while ingest requests
+    # are in flight the evaluator takes at most this share of the time (it shares the
+    # interpreter lock with ingest) and catches up when the burst is over: the feed is its
+    # buffer, its depth the lag. In `citygate service run`, the workers' niceness does the
+    # same for the CPU (the cloud and InfluxDB on the same machine win under load).
+    evaluator_share_busy: float = Field(default=0.05, gt=0, le=1)
+    worker_nice: int = Field(default=10, ge=0, le=19)
     # The evaluator's state (its windows: megabytes for thousands of devices) is saved, and the
     # batches it evaluated deleted, this often; a crash re-evaluates at most this much (its
     # case effects are not repeated: re-recording a change is a no-op).
     checkpoint_every_s: float = Field(default=5.0, gt=0, le=600)
+    # While readings keep arriving, the checkpoint (a write the size of the state, which
+    # competes with ingest for the store and the disk) waits, up to this long.
+    checkpoint_max_s: float = Field(default=60.0, gt=0, le=3600)
     # Feed bound: past this many waiting batches, new batches are not evaluated (counted,
     # and an operator case says so); ingest itself never waits on the rules.
     feed_max_batches: int = Field(default=100_000, ge=100)

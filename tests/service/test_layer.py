@@ -3,6 +3,7 @@ after a higher id was taken, and a crash between checkpoints (nothing recorded t
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import orjson
@@ -14,6 +15,7 @@ from citygate.service.layer import ServiceLayer
 from citygate.service.schema import case_history, reading_feed
 from citygate.service.settings import ServiceSettings
 from citygate.testing.rules import PM_SPIKE_RULES
+from tests.waiting import wait_until
 
 S = 10**9
 T0 = 1_700_000_000 * S
@@ -84,3 +86,35 @@ def test_a_crash_between_checkpoints_re_evaluates_and_records_nothing_twice(
     assert actions(second) == ["opened", "cleared", "recurred"]
     assert second.feed.depth() == 0
     second.engine.dispose()
+
+
+@pytest.mark.parametrize("busy", [True, False])
+def test_the_evaluator_yields_to_ingest_only_while_ingest_is_busy(
+    settings: ServiceSettings, busy: bool
+) -> None:
+    svc = ServiceLayer(settings, ProfileRegistry(), lambda _d: None, busy=lambda: busy)
+    svc.start()
+    try:
+        feed(svc, 1, "dev-a", 10, 150.0)
+        svc.wake()
+        wait_until(lambda: "opened" in actions(svc), timeout=30, message="the case opened")
+        wait_until(lambda: svc.stats.passes >= 2, timeout=30, message="a second pass")
+        # Yielding delays the rules; it never skips a reading (the case opened either way).
+        assert (svc.stats.yielded_s > 0) is busy
+    finally:
+        svc.stop()
+
+
+def test_the_checkpoint_waits_while_readings_arrive_up_to_its_maximum(settings: ServiceSettings) -> None:
+    svc = layer(settings.model_copy(update={"checkpoint_every_s": 0.001, "checkpoint_max_s": 3600.0}))
+    feed(svc, 1, "dev-a", 10, 150.0)
+    time.sleep(0.002)  # the interval passes (the clock, not synchronisation)
+    svc.evaluate_once(T0)
+    assert svc.stats.checkpoints == 0  # a batch came in this pass: its write waits
+    svc.evaluate_once(T0)
+    assert svc.stats.checkpoints == 1  # nothing new: now
+    overdue = layer(settings.model_copy(update={"checkpoint_every_s": 0.001, "checkpoint_max_s": 0.001}))
+    feed(overdue, 2, "dev-b", 10, 150.0)
+    time.sleep(0.002)
+    overdue.evaluate_once(T0)
+    assert overdue.stats.checkpoints == 1  # past checkpoint_max_s it does not wait

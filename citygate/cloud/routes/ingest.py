@@ -109,6 +109,14 @@ async def ingest(request: Request, gw: Gateway, state: State) -> Response:
     batch posted twice stores each point once (a point's identity is
     measurement + device tags + device time).
     """
+    state.ingest_in_flight += 1  # the rules' evaluator yields while this is above 0
+    try:
+        return await _answer(request, gw, state)
+    finally:
+        state.ingest_in_flight -= 1
+
+
+async def _answer(request: Request, gw: Gateway, state: CloudState) -> Response:
     t0 = time.perf_counter()
     m = state.metrics
     try:
