@@ -1,17 +1,20 @@
-"""A case transition as a CloudEvent 1.0, in the two HTTP content modes.
+"""A case transition as a CloudEvent 1.0, in the HTTP content modes.
 
 ``structured()`` puts the whole event in a JSON body (``application/cloudevents+json``);
 ``binary()`` puts the context attributes in ``ce-*`` headers and only ``data`` in the body
-(``application/json``). Both return ``(headers, body)``: the body is exactly the bytes that
-are signed and sent, so nothing re-serialises it between signing and the wire.
+(``application/json``); :func:`batch` puts several events in one JSON array
+(``application/cloudevents-batch+json``, for a throttled receiver). All return the
+headers and the body: the body is exactly the bytes that are signed and sent, so nothing
+re-serialises it between signing and the wire.
 
 The judge of this output is the CloudEvents SDK in the tests, never this module.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -19,10 +22,11 @@ from typing import Any, Final
 
 import orjson
 
-__all__ = ["CE_JSON", "SPECVERSION", "CaseEvent", "CloudEventError"]
+__all__ = ["CE_BATCH_JSON", "CE_JSON", "SPECVERSION", "CaseEvent", "CloudEventError", "batch"]
 
 SPECVERSION: Final = "1.0"
 CE_JSON: Final = "application/cloudevents+json"
+CE_BATCH_JSON: Final = "application/cloudevents-batch+json"
 DATA_CONTENT_TYPE: Final = "application/json"
 
 # CloudEvents 1.0 naming: lower-case ASCII letters and digits only; "SHOULD NOT exceed 20
@@ -131,12 +135,16 @@ class CaseEvent:
         """``data`` as compact JSON (orjson raises TypeError for what JSON cannot hold)."""
         return orjson.dumps(dict(self.data))
 
-    def structured(self) -> tuple[dict[str, str], bytes]:
-        """Structured content mode: the JSON event format in the body."""
+    def document(self) -> dict[str, Any]:
+        """The event in the JSON event format (one element of a batch)."""
         doc: dict[str, Any] = self._attributes()
         doc["datacontenttype"] = DATA_CONTENT_TYPE
         doc["data"] = dict(self.data)
-        return {"content-type": f"{CE_JSON}; charset=utf-8"}, orjson.dumps(doc)
+        return doc
+
+    def structured(self) -> tuple[dict[str, str], bytes]:
+        """Structured content mode: the JSON event format in the body."""
+        return {"content-type": f"{CE_JSON}; charset=utf-8"}, orjson.dumps(self.document())
 
     def binary(self) -> tuple[dict[str, str], bytes]:
         """Binary content mode: attributes as ``ce-*`` headers, ``data`` as the body.
@@ -147,3 +155,15 @@ class CaseEvent:
         headers = {f"ce-{name}": _pct(value) for name, value in self._attributes().items()}
         headers["content-type"] = DATA_CONTENT_TYPE
         return headers, self.data_json()
+
+
+def batch(events: Sequence[CaseEvent]) -> tuple[str, dict[str, str], bytes]:
+    """Batched content mode (the HTTP binding's ``application/cloudevents-batch+json``): the
+    events as one JSON array, and the message id that signs it. The id is derived from the
+    events' ids, so the same batch sent again carries the same ``webhook-id``; a receiver
+    deduplicates a batch's events by their own ``id``s."""
+    if not events:
+        raise ValueError("a batch holds at least one event")
+    digest = hashlib.sha256("\n".join(e.id for e in events).encode()).hexdigest()[:32]
+    body = orjson.dumps([e.document() for e in events])
+    return f"batch_{digest}", {"content-type": f"{CE_BATCH_JSON}; charset=utf-8"}, body

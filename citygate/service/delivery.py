@@ -37,7 +37,7 @@ from typing import Final, Literal
 import httpx
 
 from citygate.service.backoff import parse_retry_after
-from citygate.service.cloudevent import CaseEvent
+from citygate.service.cloudevent import CaseEvent, batch
 from citygate.service.signing import WebhookSecret, webhook_headers
 
 __all__ = ["MAX_RESPONSE_BYTES", "USER_AGENT", "Outcome", "Status", "UrlPolicy", "UrlRefusedError", "deliver"]
@@ -267,7 +267,47 @@ def deliver(
         headers, body = event.binary()
     else:
         raise ValueError(f"delivery mode must be 'structured' or 'binary', not {mode!r}")
-    headers |= webhook_headers(event.id, now, body, secrets)
+    return _post(client, url, event.id, headers, body, secrets, timeout_s=timeout_s, now=now, started=started)
+
+
+def deliver_batch(
+    client: httpx.Client,
+    url: str,
+    events: Sequence[CaseEvent],
+    secrets: Sequence[WebhookSecret],
+    *,
+    timeout_s: float,
+    now: int,
+    policy: UrlPolicy | None = None,
+) -> Outcome:
+    """As :func:`deliver`, for several events in ONE signed POST (CloudEvents batched mode):
+    one outcome for all of them."""
+    started = time.monotonic()
+    if policy is not None:
+        try:
+            policy.check(url)
+        except UrlRefusedError as e:
+            return Outcome("failed", None, None, str(e), time.monotonic() - started)
+    msg_id, headers, body = batch(events)
+    return _post(client, url, msg_id, headers, body, secrets, timeout_s=timeout_s, now=now, started=started)
+
+
+def _post(
+    client: httpx.Client,
+    url: str,
+    msg_id: str,
+    headers: dict[str, str],
+    body: bytes,
+    secrets: Sequence[WebhookSecret],
+    *,
+    timeout_s: float,
+    now: int,
+    started: float,
+) -> Outcome:
+    def outcome(status: Status, code: int | None, after: float | None, detail: str, suspect: bool) -> Outcome:
+        return Outcome(status, code, after, detail, time.monotonic() - started, suspect)
+
+    headers |= webhook_headers(msg_id, now, body, secrets)
     headers["user-agent"] = USER_AGENT
     headers["accept-encoding"] = "identity"  # we read raw bytes: no decompression bomb
     deadline = started + timeout_s

@@ -10,7 +10,8 @@ delivery log:
 
 - delivered: done; the subscription is healthy again;
 - retry: again after the backoff (:mod:`citygate.service.backoff`), or after Retry-After
-  when longer, and the lane pauses for a Retry-After; after ``give_up_after_s`` the delivery
+  when longer, and the lane pauses for a Retry-After (then, with ``batch_max`` > 1, what
+  waits goes in batches: throttling coalesces, it never drops); after ``give_up_after_s`` the delivery
   expires, counted and raised as an operator case, never silently;
 - gone (410): the subscription is disabled, nothing more is sent to it, an operator case says so;
 - a subscription that has failed without a success for ``disable_after_s`` is disabled too.
@@ -41,7 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from citygate.service.backoff import DEFAULT_SCHEDULE, RetrySchedule, next_attempt_at
 from citygate.service.cases import EVENT_TYPE_PREFIX, CaseStore, Condition
 from citygate.service.cloudevent import CaseEvent
-from citygate.service.delivery import Outcome, UrlPolicy, deliver
+from citygate.service.delivery import Outcome, UrlPolicy, deliver, deliver_batch
 from citygate.service.schema import deliveries, delivery_attempts, events, subscriptions
 from citygate.service.signing import WebhookSecret
 from citygate.service.subscriptions import Subscription
@@ -285,6 +286,22 @@ class Dispatcher:
             self._record(sub, row, outcome, healthy=healthy)
         return outcome
 
+    def _attempt_batch(self, sub: Subscription, rows: Sequence[RowMapping], healthy: bool) -> Outcome:
+        """One request carrying several deliveries (a throttled receiver), one outcome for all,
+        recorded in one transaction."""
+        secrets = [WebhookSecret(s.get_secret_value()) for s in sub.secrets]
+        outcome = deliver_batch(
+            self._client,
+            sub.url,
+            [self._event(r) for r in rows],
+            secrets,
+            timeout_s=sub.timeout_s,
+            now=int(self._clock_s()),
+            policy=self.policy,
+        )
+        self._record_many(sub, [(r, outcome, healthy) for r in rows])
+        return outcome
+
     def _record(self, sub: Subscription, row: RowMapping, o: Outcome, *, healthy: bool = False) -> None:
         self._record_many(sub, [(row, o, healthy)])
 
@@ -416,6 +433,9 @@ class _Lane:
         self._inflight: set[Future[Outcome]] = set()
         self._lock = threading.Lock()
         self._paused_until = 0.0  # a Retry-After pauses the lane, not only the one delivery
+        self._next_send = 0.0  # Subscription.min_interval_s
+        # The receiver throttled: send what waits in batches until the backlog is gone.
+        self._coalescing = False
         # Until a delivery succeeds (at start, and after any failure) the lane sends one at a
         # time: a receiver that is down or gone gets one probe, not max_concurrency requests.
         self._healthy = False
@@ -441,21 +461,33 @@ class _Lane:
             self.wake.clear()
 
     def pass_once(self, *, wait: bool) -> int:
-        if self.d._clock_s() < self._paused_until:
+        now = self.d._clock_s()
+        if now < self._paused_until or now < self._next_send:
             return 0
+        sub = self.sub
+        batching = sub.batch_max > 1 and (self._coalescing or sub.min_interval_s > 0)
         with self._lock:
-            cap = self.sub.max_concurrency if self._healthy else 1
+            cap = 1 if batching or sub.min_interval_s > 0 or not self._healthy else sub.max_concurrency
             free = cap - len(self._inflight)
         if free <= 0:
             return 0
-        rows = self.d._claim(self.sub, free)
+        rows = self.d._claim(sub, sub.batch_max if batching else free)
+        if rows and sub.min_interval_s > 0:
+            self._next_send = now + sub.min_interval_s
         futures = []
-        for row in rows:
-            f = self._pool.submit(self.d._attempt, self.sub, row, self._healthy, self._group.record)
+        if batching and rows:
+            if len(rows) < sub.batch_max:
+                self._coalescing = False  # the backlog fits in this one: back to one by one
+            futures.append(self._pool.submit(self.d._attempt_batch, sub, rows, self._healthy))
+        else:
+            for row in rows:
+                futures.append(
+                    self._pool.submit(self.d._attempt, sub, row, self._healthy, self._group.record)
+                )
+        for f in futures:
             with self._lock:
                 self._inflight.add(f)
             f.add_done_callback(self._done)
-            futures.append(f)
         if wait:
             for f in futures:
                 f.exception()  # waits
@@ -474,6 +506,8 @@ class _Lane:
             self._healthy = o.status == "delivered"
             if o.retry_after_s:
                 self._paused_until = max(self._paused_until, self.d._clock_s() + o.retry_after_s)
+            if o.http_status == 429 or o.retry_after_s:
+                self._coalescing = True
         self.wake.set()  # a worker is free
 
 

@@ -60,7 +60,7 @@ def bin_full(at_ns: int, subject: str = "bin-1") -> Condition:
 
 
 def sub(name: str, url: str, **kw: object) -> Subscription:
-    return Subscription(name=name, url=url, secrets=(SECRET,), **kw)  # type: ignore[arg-type]
+    return Subscription(name=name, url=url, secrets=(SECRET,), **kw)
 
 
 @pytest.fixture
@@ -406,3 +406,67 @@ def test_group_commit_records_concurrent_outcomes_together_and_each_waits_for_it
         t.join(10)
     assert batches == [[0], [1, 2, 3, 4, 5, 6, 7]]  # two transactions for eight outcomes
     assert seen_committed == dict.fromkeys(range(8), True)  # nobody returned before its commit
+
+
+def judge_batch(req: RecordedRequest) -> list[object]:
+    """A batched request: the signature verifies, and the SDK parses every element."""
+    import json
+
+    from cloudevents.http import from_json
+
+    Webhook(SECRET).verify(req.body, req.headers)
+    assert req.headers["content-type"].startswith("application/cloudevents-batch+json")
+    docs = json.loads(req.body)
+    assert isinstance(docs, list) and docs
+    return [from_json(json.dumps(d)) for d in docs]
+
+
+def test_throttling_coalesces_and_drops_nothing(
+    engine: Engine, clock: Clock, receiver: WebhookReceiver
+) -> None:
+    store, d = setup(engine, clock, [sub("wo", receiver.url, batch_max=50)])
+    first = store.record(bin_full(1_000, "bin-0"))
+    assert first is not None
+    receiver.set_mode("throttle", retry_after="30")
+    assert d.pump() == 1  # answered 429: the lane pauses and will coalesce
+    for i in range(1, 20):
+        store.record(bin_full(1_000, f"bin-{i}"))
+    receiver.set_mode("ok")
+    assert d.pump() == 0  # still inside Retry-After
+    clock.offset += 31
+    assert d.pump() == 20
+    throttled, *after = receiver.requests
+    assert throttled.mode == "throttle" and len(after) == 1  # 20 transitions, one request
+    events = judge_batch(after[0])
+    with engine.connect() as conn:
+        ids = set(conn.execute(select(deliveries.c.event_seq)).scalars())
+        statuses = set(conn.execute(select(deliveries.c.status)).scalars())
+    assert len(events) == len(ids) == 20 and statuses == {"delivered"}
+    assert len({e["id"] for e in events}) == 20  # type: ignore[index]
+    assert throttled.headers["webhook-id"] in {e["id"] for e in events}  # type: ignore[index]
+    # The backlog is gone: the next transition travels alone, in the subscription's mode.
+    store.act(first.case_id, "acknowledge", "alice@city")
+    assert d.pump() == 1
+    judge(receiver.requests[-1])
+
+
+def test_min_interval_sends_what_waits_together(
+    engine: Engine, clock: Clock, receiver: WebhookReceiver
+) -> None:
+    store, d = setup(engine, clock, [sub("wo", receiver.url, batch_max=100, min_interval_s=60)])
+    for i in range(5):
+        store.record(bin_full(1_000, f"bin-{i}"))
+    assert d.pump() == 5
+    for i in range(5, 8):
+        store.record(bin_full(1_000, f"bin-{i}"))
+    assert d.pump() == 0  # within the interval: they wait
+    clock.offset += 61
+    assert d.pump() == 3
+    assert [len(judge_batch(r)) for r in receiver.requests] == [5, 3]
+
+
+def test_batches_need_structured_mode() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="batch_max"):
+        sub("wo", "https://example.org/hook", mode="binary", batch_max=10)
