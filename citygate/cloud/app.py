@@ -51,6 +51,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
     from citygate import dashboard
     from citygate.cloud.cases import NotFound, ServiceLayerOff, case_error_answer
     from citygate.cloud.routes import cases, fleet, ingest, ops, reads
+    from citygate.open311 import api as open311_api
 
     same_host = (settings.gateway_host or settings.host) == settings.host
     if settings.gateway_port and settings.gateway_port == settings.port and same_host:
@@ -101,6 +102,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(cases.router)  # operators' cases and subscriptions (the service layer)
     app.include_router(dashboard.router)  # the operator page at /dashboard
+    app.include_router(open311_api.router)  # citizen reports, Open311 GeoReport v2 ([cloud.open311])
     retry_after = str(settings.retry_after_s)
 
     @app.exception_handler(AuthError)

@@ -17,6 +17,7 @@ from pydantic_settings import SettingsConfigDict
 
 from citygate.config import CitygateSettings
 from citygate.contract import wire
+from citygate.open311.settings import Open311Field, Open311Settings
 from citygate.opendata.policy import OpenDataSettings
 from citygate.service.settings import ServiceSettings
 
@@ -226,6 +227,9 @@ class CloudSettings(CitygateSettings):
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     # Open data (the SensorThings API, NGSI-LD): [cloud.opendata], off by default.
     opendata: OpenDataSettings = Field(default_factory=OpenDataSettings)
+    # Citizen reports (Open311 GeoReport v2): [cloud.open311], off by default; needs `service`
+    # (declared above it: its validator reads it).
+    open311: Open311Field = Field(default_factory=Open311Settings)
 
     @field_validator("dashboard_tile_url")
     @classmethod

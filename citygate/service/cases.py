@@ -8,23 +8,43 @@ exist together or not at all, and the dispatcher never has to guess what it miss
 "One case per (rule, subject) while it is open" is the database's partial unique index,
 not a read-then-insert: two writers racing on the same condition make one case and one
 recurrence.
+
+Citizen reports (Open311, :meth:`CaseStore.report`) are cases too, with the same history,
+events and deliveries: a report near an open case of the same service, reported to recently,
+joins that case (a recurrence) instead of opening a second one. Who reported is stored
+apart (``reporters``) and never reaches a case, its history or an event.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, RowMapping, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from citygate.service.schema import case_history, cases, deliveries, events, subscriptions
+from citygate.service.schema import (
+    case_history,
+    cases,
+    citizen_reports,
+    deliveries,
+    events,
+    reporters,
+    subscriptions,
+)
 from citygate.service.subscriptions import Subscription
 
 EVENT_TYPE_PREFIX = "org.citygate."  # CloudEvents type: reverse-DNS prefix + "case.<action>"
+CITIZEN_RULE_PREFIX = "citizen."  # a citizen case's rule_id: "citizen.<Open311 service code>"
+_EARTH_RADIUS_M = 6_371_008.8  # the mean radius (IUGG)
+_ATTACH_CANDIDATES = 50  # open cases looked at around a report (the nearest one wins)
 
 Status = Literal["new", "acknowledged", "assigned", "in_progress", "resolved", "closed"]
 STATUSES: tuple[Status, ...] = ("new", "acknowledged", "assigned", "in_progress", "resolved", "closed")
@@ -99,6 +119,57 @@ class Condition:
         return f"{self.rule_id}|{self.subject}|{self.kind}|{self.at_ns}"
 
 
+@dataclass(frozen=True, slots=True)
+class Reporter:
+    """Who made a citizen report: personal data, kept apart from the case and deleted when it
+    expires. ``repr`` shows none of it (a traceback or a debug line never carries it)."""
+
+    first_name: str | None = field(default=None, repr=False)
+    last_name: str | None = field(default=None, repr=False)
+    email: str | None = field(default=None, repr=False)
+    phone: str | None = field(default=None, repr=False)
+    device_id: str | None = field(default=None, repr=False)
+    account_id: str | None = field(default=None, repr=False)
+
+    def given(self) -> bool:
+        return any((self.first_name, self.last_name, self.email, self.phone, self.device_id, self.account_id))
+
+
+@dataclass(frozen=True, slots=True)
+class CitizenReport:
+    """One report to record (Open311 POST requests, already validated)."""
+
+    service_code: str  # the Open311 service: the case's rule is "citizen.<service_code>"
+    service: str  # the citygate service its case belongs to
+    severity: str
+    title: str
+    client: str  # the name of the API key it came with
+    description: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+    address: str | None = None
+    address_id: str | None = None
+    media_url: str | None = None
+    attributes: Mapping[str, str | list[str]] = field(default_factory=dict)
+    reporter: Reporter = field(default_factory=Reporter)
+    reporter_retention_ms: int = 30 * 86_400_000
+
+    @property
+    def rule_id(self) -> str:
+        return CITIZEN_RULE_PREFIX + self.service_code
+
+
+@dataclass(frozen=True, slots=True)
+class ReportOutcome:
+    """What a report did: the case it opened, or joined (``attached``), and its own ids."""
+
+    report_id: int
+    case_id: int
+    token: str
+    attached: bool
+    transition: Transition
+
+
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -116,6 +187,10 @@ class CaseStore:
         self.engine = engine
         self._subs = {s.name: s for s in subscriptions}
         self._clock_ms = clock_ms
+        # Finding the case a report joins and opening one if there is none is a read then a
+        # write: one at a time in this process (and under an advisory lock on PostgreSQL, for
+        # the other replicas), or two reports of one pothole racing would open two cases.
+        self._report_lock = threading.Lock()
 
     # -- subscriptions ----------------------------------------------------------------
 
@@ -212,6 +287,122 @@ class CaseStore:
         return self._write(
             conn, row.id, "cleared", row.status, row.status, "rules", c.detail, _condition_data(c), c
         )
+
+    # -- citizen reports --------------------------------------------------------------
+
+    def report(self, r: CitizenReport, *, attach_within_m: float, attach_within_s: float) -> ReportOutcome:
+        """Record a citizen report: it joins the nearest open case of its Open311 service
+        within ``attach_within_m`` metres that changed within ``attach_within_s`` (a report
+        without coordinates joins none), else it opens a case. Its author's details go to
+        ``reporters`` and nowhere else."""
+        now = self._clock_ms()
+        token = secrets.token_urlsafe(16)
+        actor = f"open311:{r.client}"
+        with self._report_lock, self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(_lock_key(r.rule_id))))
+            joined = self._case_near(conn, r, now - int(attach_within_s * 1000), attach_within_m)
+            if joined is None:
+                case_id = _insert_open_case(conn, _citizen_case(r, token, now))
+                assert case_id is not None  # its subject is new: no open case can hold it
+                from_status: str | None = None
+                to_status = "new"
+            else:
+                case_id, from_status = joined
+                to_status = "new" if from_status == "resolved" else from_status
+            report_id = int(
+                conn.execute(
+                    insert(citizen_reports)
+                    .values(
+                        case_id=case_id,
+                        token=token,
+                        service_code=r.service_code,
+                        client=r.client,
+                        received_ms=now,
+                        attached=joined is not None,
+                        description=r.description,
+                        address=r.address,
+                        address_id=r.address_id,
+                        latitude=r.latitude,
+                        longitude=r.longitude,
+                        media_url=r.media_url,
+                        attributes=dict(r.attributes),
+                    )
+                    .returning(citizen_reports.c.id)
+                ).scalar_one()
+            )
+            if r.reporter.given():
+                p = r.reporter
+                conn.execute(
+                    insert(reporters).values(
+                        report_id=report_id,
+                        first_name=p.first_name,
+                        last_name=p.last_name,
+                        email=p.email,
+                        phone=p.phone,
+                        device_id=p.device_id,
+                        account_id=p.account_id,
+                        expires_ms=now + r.reporter_retention_ms,
+                    )
+                )
+            data = {"report": report_id, "service_code": r.service_code}
+            if joined is None:
+                note = f"reported through Open311 ({r.service_code})"
+                t = self._write(conn, case_id, "opened", None, "new", actor, note, data, None)
+            else:
+                # Another report of a known problem: an occurrence, as a condition back is; on a
+                # case people resolved, it reopens it for them.
+                conn.execute(
+                    update(cases)
+                    .where(cases.c.id == case_id)
+                    .values(
+                        occurrences=cases.c.occurrences + 1,
+                        status=to_status,
+                        updated_ms=now,
+                        resolved_ms=None if to_status == "new" else cases.c.resolved_ms,
+                    )
+                )
+                note = f"reported again through Open311 ({r.service_code})"
+                t = self._write(conn, case_id, "recurred", from_status, to_status, actor, note, data, None)
+        return ReportOutcome(
+            report_id=report_id, case_id=case_id, token=token, attached=joined is not None, transition=t
+        )
+
+    def _case_near(
+        self, conn: Connection, r: CitizenReport, since_ms: int, within_m: float
+    ) -> tuple[int, str] | None:
+        """The nearest open case of the report's rule within ``within_m`` that changed since
+        ``since_ms``: (id, status), or None."""
+        if r.latitude is None or r.longitude is None or within_m <= 0:
+            return None
+        lat, lon = r.latitude, r.longitude
+        # A box around the point first (the database narrows it down), then the real distance.
+        dlat = math.degrees(within_m / _EARTH_RADIUS_M)
+        dlon = dlat / max(math.cos(math.radians(lat)), 1e-6)
+        rows = conn.execute(
+            select(cases.c.id, cases.c.status, cases.c.latitude, cases.c.longitude)
+            .where(
+                cases.c.rule_id == r.rule_id,
+                cases.c.is_open,
+                cases.c.updated_ms >= since_ms,
+                cases.c.latitude.between(lat - dlat, lat + dlat),
+                cases.c.longitude.between(lon - dlon, lon + dlon),
+            )
+            .order_by(cases.c.updated_ms.desc())
+            .limit(_ATTACH_CANDIDATES)
+        ).all()
+        best: tuple[float, int, str] | None = None
+        for row in rows:
+            d = distance_m(lat, lon, row.latitude, row.longitude)
+            if d <= within_m and (best is None or d < best[0]):
+                best = (d, int(row.id), str(row.status))
+        return None if best is None else (best[1], best[2])
+
+    def prune_reporters(self, now_ms: int | None = None) -> int:
+        """Delete the reporters' personal data whose retention has passed; how many."""
+        now = self._clock_ms() if now_ms is None else now_ms
+        with self.engine.begin() as conn:
+            return int(conn.execute(reporters.delete().where(reporters.c.expires_ms <= now)).rowcount)
 
     # -- people -----------------------------------------------------------------------
 
@@ -510,6 +701,37 @@ def _insert_open_case(conn: Connection, values: Mapping[str, Any]) -> int | None
     return None if row is None else int(row[0])
 
 
+def _citizen_case(r: CitizenReport, token: str, now: int) -> dict[str, Any]:
+    return {
+        "rule_id": r.rule_id,
+        "subject": f"open311:{token}",  # one case per report that opens one
+        "source": "citizen",
+        "service": r.service,
+        "severity": r.severity,
+        "title": r.title,
+        "status": "new",
+        "is_open": True,
+        "opened_ms": now,
+        "updated_ms": now,
+        "detail": r.description,
+        "latitude": r.latitude,
+        "longitude": r.longitude,
+    }
+
+
+def _lock_key(name: str) -> int:
+    """A stable signed 64-bit key for pg_advisory_xact_lock."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in metres (haversine; within a city, off by well under a metre)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * _EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+
+
 def _condition_data(c: Condition) -> dict[str, Any]:
     d: dict[str, Any] = {"condition_ns": c.at_ns, "late": c.late}
     if c.value is not None:
@@ -555,6 +777,7 @@ def _event_data(
 
 
 __all__ = [
+    "CITIZEN_RULE_PREFIX",
     "EVENT_TYPE_PREFIX",
     "OPERATOR_ACTIONS",
     "STATUSES",
@@ -563,6 +786,10 @@ __all__ = [
     "CaseError",
     "CaseNotFoundError",
     "CaseStore",
+    "CitizenReport",
     "Condition",
+    "ReportOutcome",
+    "Reporter",
     "Transition",
+    "distance_m",
 ]

@@ -85,6 +85,12 @@ Index(
     postgresql_where=cases.c.is_open,
 )
 Index("ix_cases_status_service", cases.c.status, cases.c.service)
+# The public lists (Open311 GET requests) ask for cases opened in a time range.
+Index("ix_cases_opened_ms", cases.c.opened_ms)
+# A citizen report looks for an open case of its service around its place: a range of
+# latitudes within one rule, not a scan of every open case of that rule. (Not partial: SQLite
+# uses a partial index only for a WHERE that repeats its condition word for word.)
+Index("ix_cases_rule_latitude", cases.c.rule_id, cases.c.latitude)
 
 case_history = Table(
     "case_history",
@@ -102,6 +108,8 @@ case_history = Table(
     # key taken and changes nothing: re-delivery of a change is not a second transition.
     Column("change_key", String(400), unique=True),
 )
+# Open311 servicerequestupdates: the history of a time range.
+Index("ix_case_history_at_ms", case_history.c.at_ms)
 
 # The transactional outbox: written in the transaction of the transition it describes.
 events = Table(
@@ -192,4 +200,42 @@ leases = Table(
     Column("name", String(100), primary_key=True),
     Column("holder", String(200), nullable=False),
     Column("until_ms", BigInteger, nullable=False),
+)
+
+# Citizen reports (Open311 POST requests): one row per report, with the case it opened or
+# joined (a report near an open case of the same service joins it). What the reporter said
+# about the place is here and public; who they are is in ``reporters``, apart.
+citizen_reports = Table(
+    "citizen_reports",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("case_id", ForeignKey("cases.id"), nullable=False, index=True),
+    Column("token", String(64), nullable=False, unique=True),  # GET tokens/{token}
+    Column("service_code", String(64), nullable=False),
+    Column("client", String(100), nullable=False),  # the name of the API key it came with
+    Column("received_ms", BigInteger, nullable=False),
+    Column("attached", Boolean, nullable=False),  # joined an open case rather than opening one
+    Column("description", Text, nullable=False, server_default=text("''")),
+    Column("address", String(500)),
+    Column("address_id", String(100)),
+    Column("latitude", Float),
+    Column("longitude", Float),
+    Column("media_url", String(2000)),
+    Column("attributes", JSON, nullable=False),
+)
+
+# Personal data of a report's author (name, e-mail, phone, device and account ids): never in
+# a case, an event, a log line or a public answer, and deleted at ``expires_ms`` (set when the
+# report is taken, from [cloud.open311] personal_data_retention_s) by the escalation pass.
+reporters = Table(
+    "reporters",
+    metadata,
+    Column("report_id", ForeignKey("citizen_reports.id"), primary_key=True),
+    Column("first_name", String(100)),
+    Column("last_name", String(100)),
+    Column("email", String(254)),
+    Column("phone", String(40)),
+    Column("device_id", String(200)),
+    Column("account_id", String(200)),
+    Column("expires_ms", BigInteger, nullable=False, index=True),
 )
