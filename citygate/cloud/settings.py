@@ -19,6 +19,7 @@ from citygate.config import CitygateSettings
 from citygate.contract import wire
 from citygate.open311.settings import Open311Field, Open311Settings
 from citygate.opendata.policy import OpenDataSettings
+from citygate.progress.settings import ProgressSection, ProgressSettings
 from citygate.service.settings import ServiceSettings
 
 MIN_TOKEN_LENGTH = 24
@@ -230,6 +231,9 @@ class CloudSettings(CitygateSettings):
     # Citizen reports (Open311 GeoReport v2): [cloud.open311], off by default; needs `service`
     # (declared above it: its validator reads it).
     open311: Open311Field = Field(default_factory=Open311Settings)
+    # The public progress page (/public): [cloud.progress], off by default; needs `service`
+    # (declared above it: its validator reads it).
+    progress: ProgressSection = Field(default_factory=ProgressSettings)
 
     @field_validator("dashboard_tile_url")
     @classmethod
