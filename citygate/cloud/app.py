@@ -53,6 +53,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
     from citygate.cloud.routes import cases, fleet, ingest, ops, reads
     from citygate.open311 import api as open311_api
     from citygate.opendata.ngsi import api as ngsi_api
+    from citygate.opendata.sta import api as sta_api
     from citygate.progress import api as progress_api
 
     same_host = (settings.gateway_host or settings.host) == settings.host
@@ -104,9 +105,10 @@ def create_app(settings: CloudSettings) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(cases.router)  # operators' cases and subscriptions (the service layer)
     app.include_router(dashboard.router)  # the operator page at /dashboard
-    app.include_router(progress_api.router)  # the public progress page at /public ([cloud.progress])
     app.include_router(ngsi_api.router)  # NGSI-LD entities at /ngsi-ld/v1 ([cloud.opendata])
+    app.include_router(sta_api.router)  # SensorThings API 1.1 at /sta/v1.1 ([cloud.sta])
     app.include_router(open311_api.router)  # citizen reports, Open311 GeoReport v2 ([cloud.open311])
+    app.include_router(progress_api.router)  # the public progress page at /public ([cloud.progress])
     retry_after = str(settings.retry_after_s)
 
     @app.exception_handler(AuthError)

@@ -19,6 +19,7 @@ from citygate.config import CitygateSettings
 from citygate.contract import wire
 from citygate.open311.settings import Open311Field, Open311Settings
 from citygate.opendata.policy import OpenDataSettings
+from citygate.opendata.sta.settings import StaSettings
 from citygate.progress.settings import ProgressSection, ProgressSettings
 from citygate.service.settings import ServiceSettings
 
@@ -228,6 +229,8 @@ class CloudSettings(CitygateSettings):
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     # Open data (the SensorThings API, NGSI-LD): [cloud.opendata], off by default.
     opendata: OpenDataSettings = Field(default_factory=OpenDataSettings)
+    # The SensorThings API's switch and bounds: [cloud.sta], off by default (docs/SENSORTHINGS.md).
+    sta: StaSettings = Field(default_factory=StaSettings)
     # Citizen reports (Open311 GeoReport v2): [cloud.open311], off by default; needs `service`
     # (declared above it: its validator reads it).
     open311: Open311Field = Field(default_factory=Open311Settings)
