@@ -57,7 +57,13 @@ def demo(
             raise ConfigError(f"{d} is not empty; give a new --dir")
         result = run_demo(
             DemoOptions(
-                directory=d, gateways=gateways, devices=devices, interval_s=interval, seed=seed, service=True
+                directory=d,
+                gateways=gateways,
+                devices=devices,
+                interval_s=interval,
+                seed=seed,
+                service=True,
+                public=True,
             ),
             duration_s=parse_duration(duration) if duration else None,
             outage_s=parse_duration(outage) if outage else None,
@@ -68,5 +74,6 @@ def demo(
             or result.events_lost
             or not result.drained
             or any("error" in a for a in result.audits)
+            or (result.public is not None and "error" in result.public)
         ):
             raise typer.Exit(1)

@@ -7,11 +7,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from citygate.certs.pki import CaName
 from citygate.demo.live import render
 from citygate.demo.service import DemoService
 from citygate.demo.stack import DemoOptions, DemoStack, FleetProcess, GatewayNode, SimRun, stop_fleets
@@ -23,6 +26,7 @@ class DemoResult:
     drained: bool = False
     directory: Path | None = None
     events: dict[str, int] | None = None  # the service layer's audit (DemoService.audit)
+    public: dict[str, Any] | None = None  # what the public surfaces answered (DemoPublic.exercise)
 
     @property
     def events_lost(self) -> int:
@@ -93,6 +97,13 @@ def run_demo(
             f"comes from its own CA: {stack.dir / 'pki' / 'infra-ca' / 'ca.pem'})"
         )
         console.print(f"operator token: {stack.operator_token}  (also in {stack.dir / 'operator-token'})")
+        if stack.public is not None:
+            u = stack.cloud_url
+            console.print(
+                f"public, no sign-in: progress page [bold]{u}/public[/]; "
+                f"Open311 {u}/open311/v2/services.json; "
+                f"SensorThings {u}/sta/v1.1; NGSI-LD {u}/ngsi-ld/v1/entities?type=AirQualityObserved"
+            )
         outage_at = None
         if outage_s:
             outage_at = 20.0 if duration_s is None else max(10.0, (duration_s - outage_s) / 3)
@@ -137,6 +148,13 @@ def run_demo(
             time.sleep(1.0)
         with console.status("auditing: ledger vs InfluxDB ..."):
             result.audits = [audit(stack, f) for f in fleets]
+        if stack.public is not None and stack.pki is not None:
+            with console.status("citizen reports (Open311) and the public surfaces ..."):
+                ca = stack.pki.ca_cert_path(CaName.INFRA)
+                try:
+                    result.public = stack.public.exercise(stack.cloud_url, ca, stack.cloud_inventory_path)
+                except (httpx.HTTPError, KeyError, ValueError) as e:
+                    result.public = {"error": f"{type(e).__name__}: {e}"}
         if stack.service is not None:
             with console.status("waiting for the city's receiver to get every case event ..."):
                 result.events = audit_events(stack.service, timeout_s=60.0)
@@ -187,4 +205,16 @@ def _summary(console: Console, result: DemoResult) -> None:
             f"({e['requests']:,} requests at the receiver)",
             style="bold red" if result.events_lost else "bold green",
         )
+    if result.public is not None:
+        p = result.public
+        if "error" in p:
+            console.print(f"public surfaces: failed: {p['error']}", style="bold red")
+        else:
+            console.print(
+                f"public: citizen reports {p['reports']} ({p['attached']} joined an open case) / "
+                f"Open311 lists {p['requests_listed']} requests ({p['sensor_requests']} from sensors) / "
+                f"progress page {p['progress_services']} services / NGSI-LD AirQualityObserved "
+                f"{p['ngsi_air_quality']} / SensorThings Things {p['sta_things']}",
+                style="bold green",
+            )
     console.print(f"everything is under {result.directory}")

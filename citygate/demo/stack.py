@@ -26,6 +26,7 @@ import orjson
 from citygate.certs.pki import CaName, CertKind, Pki
 from citygate.certs.settings import PkiSettings
 from citygate.config import toml_section
+from citygate.demo.public import DemoPublic
 from citygate.demo.service import DemoService
 from citygate.servers.influxdb import LocalInfluxDB
 from citygate.servers.mosquitto import LocalMosquitto
@@ -181,6 +182,8 @@ class DemoOptions:
     service_store_url: str | None = None  # default: a SQLite file in the directory
     service_rules_dir: Path | None = None
     service_subscriptions: list[dict[str, object]] = field(default_factory=list)
+    # The public surfaces (Open311, the progress page, SensorThings, NGSI-LD); needs `service`.
+    public: bool = False
 
 
 @dataclass
@@ -195,6 +198,7 @@ class DemoStack:
     nodes: list[GatewayNode] = field(default_factory=list)
     started: list[object] = field(default_factory=list)
     service: DemoService | None = None
+    public: DemoPublic | None = None
 
     @property
     def dir(self) -> Path:
@@ -253,6 +257,9 @@ class DemoStack:
             self.service.start()
             self.started.append(self.service)
             extra["service"] = self.service.settings()
+            if self.opts.public:
+                self.public = DemoPublic()
+                extra |= self.public.settings()
         cfg = self.dir / "cloud.toml"
         cfg.write_text(
             toml_section(

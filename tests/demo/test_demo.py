@@ -38,6 +38,11 @@ def test_demo_with_outage_loses_nothing(tmp_path):
     assert "case events: transitions made" in out.stdout
     assert "/ lost 0 / delivered twice with different ids 0" in " ".join(out.stdout.split())
     assert (tmp_path / "demo" / "service.db").exists()
+    # The public surfaces answered an anonymous caller: two citizen reports filed over Open311,
+    # the progress page, NGSI-LD and SensorThings (the fleet's air-quality devices among them).
+    flat = " ".join(out.stdout.split())
+    assert "public: citizen reports 2" in flat, out.stdout[-3000:]
+    assert "SensorThings Things 0" not in flat and "NGSI-LD AirQualityObserved 0 " not in flat
     # Everything it wrote is under the directory it named.
     assert (tmp_path / "demo" / "pki" / "inventory.json").exists()
     assert (tmp_path / "demo" / "operator-token").stat().st_mode & 0o077 == 0
