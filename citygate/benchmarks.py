@@ -340,6 +340,69 @@ SCENARIOS: tuple[Scenario, ...] = (
         "/v1/ingest itself; webhooks: delivery.deliver() of the same events without the store",
         max_repeats=1,  # about 6 minutes per run
     ),
+    Scenario(
+        "open311",
+        "Open311 POST requests/s sustained (citizen reports into cases, SQLite store)",
+        "bench_open311.py",
+        ("--reports", "1000", "--rounds", "2"),
+        ("--reports", "200", "--rounds", "1"),
+        (
+            Metric("sqlite.http_rate_median", "POST requests.json per s", "1/s"),
+            Metric("sqlite.store_rate_median", "the same report through the store call (baseline)", "1/s"),
+            Metric("sqlite.ratio_median", "HTTP / store call", ""),
+        ),
+        "CaseStore.report of the same reports, without HTTP",
+    ),
+    Scenario(
+        "progress",
+        "The public progress page: requests/s and the database queries behind them (10,000 cases)",
+        "bench_progress.py",
+        ("--cases", "10000", "--seconds", "10"),
+        ("--cases", "1000", "--scale", "0", "--seconds", "2"),
+        (
+            Metric("cached_rps", "GET /public/v1/progress per s", "1/s"),
+            Metric("page_rps", "GET /public per s", "1/s"),
+            Metric("cached_queries_per_s", "database queries/s behind them", "1/s", None, False),
+            Metric("uncached_rps", "computed per request (baseline) per s", "1/s"),
+            Metric("uncached_queries_per_s", "database queries/s, computed per request", "1/s", None, False),
+        ),
+        "the same figures computed for every request (no cache)",
+    ),
+    Scenario(
+        "sta",
+        "SensorThings API: a device-day of Observations (8,640 points), a 1,000-device Things page",
+        "bench_sta.py",
+        ("--devices", "1000", "--points", "8640", "--repeat", "20"),
+        ("--devices", "100", "--points", "1000", "--repeat", "5"),
+        (
+            Metric("day_sta.p50_ms", "device-day through STA p50", "ms", None, False),
+            Metric("day_sta.p99_ms", "device-day through STA p99", "ms", None, False),
+            Metric(
+                "day_influxdb_direct.p99_ms",
+                "the same InfluxQL to InfluxDB p99 (baseline)",
+                "ms",
+                None,
+                False,
+            ),
+            Metric("things_sta_https.p50_ms", "Things?$expand=Datastreams page p50", "ms", None, False),
+            Metric("things_sta_https.p99_ms", "Things?$expand=Datastreams page p99", "ms", None, False),
+        ),
+        "the same InfluxQL sent to InfluxDB directly; the inventory serialised without STA",
+    ),
+    Scenario(
+        "ngsi",
+        "NGSI-LD export: entities/s for 1,000 devices, GET /ngsi-ld/v1/entities requests/s",
+        "bench_ngsi.py",
+        ("--devices", "1000", "--seconds", "5"),
+        ("--devices", "100", "--seconds", "2"),
+        (
+            Metric("uncached.entities_per_s", "entities/s exported, query + build per request", "1/s"),
+            Metric("uncached.vs_baseline", "uncached requests / the same InfluxQL direct", ""),
+            Metric("cached.requests_per_s", "entities requests/s (cached)", "1/s"),
+            Metric("baseline.requests_per_s", "the latest-value InfluxQL to InfluxDB (baseline)", "1/s"),
+        ),
+        "the same latest-value InfluxQL sent to InfluxDB directly",
+    ),
 )
 
 
