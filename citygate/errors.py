@@ -46,6 +46,14 @@ Exception
 │   │                           each client adapter turns its library's errors into these
 │   ├── ConnackRefusedError     the broker answered CONNECT with a refusal
 │   └── LinkClosedError         a publish was pending when we closed the link on purpose
+├── Open311Error                citygate.open311.errors: a refused citizen request, answered as
+│                               Open311's error list (400/403/404/413/415/429) by its router
+├── StaError                    citygate.opendata.sta.errors: SensorThings API refusals, answered by
+│   │                           its router
+│   ├── BadQueryError           400 a query option that cannot be parsed or would cost too much
+│   ├── EntityNotFoundError     404 no such entity
+│   ├── ObservationsUnavailableError 501 a store without InfluxQL (VictoriaMetrics)
+│   └── ModelUnavailableError   503 the inventory cannot be served as entities
 └── MqttLiteError               citygate.simulators.mqtt_lite: the simulators' own MQTT client's
     │                           errors, caught by its adapter (simulators.link_lite); kept with the
     │                           client, whose CONNACK table ConnectRefusedError reads
