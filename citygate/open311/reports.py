@@ -24,7 +24,7 @@ from citygate.open311.errors import Open311Error
 from citygate.open311.queries import RequestQuery, UpdatesQuery
 from citygate.open311.runtime import Open311Runtime
 from citygate.open311.submission import Submission
-from citygate.service.cases import CaseStore, CitizenReport, Reporter, ReportOutcome
+from citygate.service.cases import CaseStore, CitizenReport, ReportOutcome
 from citygate.service.schema import case_history, cases, citizen_reports
 
 
@@ -54,14 +54,7 @@ def submit(store: CaseStore, rt: Open311Runtime, sub: Submission, client: str) -
         address_id=sub.address_id,
         media_url=sub.media_url,
         attributes=sub.attributes,
-        reporter=Reporter(
-            first_name=sub.first_name,
-            last_name=sub.last_name,
-            email=sub.email,
-            phone=sub.phone,
-            device_id=sub.device_id,
-            account_id=sub.account_id,
-        ),
+        reporter=sub.reporter,
         reporter_retention_ms=int(s.personal_data_retention_s * 1000),
     )
     with store_errors(rt.retry_after_s):

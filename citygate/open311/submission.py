@@ -23,6 +23,7 @@ from citygate.contract.rfc3339 import parse_rfc3339_ns
 from citygate.open311.errors import Open311Error
 from citygate.open311.form import Form
 from citygate.open311.settings import LIST_TYPES, AttributeDefinition, Open311Settings, ServiceDefinition
+from citygate.service.cases import Reporter
 
 # The spec's fields and the longest value each may have (description: the settings').
 FIELD_CHARS: Final[dict[str, int]] = {
@@ -67,12 +68,7 @@ class Submission:
     address_id: str | None
     media_url: str | None
     attributes: dict[str, str | list[str]]
-    first_name: str | None = field(default=None, repr=False)
-    last_name: str | None = field(default=None, repr=False)
-    email: str | None = field(default=None, repr=False)
-    phone: str | None = field(default=None, repr=False)
-    device_id: str | None = field(default=None, repr=False)
-    account_id: str | None = field(default=None, repr=False)
+    reporter: Reporter = field(default_factory=Reporter, repr=False)  # the personal data, apart
 
 
 def single(form: Form, name: str) -> str | None:
@@ -125,7 +121,7 @@ def check(form: Form, settings: Open311Settings, services: dict[str, ServiceDefi
         address_id=values["address_id"],
         media_url=media,
         attributes=_attributes(service, attrs),
-        **{k: values[k] for k in PERSONAL},
+        reporter=Reporter(**{k: values[k] for k in PERSONAL}),
     )
 
 

@@ -57,7 +57,7 @@ def test_a_good_report() -> None:
     )
     assert sub.service.code == "pothole" and (sub.latitude, sub.longitude) == CENTRE
     assert sub.attributes == {"depth": "7.5", "lane": "path"}
-    assert sub.description == "Deep,\nnear the kerb" and sub.email == "ann@example.org"
+    assert sub.description == "Deep,\nnear the kerb" and sub.reporter.email == "ann@example.org"
     assert "ann@example.org" not in repr(sub) and "Ann" not in repr(sub)
 
 
@@ -121,7 +121,7 @@ def test_a_field_given_twice_is_refused() -> None:
 
 def test_an_empty_optional_field_is_as_if_absent() -> None:
     sub = submit({**GOOD, "email": "", "description": "", "attribute[lane]": ""})
-    assert sub.email is None and sub.description == "" and "lane" not in sub.attributes
+    assert sub.reporter.email is None and sub.description == "" and "lane" not in sub.attributes
 
 
 def test_form_limits() -> None:
