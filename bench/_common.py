@@ -4,9 +4,12 @@ A script imports this as ``_common``: its own directory is first on ``sys.path``
 
 - a bench PKI (server certificate, the ``gw-bench`` gateway, water-level devices);
 - a gateway agent as a subprocess: its TOML config, the process, its /healthz;
+- a cloud as a subprocess (``citygate cloud run``): its ``[cloud]`` settings, the process, the
+  wait until it listens, its stop, an HTTPS client of it;
+- fresh service stores (SQLite files, databases on one local PostgreSQL): :class:`Stores`;
 - on a :class:`~citygate.demo.stack.DemoStack`: the probe device and its latency probe
   (publish -> visible in InfluxDB), the agent's counters, the simulator's stop and summary;
-- formatting: percentiles, min/median/max, the ledger audit;
+- numbers: the load average, a process's CPU time, percentiles, min/median/max, the ledger audit;
 - a Pi-like CPU budget for a process (:func:`confine_cpu`).
 """
 
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +40,7 @@ from citygate.contract.inventory import DeviceRecord
 from citygate.contract.topics import telemetry_topic
 from citygate.demo.stack import DemoStack, GatewayNode
 from citygate.servers.mosquitto import LocalMosquitto
-from citygate.servers.process import loopback_http
+from citygate.servers.process import loopback_http, port_open
 
 GATEWAY_ID = "gw-bench"
 PROBE_DEVICE = "probe-0001"
@@ -116,6 +120,104 @@ def agent_health(port: int, timeout: float = 10.0) -> dict[str, Any]:
         raise OSError(f"GET /healthz on port {port}: {e}") from e
     doc: dict[str, Any] = orjson.loads(r.content)
     return doc
+
+
+# -- a cloud of its own ------------------------------------------------------------
+
+
+def cloud_section(pki: Pki, port: int, **settings: object) -> dict[str, Any]:
+    """The ``[cloud]`` settings of a cloud on 127.0.0.1:``port`` with the PKI's ``localhost``
+    server certificate, its infrastructure CA and CRL, and its inventory; ``settings`` follow."""
+    server = pki.files(CertKind.SERVER, "localhost")
+    return {
+        "host": "127.0.0.1",
+        "port": port,
+        "tls_cert": str(server.cert),
+        "tls_key": str(server.key),
+        "client_ca": str(pki.ca_cert_path(CaName.INFRA)),
+        "client_crl": str(pki.crl_path(CaName.INFRA)),
+        "inventory": str(pki.inventory_path),
+        **settings,
+    }
+
+
+def start_cloud(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``citygate cloud run`` with ``config``: stdout discarded, stderr written to ``log``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "citygate", "cloud", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+
+
+def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float) -> bool:
+    """Wait until 127.0.0.1:``port`` accepts a connection: False if ``proc`` exits first or
+    ``timeout`` s pass."""
+    deadline = time.monotonic() + timeout
+    while not port_open("127.0.0.1", port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def stop_process(
+    proc: subprocess.Popen[bytes], timeout: float = 30.0, *, reap_s: float | None = None
+) -> None:
+    """SIGTERM, then wait ``timeout`` s; SIGKILL if it still runs (and wait ``reap_s`` s for it)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        if reap_s is not None:
+            proc.wait(reap_s)
+
+
+def cloud_client(
+    pki: Pki,
+    port: int,
+    *,
+    cert: bool = False,
+    timeout: float = 60,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Client:
+    """An HTTPS client of the cloud on ``port`` (the PKI's infrastructure CA), with the
+    ``gw-bench`` gateway's client certificate if ``cert``."""
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert_path(CaName.INFRA)))
+    if cert:
+        gw = pki.files(CertKind.GATEWAY, GATEWAY_ID)
+        ctx.load_cert_chain(str(gw.cert), str(gw.key))
+    return httpx.Client(
+        base_url=f"https://localhost:{port}", verify=ctx, timeout=timeout, headers=headers, trust_env=False
+    )
+
+
+# -- service stores ----------------------------------------------------------------
+
+
+class Stores:
+    """Fresh service stores: SQLite files in the work directory, PostgreSQL databases on one
+    local server (started on first use)."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self._pg: Any = None
+
+    def new(self, kind: str, name: str) -> str:
+        if kind == "sqlite":
+            return f"sqlite:///{self.work / (name + '.db')}"
+        if self._pg is None:
+            from citygate.servers.postgres import LocalPostgres
+
+            self._pg = LocalPostgres(self.work / "pg")
+            self._pg.start()
+        url: str = self._pg.create_database(f"{name}_{uuid.uuid4().hex[:6]}")
+        return url
+
+    def close(self) -> None:
+        if self._pg is not None:
+            self._pg.remove()
 
 
 # -- on a demo stack ---------------------------------------------------------------
@@ -226,9 +328,36 @@ def read_sim_summary(path: Path) -> dict[str, Any]:
 # -- numbers -----------------------------------------------------------------------
 
 
+def load() -> str:
+    """The load averages over 1, 5 and 15 minutes, as /proc/loadavg has them."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of a process, in s."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(xs: list[float], p: float) -> float | None:
     """The ``p`` quantile of sorted latencies in s, in ms (None without any)."""
     return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000 if xs else None
+
+
+def pcts(
+    xs: Iterable[float], *, count: bool = True, mean_median: bool = False
+) -> dict[str, float | int | None]:
+    """p50/p99/max in ms of latencies in s (None without any), after ``n``, how many, if ``count``.
+    p50 of an even number is the upper of the two middle ones, or with ``mean_median`` their mean
+    (:func:`statistics.median`)."""
+    s = sorted(xs)
+    out: dict[str, float | int | None] = {"n": len(s)} if count else {}
+    if not s:
+        return {**out, "p50_ms": None, "p99_ms": None, "max_ms": None}
+    out["p50_ms"] = (statistics.median(s) if mean_median else s[len(s) // 2]) * 1000
+    out["p99_ms"] = pct(s, 0.99)
+    out["max_ms"] = s[-1] * 1000
+    return out
 
 
 def fmt(ms: object) -> str:

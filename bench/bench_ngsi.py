@@ -29,9 +29,7 @@ import argparse
 import gzip
 import json
 import os
-import ssl
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -41,9 +39,17 @@ from typing import Any
 import httpx
 import orjson
 import tomli_w
+from _common import (
+    GATEWAY_ID,
+    bench_pki,
+    cloud_client,
+    cloud_section,
+    load,
+    start_cloud,
+    stop_process,
+    wait_listening,
+)
 
-from citygate.certs.pki import CaName, CertKind, Pki
-from citygate.certs.settings import PkiSettings
 from citygate.contract.inventory import DeviceRecord, Inventory
 from citygate.contract.profiles import ProfileRegistry
 from citygate.opendata.ngsi.forms import render
@@ -51,16 +57,11 @@ from citygate.opendata.ngsi.latest import latest_statement
 from citygate.opendata.ngsi.mapping import build, usable
 from citygate.opendata.ngsi.models import AIR_QUALITY
 from citygate.servers.influxdb import LocalInfluxDB
-from citygate.servers.process import free_port, port_open
+from citygate.servers.process import free_port
 from citygate.simulators.signals import DeviceSignal
 
-GATEWAY = "gw-bench"
 PER_DEVICE = 5
 _NS = 1_000_000_000
-
-
-def load() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def devices(n: int) -> list[DeviceRecord]:
@@ -73,7 +74,7 @@ def devices(n: int) -> list[DeviceRecord]:
             district=f"district-{i % 7}",
             lat=50.0 + (i % 100) / 1000,
             lon=8.0 + (i // 100) / 1000,
-            gateways=(GATEWAY,),
+            gateways=(GATEWAY_ID,),
         )
         for i in range(n)
     ]
@@ -138,9 +139,7 @@ def hammer(make: Any, url: str, params: dict[str, str], conns: int, seconds: flo
 class Rig:
     def __init__(self, work: Path, n: int) -> None:
         self.work = work
-        self.pki = Pki.init(PkiSettings(dir=work / "pki"))
-        self.pki.issue_server("localhost", ips=["127.0.0.1"])
-        self.pki.issue_gateway(GATEWAY)
+        self.pki = bench_pki(work)
         self.records = devices(n)
         Inventory.load(self.pki.inventory_path).with_devices(*self.records).save(self.pki.inventory_path)
         self.influx = LocalInfluxDB(work / "influx")
@@ -150,54 +149,34 @@ class Rig:
 
     def cloud(self, name: str, cache_s: float) -> tuple[int, subprocess.Popen[bytes]]:
         port = free_port()
-        server = self.pki.files(CertKind.SERVER, "localhost")
-        cfg = {
-            "host": "127.0.0.1",
-            "port": port,
-            "tls_cert": str(server.cert),
-            "tls_key": str(server.key),
-            "client_ca": str(self.pki.ca_cert_path(CaName.INFRA)),
-            "client_crl": str(self.pki.crl_path(CaName.INFRA)),
-            "inventory": str(self.pki.inventory_path),
-            "influx_url": self.influx.url,
-            "influx_db": "ngsi",
-            "log_level": "warning",
-            "opendata": {
+        cfg = cloud_section(
+            self.pki,
+            port,
+            influx_url=self.influx.url,
+            influx_db="ngsi",
+            log_level="warning",
+            opendata={
                 "enabled": True,
                 "public_profiles": ["air_quality"],
                 "public_rate_per_minute": 1_000_000,
                 "public_burst": 100_000,
                 "cache_s": cache_s,
             },
-        }
+        )
         path = self.work / f"{name}.toml"
         path.write_text(tomli_w.dumps({"cloud": cfg}))
-        p = subprocess.Popen(
-            [sys.executable, "-m", "citygate", "cloud", "run", "--config", str(path)],
-            stdout=subprocess.DEVNULL,
-            stderr=(self.work / f"{name}.log").open("wb"),
-        )
+        p = start_cloud(path, self.work / f"{name}.log")
         self.procs.append(p)
-        deadline = time.monotonic() + 60
-        while not port_open("127.0.0.1", port):
-            if p.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"cloud {name} did not start; see {self.work / (name + '.log')}")
-            time.sleep(0.05)
+        if not wait_listening(p, port, 60):
+            raise SystemExit(f"cloud {name} did not start; see {self.work / (name + '.log')}")
         return port, p
 
     def client(self, port: int) -> httpx.Client:
-        ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert_path(CaName.INFRA)))
-        gw = self.pki.files(CertKind.GATEWAY, GATEWAY)
-        ctx.load_cert_chain(str(gw.cert), str(gw.key))
-        return httpx.Client(base_url=f"https://localhost:{port}", verify=ctx, timeout=60, trust_env=False)
+        return cloud_client(self.pki, port, cert=True)
 
     def close(self) -> None:
         for p in self.procs:
-            p.terminate()
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            stop_process(p)
         self.influx.stop()
 
 

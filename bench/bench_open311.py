@@ -27,14 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import ssl
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,33 +39,21 @@ from urllib.parse import urlencode
 
 import httpx
 import tomli_w
+from _common import (
+    Stores,
+    cloud_client,
+    cloud_section,
+    cpu_s,
+    load,
+    pcts,
+    start_cloud,
+    stop_process,
+    wait_listening,
+)
 
 API_KEY = "bench-" + "Zq4Wm8Rt" * 4
 CENTRE = (52.5163, 13.3777)
 PERSON = {"first_name": "Ann", "last_name": "Smith", "email": "ann@example.org", "phone": "+49 30 1234567"}
-
-
-def load() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def pcts(xs: list[float]) -> dict[str, float | int | None]:
-    """p50/p99/max in ms of latencies in s."""
-    s = sorted(xs)
-    if not s:
-        return {"n": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
-    return {
-        "n": len(s),
-        "p50_ms": s[len(s) // 2] * 1000,
-        "p99_ms": s[min(len(s) - 1, int(len(s) * 0.99))] * 1000,
-        "max_ms": s[-1] * 1000,
-    }
-
-
-def cpu_s(pid: int) -> float:
-    """utime + stime of a process, in s."""
-    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def place(i: int, spots: int) -> tuple[float, float]:
@@ -90,33 +75,6 @@ def form(i: int, spots: int) -> dict[str, str]:
     }
 
 
-# -- the stores ------------------------------------------------------------------------------
-
-
-class Stores:
-    """Fresh stores: SQLite files in the work directory, PostgreSQL databases on one local
-    server (started on first use)."""
-
-    def __init__(self, work: Path) -> None:
-        self.work = work
-        self._pg: Any = None
-
-    def new(self, kind: str, name: str) -> str:
-        if kind == "sqlite":
-            return f"sqlite:///{self.work / (name + '.db')}"
-        if self._pg is None:
-            from citygate.servers.postgres import LocalPostgres
-
-            self._pg = LocalPostgres(self.work / "pg")
-            self._pg.start()
-        url: str = self._pg.create_database(f"{name}_{uuid.uuid4().hex[:6]}")
-        return url
-
-    def close(self) -> None:
-        if self._pg is not None:
-            self._pg.remove()
-
-
 # -- the cloud -------------------------------------------------------------------------------
 
 
@@ -132,24 +90,17 @@ class CloudRig:
         self.pki.issue_server("localhost", ips=["127.0.0.1"])
 
     def start(self, name: str, store_url: str) -> tuple[subprocess.Popen[bytes], int]:
-        from citygate.certs.pki import CaName, CertKind
-        from citygate.servers.process import free_port, port_open
+        from citygate.servers.process import free_port
 
         port = free_port()
-        server = self.pki.files(CertKind.SERVER, "localhost")
         unlimited = 1_000_000
-        cloud: dict[str, Any] = {
-            "host": "127.0.0.1",
-            "port": port,
-            "tls_cert": str(server.cert),
-            "tls_key": str(server.key),
-            "client_ca": str(self.pki.ca_cert_path(CaName.INFRA)),
-            "client_crl": str(self.pki.crl_path(CaName.INFRA)),
-            "inventory": str(self.pki.inventory_path),
-            "client_cert_mode": "optional",
-            "log_level": "warning",
-            "service": {"enabled": True, "store_url": store_url},
-            "open311": {
+        cloud = cloud_section(
+            self.pki,
+            port,
+            client_cert_mode="optional",
+            log_level="warning",
+            service={"enabled": True, "store_url": store_url},
+            open311={
                 "enabled": True,
                 "api_keys": {"bench": API_KEY},
                 "services": [
@@ -168,34 +119,16 @@ class CloudRig:
                 "post_rate_per_minute_per_key": unlimited,
                 "post_burst_per_key": 100_000,
             },
-        }
+        )
         cfg = self.work / f"{name}.toml"
         cfg.write_text(tomli_w.dumps({"cloud": cloud}))
-        p = subprocess.Popen(
-            [sys.executable, "-m", "citygate", "cloud", "run", "--config", str(cfg)],
-            stdout=subprocess.DEVNULL,
-            stderr=(self.work / f"{name}.log").open("wb"),
-        )
-        deadline = time.monotonic() + 60
-        while not port_open("127.0.0.1", port):
-            if p.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"cloud {name} did not start; see {self.work / (name + '.log')}")
-            time.sleep(0.05)
+        p = start_cloud(cfg, self.work / f"{name}.log")
+        if not wait_listening(p, port, 60):
+            raise SystemExit(f"cloud {name} did not start; see {self.work / (name + '.log')}")
         return p, port
 
     def client(self, port: int) -> httpx.Client:
-        from citygate.certs.pki import CaName
-
-        ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert_path(CaName.INFRA)))
-        return httpx.Client(base_url=f"https://localhost:{port}", verify=ctx, timeout=60, trust_env=False)
-
-    @staticmethod
-    def stop(p: subprocess.Popen[bytes]) -> None:
-        p.terminate()
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            p.kill()
+        return cloud_client(self.pki, port)
 
 
 # -- the two legs ----------------------------------------------------------------------------
@@ -250,7 +183,7 @@ def leg_http(args: argparse.Namespace, rig: CloudRig, stores: Stores, kind: str,
         for c in clients:
             c.close()
     finally:
-        rig.stop(proc)
+        stop_process(proc)
     return {
         "reports": args.reports,
         "wall_s": wall,

@@ -48,21 +48,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from _common import Stores, load, pcts
+
 SERVICES = {"waste": (2.0, 30.0), "roads": (20.0, 120.0), "lighting": (8.0, 60.0), "parks": (12.0, 90.0)}
 DISTRICTS = ("north", "south", "east", "west", "centre", "harbour", "old-town", "airport")
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
-
-
-def load() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def pcts(xs: list[float]) -> dict[str, float | None]:
-    s = sorted(xs)
-    if not s:
-        return {"p50_ms": None, "p99_ms": None}
-    return {"p50_ms": s[len(s) // 2] * 1000, "p99_ms": s[min(len(s) - 1, int(len(s) * 0.99))] * 1000}
 
 
 # -- the load, in a child process --------------------------------------------------------------
@@ -168,29 +159,6 @@ def seed(url: str, n: int, now_ms: int, span_weeks: int = 52) -> float:
             conn.execute(insert(table), rows[i : i + 5000])
     engine.dispose()
     return time.perf_counter() - t0
-
-
-class Stores:
-    """Fresh stores: SQLite files, PostgreSQL databases on one local server (started on first use)."""
-
-    def __init__(self, work: Path) -> None:
-        self.work = work
-        self._pg: Any = None
-
-    def new(self, kind: str, name: str) -> str:
-        if kind == "sqlite":
-            return f"sqlite:///{self.work / (name + '.db')}"
-        if self._pg is None:
-            from citygate.servers.postgres import LocalPostgres
-
-            self._pg = LocalPostgres(self.work / "pg")
-            self._pg.start()
-        url: str = self._pg.create_database(f"{name}_{uuid.uuid4().hex[:6]}")
-        return url
-
-    def close(self) -> None:
-        if self._pg is not None:
-            self._pg.remove()
 
 
 # -- the cloud, in this process ----------------------------------------------------------------

@@ -62,36 +62,25 @@ from typing import Any
 import httpx
 import orjson
 import tomli_w
-from _common import AIR_QUALITY_VALUES
+from _common import (
+    AIR_QUALITY_VALUES,
+    Stores,
+    bench_pki,
+    cloud_client,
+    cloud_section,
+    cpu_s,
+    load,
+    pcts,
+    start_cloud,
+    stop_process,
+    wait_listening,
+)
 
 from citygate.testing.rules import PM_SPIKE_RULES
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 N_DEVICES = 1000
 VALUES = AIR_QUALITY_VALUES
-
-
-def load() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def pcts(xs: list[float]) -> dict[str, float | int | None]:
-    """p50/p99/max in ms of latencies in s."""
-    s = sorted(xs)
-    if not s:
-        return {"n": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
-    return {
-        "n": len(s),
-        "p50_ms": s[len(s) // 2] * 1000,
-        "p99_ms": s[min(len(s) - 1, int(len(s) * 0.99))] * 1000,
-        "max_ms": s[-1] * 1000,
-    }
-
-
-def cpu_s(pid: int) -> float:
-    """utime + stime of a process, in s."""
-    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the receiver, in a child process ------------------------------------------------------
@@ -186,33 +175,6 @@ class Receiver:
             self.proc.kill()
 
 
-# -- stores --------------------------------------------------------------------------------
-
-
-class Stores:
-    """Fresh service stores: SQLite files in the work directory, PostgreSQL databases on one
-    local server (started on first use)."""
-
-    def __init__(self, work: Path) -> None:
-        self.work = work
-        self._pg: Any = None
-
-    def new(self, kind: str, name: str) -> str:
-        if kind == "sqlite":
-            return f"sqlite:///{self.work / (name + '.db')}"
-        if self._pg is None:
-            from citygate.servers.postgres import LocalPostgres
-
-            self._pg = LocalPostgres(self.work / "pg")
-            self._pg.start()
-        url: str = self._pg.create_database(f"{name}_{uuid.uuid4().hex[:6]}")
-        return url
-
-    def close(self) -> None:
-        if self._pg is not None:
-            self._pg.remove()
-
-
 # -- the cloud parts -----------------------------------------------------------------------
 
 
@@ -229,15 +191,11 @@ class CloudRig:
     """A PKI with the gw-bench gateway and N_DEVICES air-quality devices, InfluxDB, clouds."""
 
     def __init__(self, work: Path) -> None:
-        from citygate.certs.pki import Pki
-        from citygate.certs.settings import PkiSettings
         from citygate.contract.inventory import DeviceRecord, Inventory
         from citygate.servers.influxdb import LocalInfluxDB
 
         self.work = work
-        self.pki = Pki.init(PkiSettings(dir=work / "pki"))
-        self.pki.issue_server("localhost", ips=["127.0.0.1"])
-        self.pki.issue_gateway("gw-bench")
+        self.pki = bench_pki(work)
         Inventory.load(self.pki.inventory_path).with_devices(
             *[
                 DeviceRecord(
@@ -256,38 +214,18 @@ class CloudRig:
         self.clouds: list[Cloud] = []
 
     def start_cloud(self, name: str, service: dict[str, Any] | None) -> Cloud:
-        from citygate.certs.pki import CaName, CertKind
-        from citygate.servers.process import free_port, port_open
+        from citygate.servers.process import free_port
 
         port = free_port()
         self.influx.create_database(name)
-        server = self.pki.files(CertKind.SERVER, "localhost")
-        cloud: dict[str, Any] = {
-            "host": "127.0.0.1",
-            "port": port,
-            "tls_cert": str(server.cert),
-            "tls_key": str(server.key),
-            "client_ca": str(self.pki.ca_cert_path(CaName.INFRA)),
-            "client_crl": str(self.pki.crl_path(CaName.INFRA)),
-            "inventory": str(self.pki.inventory_path),
-            "influx_url": self.influx.url,
-            "influx_db": name,
-            "log_level": "warning",
-        }
+        cloud = cloud_section(self.pki, port, influx_url=self.influx.url, influx_db=name, log_level="warning")
         if service is not None:
             cloud["service"] = service
         cfg = self.work / f"{name}.toml"
         cfg.write_text(tomli_w.dumps({"cloud": cloud}))
-        p = subprocess.Popen(
-            [sys.executable, "-m", "citygate", "cloud", "run", "--config", str(cfg)],
-            stdout=subprocess.DEVNULL,
-            stderr=(self.work / f"{name}.log").open("wb"),
-        )
-        deadline = time.monotonic() + 60
-        while not port_open("127.0.0.1", port):
-            if p.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"cloud {name} did not start; see {self.work / (name + '.log')}")
-            time.sleep(0.05)
+        p = start_cloud(cfg, self.work / f"{name}.log")
+        if not wait_listening(p, port, 60):
+            raise SystemExit(f"cloud {name} did not start; see {self.work / (name + '.log')}")
         c = Cloud(name, p, port, service.get("store_url") if service else None)
         if service is not None and service.get("runner") == "separate":
             c.workers = subprocess.Popen(
@@ -299,27 +237,12 @@ class CloudRig:
         return c
 
     def client(self, port: int) -> httpx.Client:
-        import ssl
-
-        from citygate.certs.pki import CaName, CertKind
-
-        ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert_path(CaName.INFRA)))
-        gw = self.pki.files(CertKind.GATEWAY, "gw-bench")
-        ctx.load_cert_chain(str(gw.cert), str(gw.key))
-        return httpx.Client(base_url=f"https://localhost:{port}", verify=ctx, timeout=60, trust_env=False)
+        return cloud_client(self.pki, port, cert=True)
 
     def stop_cloud(self, c: Cloud) -> None:
         if c.workers is not None:
-            c.workers.terminate()
-            try:
-                c.workers.wait(30)
-            except subprocess.TimeoutExpired:
-                c.workers.kill()
-        c.proc.terminate()
-        try:
-            c.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            c.proc.kill()
+            stop_process(c.workers)
+        stop_process(c.proc)
         self.clouds.remove(c)
 
     def close(self) -> None:

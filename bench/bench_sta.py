@@ -29,10 +29,6 @@ import asyncio
 import gzip
 import json
 import secrets
-import ssl
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,9 +36,21 @@ from typing import Any
 
 import httpx
 import orjson
-from _common import AIR_QUALITY_VALUES, GATEWAY_ID, bench_pki
+import tomli_w
+from _common import (
+    AIR_QUALITY_VALUES,
+    GATEWAY_ID,
+    bench_pki,
+    cloud_client,
+    cloud_section,
+    load,
+    pcts,
+    start_cloud,
+    stop_process,
+    wait_listening,
+)
 
-from citygate.certs.pki import CaName, CertKind, Pki
+from citygate.certs.pki import Pki
 from citygate.cloud.reads import Collected
 from citygate.contract.inventory import DeviceRecord, Inventory
 from citygate.contract.profiles import ProfileRegistry
@@ -54,23 +62,10 @@ from citygate.opendata.sta.render import Links
 from citygate.opendata.sta.service import Context, View, respond
 from citygate.opendata.sta.settings import StaSettings
 from citygate.servers.influxdb import LocalInfluxDB
-from citygate.servers.process import free_port, port_open
+from citygate.servers.process import free_port
 
 _NS = 1_000_000_000
 STEP_NS = 10 * _NS
-
-
-def load() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def pcts(xs: list[float]) -> dict[str, float]:
-    s = sorted(xs)
-    return {
-        "p50_ms": statistics.median(s) * 1000,
-        "p99_ms": s[min(len(s) - 1, int(len(s) * 0.99))] * 1000,
-        "max_ms": s[-1] * 1000,
-    }
 
 
 def timed(fn: Any, repeat: int) -> list[float]:
@@ -84,14 +79,8 @@ def timed(fn: Any, repeat: int) -> list[float]:
 
 
 def client(pki: Pki, port: int, *, cert: bool = False, token: str | None = None) -> httpx.Client:
-    ctx = ssl.create_default_context(cafile=str(pki.ca_cert_path(CaName.INFRA)))
-    if cert:
-        gw = pki.files(CertKind.GATEWAY, GATEWAY_ID)
-        ctx.load_cert_chain(str(gw.cert), str(gw.key))
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(
-        base_url=f"https://localhost:{port}", verify=ctx, timeout=120, headers=headers, trust_env=False
-    )
+    return cloud_client(pki, port, cert=cert, timeout=120, headers=headers)
 
 
 def records(n: int) -> list[DeviceRecord]:
@@ -157,41 +146,38 @@ def main() -> None:
         influx.create_database("bench")
         token = secrets.token_urlsafe(32)
         port = free_port()
-        server = pki.files(CertKind.SERVER, "localhost")
         top = max(args.points, args.devices)
+        cloud = cloud_section(
+            pki,
+            port,
+            client_cert_mode="optional",
+            influx_url=influx.url,
+            influx_db="bench",
+            log_level="warning",
+            influx_timeout_s=60,
+            reader_tokens={"bench": token},
+            opendata={
+                "enabled": True,
+                "public_profiles": ["air_quality"],
+                "public_rate_per_minute": 1000000,
+                "public_burst": 100000,
+            },
+            sta={
+                "enabled": True,
+                "max_top": top,
+                "max_observations": top + 1,
+                "max_entities": args.devices * 11,
+            },
+        )
         cfg = work / "cloud.toml"
-        cfg.write_text(
-            "[cloud]\n"
-            f'host = "127.0.0.1"\nport = {port}\nclient_cert_mode = "optional"\n'
-            f'tls_cert = "{server.cert}"\ntls_key = "{server.key}"\n'
-            f'client_ca = "{pki.ca_cert_path(CaName.INFRA)}"\nclient_crl = "{pki.crl_path(CaName.INFRA)}"\n'
-            f'inventory = "{pki.inventory_path}"\ninflux_url = "{influx.url}"\ninflux_db = "bench"\n'
-            'log_level = "warning"\ninflux_timeout_s = 60\n'
-            f'[cloud.reader_tokens]\nbench = "{token}"\n'
-            '[cloud.opendata]\nenabled = true\npublic_profiles = ["air_quality"]\n'
-            "public_rate_per_minute = 1000000\npublic_burst = 100000\n"
-            f"[cloud.sta]\nenabled = true\nmax_top = {top}\nmax_observations = {top + 1}\n"
-            f"max_entities = {args.devices * 11}\n"
-        )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "citygate", "cloud", "run", "--config", str(cfg)],
-            stdout=subprocess.DEVNULL,
-            stderr=(work / "cloud.log").open("wb"),
-        )
+        cfg.write_text(tomli_w.dumps({"cloud": cloud}))
+        proc = start_cloud(cfg, work / "cloud.log")
         try:
-            deadline = time.monotonic() + 30
-            while not port_open("127.0.0.1", port):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"cloud did not start: {(work / 'cloud.log').read_text()[-2000:]}")
-                time.sleep(0.05)
+            if not wait_listening(proc, port, 30):
+                raise SystemExit(f"cloud did not start: {(work / 'cloud.log').read_text()[-2000:]}")
             summary = run(args, pki, port, token, influx, devices)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            stop_process(proc, reap_s=10)
             influx.stop()
     summary["loadavg_start"] = load_start
     summary["loadavg_end"] = load()
@@ -274,7 +260,7 @@ def run(
         ("day_influxdb_direct", day_influx),
         ("day_sta_paged_1000", day_paged),
     ):
-        out[name] = pcts(xs)
+        out[name] = pcts(xs, count=False, mean_median=True)
     out["day_ratio_p50"] = out["day_sta"]["p50_ms"] / out["day_influxdb_direct"]["p50_ms"]
     print(
         f"device-day ({args.points} Observations), STA one request: p50 {out['day_sta']['p50_ms']:.1f} ms, "
@@ -336,7 +322,7 @@ def run(
         ("things_sta_in_process", things_local),
         ("things_inventory_json_in_process", things_base),
     ):
-        out[name] = pcts(xs)
+        out[name] = pcts(xs, count=False, mean_median=True)
     out["things_body_bytes"] = size
     out["model_build_ms"] = build_s * 1000
     out["things_ratio_in_process_p50"] = (
