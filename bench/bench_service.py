@@ -357,8 +357,10 @@ def part_ingest(args: argparse.Namespace, rig: CloudRig, stores: Stores) -> dict
         for runner in args.runners
     }
     try:
-        # Warm both up (TLS, imports, the store's first pass) on readings not timed.
-        warm = readings_at(5000, int(time.time() * 1000) - 3_600_000)
+        # Warm both up (TLS, imports, the store's first pass) on readings not timed: two minutes
+        # old (older than any round's, and newer than the silence rules' 10 min, or the first
+        # round would also clear a thousand 'silent' cases the warm-up's age opened).
+        warm = readings_at(5000, int(time.time() * 1000) - 120_000)
         for c in (off, *ons.values()):
             post_all(rig, c.port, gz_bodies(warm, args.batch, f"warm-{c.name}"), 1)
         for c in ons.values():

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 EVALUATOR = "evaluator"  # the lease's and the saved state's name
 LEASE_S = 15.0
 TAKE_BATCHES = 200  # feed batches per evaluation pass
+YIELD_EVERY = 256  # readings evaluated between two looks at ingest
 MAX_YIELD_S = 2.0  # the longest pause the evaluator makes for ingest between two passes
 _NS = 1_000_000_000
 
@@ -149,9 +150,7 @@ class ServiceLayer:
         while not self._stop.is_set():
             try:
                 if self._hold_lease():
-                    t0 = time.monotonic()
                     self.evaluate_once()
-                    self._yield_to_ingest(time.monotonic() - t0)
                 else:
                     self._evaluator = None  # another replica evaluates; reload its state on takeover
             except OperationalError as e:  # the store is down or restarting: keep trying
@@ -255,7 +254,13 @@ class ServiceLayer:
             at_ns, backlog_age_s = b.items
             return sum(self._apply(ch) for ch in ev.heartbeat(b.gateway_id, int(at_ns), backlog_age_s))
         n = 0
-        for device_id, profile, ts_ns, values in b.items:
+        t0 = time.monotonic()
+        for i, (device_id, profile, ts_ns, values) in enumerate(b.items, 1):
+            if i % YIELD_EVERY == 0:
+                # Often, not per pass or batch: a pass is seconds of work, and a thread that
+                # holds the interpreter lock for long stalls ingest's I/O threads.
+                self._yield_to_ingest(time.monotonic() - t0)
+                t0 = time.monotonic()
             rec = self._devices(device_id)
             obs = Observation(
                 device_id=device_id,
@@ -270,6 +275,7 @@ class ServiceLayer:
                 n += self._apply(ch)
             for o in self.forecasts.observe(obs):
                 self.store.forecast_outcome(o.case_id, o.outcome, o.note)
+        self._yield_to_ingest(time.monotonic() - t0)
         return n
 
     def _condition(self, ch: ConditionChange) -> Condition:
