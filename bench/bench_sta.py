@@ -301,7 +301,9 @@ def run(
     model = build_model(inventory, registry)
     build_s = time.perf_counter() - t0
     view = View(model, model.profiles)
-    settings = StaSettings(enabled=True, max_top=max(args.devices, 100), max_entities=max(args.devices, 100) * 11)
+    settings = StaSettings(
+        enabled=True, max_top=max(args.devices, 100), max_entities=max(args.devices, 100) * 11
+    )
     items = list(things_params.items())
 
     loop = asyncio.new_event_loop()
