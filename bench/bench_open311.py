@@ -196,8 +196,9 @@ def leg_http(args: argparse.Namespace, rig: CloudRig, stores: Stores, kind: str,
 
 
 def leg_store(args: argparse.Namespace, stores: Stores, kind: str, r: int) -> dict[str, Any]:
-    from citygate.service.cases import CaseStore, CitizenReport, Reporter
+    from citygate.service.cases import CaseStore
     from citygate.service.db import make_engine, migrate
+    from citygate.service.reports import CitizenReport, Reporter
 
     engine = make_engine(stores.new(kind, f"store_{r}"), pool_size=max(5, args.concurrency))
     migrate(engine)

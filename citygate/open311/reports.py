@@ -24,7 +24,8 @@ from citygate.open311.errors import Open311Error
 from citygate.open311.queries import RequestQuery, UpdatesQuery
 from citygate.open311.runtime import Open311Runtime
 from citygate.open311.submission import Submission
-from citygate.service.cases import CaseStore, CitizenReport, ReportOutcome
+from citygate.service.cases import CaseStore
+from citygate.service.reports import CitizenReport, ReportOutcome
 from citygate.service.schema import case_history, cases, citizen_reports
 
 

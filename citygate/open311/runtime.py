@@ -38,7 +38,7 @@ class Open311Runtime:
     @classmethod
     def of(cls, cloud: CloudSettings) -> Open311Runtime:
         # Only built with the service layer on: its store (and SQLAlchemy) is there anyway.
-        from citygate.service.cases import CITIZEN_RULE_PREFIX
+        from citygate.service.reports import CITIZEN_RULE_PREFIX
 
         s = cloud.open311
         sensor_codes: dict[str, str] = {}

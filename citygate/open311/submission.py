@@ -23,7 +23,7 @@ from citygate.contract.rfc3339 import parse_rfc3339_ns
 from citygate.open311.errors import Open311Error
 from citygate.open311.form import Form
 from citygate.open311.settings import LIST_TYPES, AttributeDefinition, Open311Settings, ServiceDefinition
-from citygate.service.cases import Reporter
+from citygate.service.reports import Reporter
 
 # The spec's fields and the longest value each may have (description: the settings').
 FIELD_CHARS: Final[dict[str, int]] = {

@@ -24,12 +24,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, RowMapping, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from citygate.service.reports import EARTH_RADIUS_M, CitizenReport, ReportOutcome, citizen_case, distance_m
 from citygate.service.schema import (
     case_history,
     cases,
@@ -42,8 +43,6 @@ from citygate.service.schema import (
 from citygate.service.subscriptions import Subscription
 
 EVENT_TYPE_PREFIX = "org.citygate."  # CloudEvents type: reverse-DNS prefix + "case.<action>"
-CITIZEN_RULE_PREFIX = "citizen."  # a citizen case's rule_id: "citizen.<Open311 service code>"
-_EARTH_RADIUS_M = 6_371_008.8  # the mean radius (IUGG)
 _ATTACH_CANDIDATES = 50  # open cases looked at around a report (the nearest one wins)
 
 Status = Literal["new", "acknowledged", "assigned", "in_progress", "resolved", "closed"]
@@ -117,57 +116,6 @@ class Condition:
     @property
     def change_key(self) -> str:
         return f"{self.rule_id}|{self.subject}|{self.kind}|{self.at_ns}"
-
-
-@dataclass(frozen=True, slots=True)
-class Reporter:
-    """Who made a citizen report: personal data, kept apart from the case and deleted when it
-    expires. ``repr`` shows none of it (a traceback or a debug line never carries it)."""
-
-    first_name: str | None = field(default=None, repr=False)
-    last_name: str | None = field(default=None, repr=False)
-    email: str | None = field(default=None, repr=False)
-    phone: str | None = field(default=None, repr=False)
-    device_id: str | None = field(default=None, repr=False)
-    account_id: str | None = field(default=None, repr=False)
-
-    def given(self) -> bool:
-        return any((self.first_name, self.last_name, self.email, self.phone, self.device_id, self.account_id))
-
-
-@dataclass(frozen=True, slots=True)
-class CitizenReport:
-    """One report to record (Open311 POST requests, already validated)."""
-
-    service_code: str  # the Open311 service: the case's rule is "citizen.<service_code>"
-    service: str  # the citygate service its case belongs to
-    severity: str
-    title: str
-    client: str  # the name of the API key it came with
-    description: str = ""
-    latitude: float | None = None
-    longitude: float | None = None
-    address: str | None = None
-    address_id: str | None = None
-    media_url: str | None = None
-    attributes: Mapping[str, str | list[str]] = field(default_factory=dict)
-    reporter: Reporter = field(default_factory=Reporter)
-    reporter_retention_ms: int = 30 * 86_400_000
-
-    @property
-    def rule_id(self) -> str:
-        return CITIZEN_RULE_PREFIX + self.service_code
-
-
-@dataclass(frozen=True, slots=True)
-class ReportOutcome:
-    """What a report did: the case it opened, or joined (``attached``), and its own ids."""
-
-    report_id: int
-    case_id: int
-    token: str
-    attached: bool
-    transition: Transition
 
 
 def wall_ms() -> int:
@@ -303,7 +251,7 @@ class CaseStore:
                 conn.execute(select(func.pg_advisory_xact_lock(_lock_key(r.rule_id))))
             joined = self._case_near(conn, r, now - int(attach_within_s * 1000), attach_within_m)
             if joined is None:
-                case_id = _insert_open_case(conn, _citizen_case(r, token, now))
+                case_id = _insert_open_case(conn, citizen_case(r, token, now))
                 assert case_id is not None  # its subject is new: no open case can hold it
                 from_status: str | None = None
                 to_status = "new"
@@ -377,7 +325,7 @@ class CaseStore:
             return None
         lat, lon = r.latitude, r.longitude
         # A box around the point first (the database narrows it down), then the real distance.
-        dlat = math.degrees(within_m / _EARTH_RADIUS_M)
+        dlat = math.degrees(within_m / EARTH_RADIUS_M)
         dlon = dlat / max(math.cos(math.radians(lat)), 1e-6)
         rows = conn.execute(
             select(cases.c.id, cases.c.status, cases.c.latitude, cases.c.longitude)
@@ -701,35 +649,9 @@ def _insert_open_case(conn: Connection, values: Mapping[str, Any]) -> int | None
     return None if row is None else int(row[0])
 
 
-def _citizen_case(r: CitizenReport, token: str, now: int) -> dict[str, Any]:
-    return {
-        "rule_id": r.rule_id,
-        "subject": f"open311:{token}",  # one case per report that opens one
-        "source": "citizen",
-        "service": r.service,
-        "severity": r.severity,
-        "title": r.title,
-        "status": "new",
-        "is_open": True,
-        "opened_ms": now,
-        "updated_ms": now,
-        "detail": r.description,
-        "latitude": r.latitude,
-        "longitude": r.longitude,
-    }
-
-
 def _lock_key(name: str) -> int:
     """A stable signed 64-bit key for pg_advisory_xact_lock."""
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
-
-
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in metres (haversine; within a city, off by well under a metre)."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * _EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
 
 def _condition_data(c: Condition) -> dict[str, Any]:
@@ -777,7 +699,6 @@ def _event_data(
 
 
 __all__ = [
-    "CITIZEN_RULE_PREFIX",
     "EVENT_TYPE_PREFIX",
     "OPERATOR_ACTIONS",
     "STATUSES",
@@ -786,10 +707,6 @@ __all__ = [
     "CaseError",
     "CaseNotFoundError",
     "CaseStore",
-    "CitizenReport",
     "Condition",
-    "ReportOutcome",
-    "Reporter",
     "Transition",
-    "distance_m",
 ]

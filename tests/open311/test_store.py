@@ -12,8 +12,9 @@ import orjson
 import pytest
 from sqlalchemy import Engine, func, select
 
-from citygate.service.cases import CaseStore, CitizenReport, Reporter, ReportOutcome, distance_m
+from citygate.service.cases import CaseStore
 from citygate.service.db import make_engine, migrate
+from citygate.service.reports import CitizenReport, Reporter, ReportOutcome, distance_m
 from citygate.service.schema import case_history, cases, citizen_reports, deliveries, events, reporters
 from citygate.service.subscriptions import Subscription
 from tests.open311.conftest import CENTRE
