@@ -12,6 +12,7 @@ One event loop owns a limiter (no lock); the clock is injectable for tests.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -78,3 +79,20 @@ class RateLimiter:
             reset_s=reset,
             retry_after_s=0 if allowed else max(1, math.ceil(wait)),
         )
+
+
+def client_key(host: str | None, ipv6_prefix: int = 64) -> str:
+    """The rate limits' key for a client address: the address, an IPv4-mapped address as its
+    IPv4, an IPv6 address as its /``ipv6_prefix`` (one subscriber's network: rotating
+    addresses inside it gets no more tokens)."""
+    if not host:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:100]  # not an IP (a test transport): itself
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))
+    return str(ip)

@@ -10,7 +10,6 @@ counts as its prefix (``ipv6_prefix``), since one host usually holds a whole /64
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import Mapping
 
 from pydantic import SecretStr
@@ -34,18 +33,3 @@ class ApiKeys:
         if found is None:
             raise Open311Error(403, "invalid api_key")
         return found
-
-
-def address_key(host: str | None, ipv6_prefix: int) -> str:
-    """The rate limits' key for a client address (its /``ipv6_prefix`` for IPv6)."""
-    if not host:
-        return "unknown"
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return host[:100]  # not an IP (a test transport): itself
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))
-    return str(ip)

@@ -22,9 +22,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 
-from citygate.cloud.ratelimit import Decision
+from citygate.cloud.ratelimit import Decision, client_key
 from citygate.open311 import views
-from citygate.open311.access import address_key
 from citygate.open311.errors import Open311Error
 from citygate.open311.form import check_content_type, parse_form, read_limited
 from citygate.open311.formats import Format, error_response, format_of, response
@@ -81,7 +80,7 @@ def _format(fmt: str) -> Format:
 
 
 def _address(request: Request, rt: Open311Runtime) -> str:
-    return address_key(request.client.host if request.client else None, rt.settings.ipv6_prefix)
+    return client_key(request.client.host if request.client else None, rt.settings.ipv6_prefix)
 
 
 def _read(request: Request, rt: Open311Runtime) -> tuple[Decision, Params]:

@@ -15,7 +15,6 @@ and the page's load on the store is counted apart.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import orjson
 import structlog
 from sqlalchemy import Engine
 
-from citygate.cloud.ratelimit import Decision, RateLimiter
+from citygate.cloud.ratelimit import Decision, RateLimiter, client_key
 from citygate.cloud.refresh import RefreshCache
 from citygate.progress import model
 from citygate.progress.publish import publish
@@ -48,20 +47,6 @@ class Rendered:
 def render(progress: model.Progress) -> Rendered:
     body = orjson.dumps(progress.model_dump(mode="json"))
     return Rendered(progress, body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
-
-
-def client_key(host: str | None) -> str:
-    """The rate limit's key for a client address: the address, or an IPv6 address's /64
-    (one subscriber's network: rotating addresses inside it gets no more tokens)."""
-    try:
-        ip = ipaddress.ip_address(host or "")
-    except ValueError:
-        return host or "unknown"
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
 
 
 class ProgressBoard:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from citygate.progress.board import ProgressBoard, client_key
+from citygate.cloud.ratelimit import client_key
+from citygate.progress.board import ProgressBoard
 from citygate.progress.settings import ProgressSettings
 from citygate.service.db import make_engine, migrate, sqlite_url
 from citygate.service.settings import ServiceSettings

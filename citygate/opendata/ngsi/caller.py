@@ -18,7 +18,7 @@ from typing import Annotated
 import anyio
 from fastapi import Depends, Request
 
-from citygate.cloud.ratelimit import RateLimiter
+from citygate.cloud.ratelimit import RateLimiter, client_key
 from citygate.cloud.routes.deps import State
 from citygate.cloud.state import CloudState
 from citygate.errors import AuthError
@@ -70,7 +70,7 @@ def caller(request: Request, state: State) -> Caller:
             return _with_tenant_check(request, Caller(parts.exporter, reader=True))
     else:
         refused = None
-    address = request.client.host if request.client is not None else "unknown"
+    address = client_key(request.client.host if request.client is not None else None)
     decision = parts.limiter.check(address)
     setattr(request.state, HEADERS_KEY, decision.headers())
     if not decision.allowed:

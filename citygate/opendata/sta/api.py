@@ -19,6 +19,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from citygate.cloud.ratelimit import client_key
 from citygate.cloud.readclient import SeriesReader
 from citygate.cloud.reads import Collected, TokenReadLimiter
 from citygate.cloud.routes.deps import State
@@ -116,7 +117,7 @@ async def sta(request: Request, state: State, resource: str = "") -> Response:
                     {"Retry-After": str(READ_RETRY_AFTER_S)},
                 )
             return Response(got.body, media_type=got.media_type)
-        client = request.client.host if request.client else "unknown"
+        client = client_key(request.client.host if request.client else None)
         decision = rt.limiter.check(client)
         if not decision.allowed:
             return _error(
