@@ -252,22 +252,24 @@ def deliver(
     ``failed`` without any request.
     """
     started = time.monotonic()
-
-    def outcome(status: Status, code: int | None, after: float | None, detail: str, suspect: bool) -> Outcome:
-        return Outcome(status, code, after, detail, time.monotonic() - started, suspect)
-
-    if policy is not None:
-        try:
-            policy.check(url)
-        except UrlRefusedError as e:
-            return outcome("failed", None, None, str(e), False)
     if mode == "structured":
         headers, body = event.structured()
     elif mode == "binary":
         headers, body = event.binary()
     else:
         raise ValueError(f"delivery mode must be 'structured' or 'binary', not {mode!r}")
-    return _post(client, url, event.id, headers, body, secrets, timeout_s=timeout_s, now=now, started=started)
+    return _post(
+        client,
+        url,
+        event.id,
+        headers,
+        body,
+        secrets,
+        timeout_s=timeout_s,
+        now=now,
+        started=started,
+        policy=policy,
+    )
 
 
 def deliver_batch(
@@ -283,13 +285,19 @@ def deliver_batch(
     """As :func:`deliver`, for several events in ONE signed POST (CloudEvents batched mode):
     one outcome for all of them."""
     started = time.monotonic()
-    if policy is not None:
-        try:
-            policy.check(url)
-        except UrlRefusedError as e:
-            return Outcome("failed", None, None, str(e), time.monotonic() - started)
     msg_id, headers, body = batch(events)
-    return _post(client, url, msg_id, headers, body, secrets, timeout_s=timeout_s, now=now, started=started)
+    return _post(
+        client,
+        url,
+        msg_id,
+        headers,
+        body,
+        secrets,
+        timeout_s=timeout_s,
+        now=now,
+        started=started,
+        policy=policy,
+    )
 
 
 def _post(
@@ -303,10 +311,18 @@ def _post(
     timeout_s: float,
     now: int,
     started: float,
+    policy: UrlPolicy | None,
 ) -> Outcome:
+    """The signed POST itself; with ``policy``, a refused URL gives ``failed`` without it."""
+
     def outcome(status: Status, code: int | None, after: float | None, detail: str, suspect: bool) -> Outcome:
         return Outcome(status, code, after, detail, time.monotonic() - started, suspect)
 
+    if policy is not None:
+        try:
+            policy.check(url)
+        except UrlRefusedError as e:
+            return outcome("failed", None, None, str(e), False)
     headers |= webhook_headers(msg_id, now, body, secrets)
     headers["user-agent"] = USER_AGENT
     headers["accept-encoding"] = "identity"  # we read raw bytes: no decompression bomb
