@@ -429,7 +429,7 @@ class Evaluator:
                     "last_ts": tr.last_ts,
                     "first_ts": tr.first_ts,
                     "windows": [
-                        {"field": f, "span_ns": s, "points": w.to_json()}
+                        {"field": f, "span_ns": s, "points": w.to_json(), "sums": w.sums_json()}
                         for (f, s), w in sorted(tr.windows.items())
                     ],
                 }
@@ -491,7 +491,7 @@ def _restore_into(ev: Evaluator, snap: Mapping[str, Any]) -> None:
         for w in t["windows"]:
             key = (str(w["field"]), int(w["span_ns"]))
             if key in needed:
-                windows[key] = Window.from_json(key[1], w["points"])
+                windows[key] = Window.from_json(key[1], w["points"], w.get("sums"))
         ev._tracks[(rid, subject)] = _Track(
             state=state,
             since_ns=int(t["since_ns"]),

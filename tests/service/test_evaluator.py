@@ -332,6 +332,42 @@ def test_window_is_bounded_by_span_and_point_cap():
     assert len(w.points) == MAX_POINTS and w.truncated == 10
 
 
+def _direct_fit(points: list[tuple[int, float]]) -> tuple[float, float]:
+    """Slope per hour and mean value, computed from the points alone (the reference)."""
+    n = len(points)
+    xs = [(t - points[0][0]) / 3.6e12 for t, _ in points]
+    ys = [v for _, v in points]
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    return sxy / sum((x - mx) ** 2 for x in xs), my
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 20_000), st.floats(-1e4, 1e4, allow_nan=False)),
+        min_size=3,
+        max_size=400,
+    )
+)
+def test_window_running_sums_match_the_points_held(steps):
+    """Average and trend come from running sums; after any mix of in-order and late points,
+    trims and a snapshot round trip they agree with a computation over the points held."""
+    w = Window(600 * S)
+    for dt, v in steps:
+        w.add(T0 + dt * S // 10, v)
+    saved = json.loads(json.dumps([w.to_json(), w.sums_json()]))
+    w = Window.from_json(w.span_ns, *saved)
+    pts = list(w.points)
+    avg = w.aggregate("avg")
+    assert avg == pytest.approx(sum(v for _, v in pts) / len(pts), rel=1e-9, abs=1e-6)
+    fit = w.trend()
+    if len({t for t, _ in pts}) >= 2 and fit is not None:
+        slope, my = _direct_fit(pts)
+        assert fit[0] * 3.6e12 == pytest.approx(slope, rel=1e-6, abs=1e-6)
+        assert fit[2] == pytest.approx(my, rel=1e-9, abs=1e-6)
+
+
 # -- forecasts --------------------------------------------------------------------------
 
 
