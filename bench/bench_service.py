@@ -606,7 +606,7 @@ def dispatch_rig(
 
 
 def condition(i: int, tag: str) -> Any:
-    from citygate.service.cases import Condition
+    from citygate.service.case_model import Condition
 
     return Condition(
         kind="opened",

@@ -155,7 +155,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
         return _error(404, exc.error, exc.detail)
 
     if settings.service.enabled:  # CaseError (and SQLAlchemy) exist only with the service layer
-        from citygate.service.cases import CaseError
+        from citygate.service.case_model import CaseError
 
         @app.exception_handler(CaseError)
         async def _case(request: Request, exc: CaseError) -> JSONResponse:

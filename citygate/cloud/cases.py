@@ -46,12 +46,12 @@ class NotFound(Exception):  # noqa: N818 - as ServiceLayerOff
 
 
 def case_error_answer(exc: Exception) -> tuple[int, str]:
-    """The status and error name for a :class:`citygate.service.cases.CaseError`.
+    """The status and error name for a :class:`citygate.service.case_model.CaseError`.
 
     Another operator acting first (CaseConflictError) and an action the case's status does
     not allow are 409; an unknown case 404; a request that can never apply 422.
     """
-    from citygate.service.cases import ActionNotAllowedError, CaseConflictError, CaseNotFoundError
+    from citygate.service.case_model import ActionNotAllowedError, CaseConflictError, CaseNotFoundError
 
     if isinstance(exc, CaseConflictError):
         return 409, "case_conflict"
@@ -184,7 +184,7 @@ class TransitionOut(BaseModel):
 
     @classmethod
     def of(cls, t: Any) -> TransitionOut:
-        """From a :class:`citygate.service.cases.Transition` (the same fields)."""
+        """From a :class:`citygate.service.case_model.Transition` (the same fields)."""
         return cls.model_validate(t, from_attributes=True)
 
 

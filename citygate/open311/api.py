@@ -170,7 +170,7 @@ async def get_requests(fmt: str, request: Request, rt: Runtime) -> Response:
     f = _format(fmt)
     d, params = _read(request, rt)
     from citygate.open311.reports import find_requests
-    from citygate.service.cases import wall_ms
+    from citygate.service.case_model import wall_ms
 
     q = request_query(params, rt.settings, rt.services, wall_ms())
     docs = await run_in_threadpool(find_requests, _layer(request).engine, rt, q)
@@ -216,7 +216,7 @@ async def get_updates(fmt: str, request: Request, rt: Runtime) -> Response:
     f = _format(fmt)
     d, params = _read(request, rt)
     from citygate.open311.reports import find_updates
-    from citygate.service.cases import wall_ms
+    from citygate.service.case_model import wall_ms
 
     q = updates_query(params, rt.settings, wall_ms())
     docs = await run_in_threadpool(find_updates, _layer(request).engine, rt, q)

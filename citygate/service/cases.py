@@ -21,15 +21,25 @@ import hashlib
 import math
 import secrets
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from citygate.service.case_model import (
+    OPEN,
+    OPERATOR_ACTIONS,
+    WORKING,
+    ActionNotAllowedError,
+    CaseConflictError,
+    CaseError,
+    CaseNotFoundError,
+    Condition,
+    Transition,
+    wall_ms,
+)
 from citygate.service.reports import EARTH_RADIUS_M, CitizenReport, ReportOutcome, citizen_case, distance_m
 from citygate.service.schema import (
     case_history,
@@ -44,82 +54,6 @@ from citygate.service.subscriptions import Subscription
 
 EVENT_TYPE_PREFIX = "org.citygate."  # CloudEvents type: reverse-DNS prefix + "case.<action>"
 _ATTACH_CANDIDATES = 50  # open cases looked at around a report (the nearest one wins)
-
-Status = Literal["new", "acknowledged", "assigned", "in_progress", "resolved", "closed"]
-STATUSES: tuple[Status, ...] = ("new", "acknowledged", "assigned", "in_progress", "resolved", "closed")
-_WORKING: frozenset[str] = frozenset({"new", "acknowledged", "assigned", "in_progress"})
-_OPEN: frozenset[str] = _WORKING | {"resolved"}
-
-# What people (and the escalation clock) may do: action -> (from statuses, to status or
-# None for "unchanged", the event's action name).
-OPERATOR_ACTIONS: dict[str, tuple[frozenset[str], Status | None, str]] = {
-    "acknowledge": (frozenset({"new"}), "acknowledged", "acknowledged"),
-    "assign": (_WORKING, "assigned", "assigned"),
-    "start": (frozenset({"acknowledged", "assigned"}), "in_progress", "started"),
-    "resolve": (_WORKING, "resolved", "resolved"),
-    "close": (_OPEN, "closed", "closed"),
-    "reopen": (frozenset({"resolved", "closed"}), "new", "reopened"),
-    "note": (_OPEN | {"closed"}, None, "noted"),
-}
-
-
-class CaseError(ValueError):
-    """An operator action that can never apply as asked (unknown action, assign without an
-    assignee, a case merged into itself); the base of the case errors below."""
-
-
-class CaseNotFoundError(CaseError):
-    """No case has that id."""
-
-
-class ActionNotAllowedError(CaseError):
-    """The case's status does not allow the action (OPERATOR_ACTIONS), or a merge of a case
-    that is not open."""
-
-
-class CaseConflictError(CaseError):
-    """The case changed under the action (another operator acted first), or reopening it
-    would make a second open case for its (rule, subject)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """A change made: the case after it, the history row and the event written with it."""
-
-    case_id: int
-    action: str
-    from_status: str | None
-    to_status: str
-    event_id: str
-    history_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class Condition:
-    """A condition change to record (from the rules, or raised by the system itself)."""
-
-    kind: Literal["opened", "cleared"]
-    rule_id: str
-    subject: str
-    service: str
-    severity: str
-    title: str
-    at_ns: int  # device time it took effect
-    detail: str = ""
-    value: float | None = None
-    late: bool = False
-    forecast_ns: int | None = None
-    source: Literal["sensor", "system"] = "sensor"
-    site: str | None = None
-    district: str | None = None
-
-    @property
-    def change_key(self) -> str:
-        return f"{self.rule_id}|{self.subject}|{self.kind}|{self.at_ns}"
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class CaseStore:
@@ -426,7 +360,7 @@ class CaseStore:
             dst = conn.execute(select(cases).where(cases.c.id == into)).first()
             if src is None or dst is None:
                 raise CaseNotFoundError(f"no case {case_id if src is None else into}")
-            if src.status not in _OPEN or dst.status not in _OPEN:
+            if src.status not in OPEN or dst.status not in OPEN:
                 raise ActionNotAllowedError("both cases must be open to merge")
             done = conn.execute(
                 update(cases)
@@ -462,7 +396,7 @@ class CaseStore:
         now = self._clock_ms()
         made: list[Transition] = []
         for service, (ack_s, resolve_s) in targets.items():
-            for step, seconds, statuses in ((1, ack_s, {"new"}), (2, resolve_s, _WORKING)):
+            for step, seconds, statuses in ((1, ack_s, {"new"}), (2, resolve_s, WORKING)):
                 with self.engine.begin() as conn:
                     due = conn.execute(
                         select(cases).where(
@@ -698,15 +632,4 @@ def _event_data(
     }
 
 
-__all__ = [
-    "EVENT_TYPE_PREFIX",
-    "OPERATOR_ACTIONS",
-    "STATUSES",
-    "ActionNotAllowedError",
-    "CaseConflictError",
-    "CaseError",
-    "CaseNotFoundError",
-    "CaseStore",
-    "Condition",
-    "Transition",
-]
+__all__ = ["EVENT_TYPE_PREFIX", "CaseStore"]

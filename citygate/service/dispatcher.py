@@ -40,7 +40,8 @@ from sqlalchemy import Connection, Engine, RowMapping, and_, delete, insert, or_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from citygate.service.backoff import DEFAULT_SCHEDULE, RetrySchedule, next_attempt_at
-from citygate.service.cases import EVENT_TYPE_PREFIX, CaseStore, Condition
+from citygate.service.case_model import Condition
+from citygate.service.cases import EVENT_TYPE_PREFIX, CaseStore
 from citygate.service.cloudevent import CaseEvent
 from citygate.service.delivery import Outcome, UrlPolicy, deliver, deliver_batch
 from citygate.service.schema import deliveries, delivery_attempts, events, subscriptions

@@ -26,7 +26,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from citygate.contract.inventory import DeviceRecord
 from citygate.contract.profiles import ProfileRegistry
-from citygate.service.cases import CaseStore, Condition
+from citygate.service.case_model import Condition
+from citygate.service.cases import CaseStore
 from citygate.service.db import make_engine, migrate
 from citygate.service.dispatcher import Dispatcher, DispatchSettings
 from citygate.service.evaluator import ConditionChange, Evaluator, Observation

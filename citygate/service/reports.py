@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from citygate.service.cases import Transition
+    from citygate.service.case_model import Transition
 
 CITIZEN_RULE_PREFIX = "citizen."  # a citizen case's rule_id: "citizen.<Open311 service code>"
 EARTH_RADIUS_M = 6_371_008.8  # the mean radius (IUGG)

@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from citygate.service.cases import CaseStore, Condition
+from citygate.service.case_model import Condition
+from citygate.service.cases import CaseStore
 from citygate.service.db import make_engine, sqlite_url
 from citygate.service.settings import ServiceSettings
 from citygate.service.subscriptions import Subscription

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from citygate.cloud.cases import Action, CaseStatus
 from citygate.contract.rfc3339 import parse_rfc3339_ns
-from citygate.service.cases import OPERATOR_ACTIONS, STATUSES
+from citygate.service.case_model import OPERATOR_ACTIONS, STATUSES
 from citygate.service.subscriptions import Subscription
 from citygate.testing.webhook_receiver import WebhookReceiver
 from tests.cloud.conftest import OPERATOR_TOKEN, READER_TOKEN

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from citygate.service.cases import Condition
+from citygate.service.case_model import Condition
 from tests.cloud.service_cloud import condition, seed
 from tests.open311.conftest import CENTRE, Open311Cloud
 

@@ -13,7 +13,7 @@ from pydantic import SecretStr, ValidationError
 from citygate.cloud.settings import CloudSettings
 from citygate.errors import ConfigError
 from citygate.open311.settings import STATUSES, AttributeDefinition, Open311Settings, ServiceDefinition
-from citygate.service.cases import STATUSES as STORE_STATUSES
+from citygate.service.case_model import STATUSES as STORE_STATUSES
 from tests.open311.conftest import API_KEY, SERVICES
 
 POTHOLE = {"code": "pothole", "name": "Pothole", "feeds": "roads"}

@@ -11,7 +11,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, func, select
 
-from citygate.service.cases import CaseConflictError, CaseError, CaseStore, Condition
+from citygate.service.case_model import CaseConflictError, CaseError, Condition
+from citygate.service.cases import CaseStore
 from citygate.service.db import current_revision, head_revision, make_engine, migrate
 from citygate.service.schema import case_history, cases, deliveries, events, metadata
 from citygate.service.subscriptions import Subscription

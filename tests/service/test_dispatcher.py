@@ -18,7 +18,8 @@ from sqlalchemy import Engine, select
 from standardwebhooks.webhooks import Webhook
 
 from citygate.certs.pki import CertKind
-from citygate.service.cases import CaseStore, Condition
+from citygate.service.case_model import Condition
+from citygate.service.cases import CaseStore
 from citygate.service.delivery import UrlPolicy
 from citygate.service.dispatcher import Dispatcher, DispatchSettings
 from citygate.service.schema import deliveries, subscriptions

@@ -36,7 +36,8 @@ from citygate.cloud.cases import (
 from citygate.cloud.routes.deps import Operator, State
 
 if TYPE_CHECKING:
-    from citygate.service.cases import CaseStore, Transition
+    from citygate.service.case_model import Transition
+    from citygate.service.cases import CaseStore
     from citygate.service.layer import ServiceLayer
 
 router = APIRouter(tags=["cases"])
