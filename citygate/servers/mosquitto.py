@@ -202,6 +202,7 @@ class LocalMosquitto:
             "mosquitto",
             [mosquitto_binary(), "-c", str(self.config_path)],
             log_path=workdir / "mosquitto.stdout",
+            server_log=workdir / "mosquitto.log",
         )
 
     @property

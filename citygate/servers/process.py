@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,12 +16,52 @@ import httpx
 
 from citygate.errors import ServerStartError
 
+# Ports this process has handed out: never the same one twice, even once it is free again
+# (a server stopped for a restart comes back on its port; nobody else may take it meanwhile).
+_handed_out: set[int] = set()
+_LOWEST_PORT = 15_000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999  # Linux's default
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port that was free a moment ago, for a server this process is about to start.
+
+    Chosen below the kernel's ephemeral range: a port the OS picks (bind to 0) comes from
+    that range, which every outgoing connection on the machine also draws its source port
+    from, so between this call and the server's bind any client could take it ("Address
+    already in use"; a CI run lost a Mosquitto start that way). Random, so that two
+    processes doing this seldom meet, and never one handed out before by this process.
+    """
+    low, _ = _ephemeral_range()
+    if low - _LOWEST_PORT >= 1_000:
+        for _ in range(200):
+            port = random.randrange(_LOWEST_PORT, low)  # noqa: S311 (not a secret)
+            if port not in _handed_out and _bindable(host, port):
+                _handed_out.add(port)
+                return port
+    while True:  # a machine with almost no room below its ephemeral range: the OS picks
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
@@ -55,10 +96,14 @@ class ManagedProcess:
         log_path: Path,
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
+        server_log: Path | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
+        # Where the server writes its own log, if not to stdout (Mosquitto's log_dest file):
+        # a start that fails says why there, and the error quotes it.
+        self.server_log = server_log
         self.cwd = cwd
         self.env = env
         self._proc: subprocess.Popen[bytes] | None = None
@@ -127,8 +172,13 @@ class ManagedProcess:
         self._proc = None
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        tails = []
+        for path in (self.log_path, self.server_log):
+            if path is None:
+                continue
+            try:
+                text = path.read_text(errors="replace")
+            except OSError:
+                text = "(no log)"
+            tails.append(f"--- {path}\n" + "\n".join(text.splitlines()[-lines:]))
+        return "\n".join(tails)
