@@ -20,6 +20,7 @@ import structlog
 from citygate.cloud.auth import CertificateVerifier, TokenAuth
 from citygate.cloud.influx_v1 import InfluxV1Sink
 from citygate.cloud.ingest import DEFAULT_MAX_BUFFERED_S
+from citygate.cloud.ingest_activity import IngestActivity
 from citygate.cloud.lineprotocol import ReadingEncoder
 from citygate.cloud.metrics import CloudMetrics
 from citygate.cloud.settings import CloudSettings
@@ -233,9 +234,8 @@ class CloudState:
             )
         self._sink: Sink | None = None
         self.service: ServiceLayer | None = None
-        # POST /v1/ingest requests being answered (one event loop; read by the evaluator's
-        # thread to yield to ingest).
-        self.ingest_in_flight = 0
+        # POST /v1/ingest activity (one event loop; read by the evaluator's thread to yield).
+        self.ingest = IngestActivity(settings.service.ingest_quiet_s)
 
     @property
     def sink(self) -> Sink:
@@ -253,7 +253,7 @@ class CloudState:
                 self.registry,
                 self.device,
                 rules=self.service_rules,
-                busy=lambda: self.ingest_in_flight > 0,
+                busy=self.ingest.busy,
             )
             if self.settings.service.runner == "in_process":
                 self.service.start()

@@ -49,6 +49,9 @@ class ServiceSettings(BaseModel):
     # buffer, its depth the lag. In `citygate service run`, the workers' niceness does the
     # same for the CPU (the cloud and InfluxDB on the same machine win under load).
     evaluator_share_busy: float = Field(default=0.05, gt=0, le=1)
+    # Ingest counts as busy until this long after its last request ended: the gaps between
+    # a gateway's batches are not quiet (citygate/cloud/ingest_activity.py).
+    ingest_quiet_s: float = Field(default=1.0, ge=0, le=60)
     worker_nice: int = Field(default=10, ge=0, le=19)
     # The evaluator's state (its windows: megabytes for thousands of devices) is saved, and the
     # batches it evaluated deleted, this often; a crash re-evaluates at most this much (its

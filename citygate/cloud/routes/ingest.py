@@ -109,11 +109,11 @@ async def ingest(request: Request, gw: Gateway, state: State) -> Response:
     batch posted twice stores each point once (a point's identity is
     measurement + device tags + device time).
     """
-    state.ingest_in_flight += 1  # the rules' evaluator yields while this is above 0
+    state.ingest.begin()  # the rules' evaluator yields while ingest is busy
     try:
         return await _answer(request, gw, state)
     finally:
-        state.ingest_in_flight -= 1
+        state.ingest.end()
 
 
 async def _answer(request: Request, gw: Gateway, state: CloudState) -> Response:
