@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from citygate.cli import cli_errors, err_console
+from citygate.cli.profiles import ProfilesDirOption
 from citygate.contract.profiles import ProfileRegistry
 from citygate.service.conditions import format_duration
 from citygate.service.rules import Rule, RuleError, load_rules, packaged_rules_dir
@@ -63,15 +64,7 @@ def check(
         bool,
         typer.Option("--shipped", help="Load the shipped rules first, under PATHS (as the service does)."),
     ] = False,
-    profiles_dir: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--profiles-dir",
-            help="An extra directory of <name>.v<version>.toml profiles (repeatable).",
-            file_okay=False,
-            dir_okay=True,
-        ),
-    ] = None,
+    profiles_dir: ProfilesDirOption = None,
     timezone: Annotated[
         str, typer.Option("--timezone", help="The city's time zone for active_hours (IANA name).")
     ] = "UTC",

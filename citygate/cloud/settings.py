@@ -17,6 +17,7 @@ from pydantic_settings import SettingsConfigDict
 
 from citygate.config import CitygateSettings
 from citygate.contract import wire
+from citygate.netutil import is_loopback_host
 from citygate.open311.settings import Open311Field, Open311Settings
 from citygate.opendata.policy import OpenDataSettings
 from citygate.opendata.sta.settings import StaSettings
@@ -28,19 +29,10 @@ MIN_TOKEN_LENGTH = 24
 
 def _safe_influx_url(url: str) -> bool:
     """https://, or http:// to this machine only (credentials never cross a network in clear)."""
-    import ipaddress
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    if parts.scheme == "https":
-        return True
-    host = parts.hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return parts.scheme == "https" or is_loopback_host(parts.hostname or "")
 
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"

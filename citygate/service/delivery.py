@@ -27,7 +27,6 @@ only its first 200 bytes, made printable, go into ``detail``.
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from typing import Final, Literal
 
 import httpx
 
+from citygate.netutil import is_loopback_host
 from citygate.service.backoff import parse_retry_after
 from citygate.service.cloudevent import CaseEvent, batch
 from citygate.service.signing import WebhookSecret, webhook_headers
@@ -75,15 +75,6 @@ def _shown(url: str) -> str:
         return repr(str(url).split("?")[0][:100])
     port = f":{u.port}" if u.port is not None else ""
     return f"{u.scheme}://{u.host}{port}{u.path}"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +142,7 @@ class UrlPolicy:
         if u.userinfo:
             raise UrlRefusedError(f"webhook URL {shown} carries user:password in the URL; refused")
         host = u.host.lower().rstrip(".")
-        if u.scheme == "http" and self.allow_http_loopback and _is_loopback(host):
+        if u.scheme == "http" and self.allow_http_loopback and is_loopback_host(host):
             return u
         if u.scheme != "https":
             raise UrlRefusedError(
