@@ -325,16 +325,23 @@ def feed_depth(store_url: str) -> int:
 _engines: dict[str, Any] = {}
 
 
-def snapshot_bytes(store_url: str) -> int | None:
-    """The size of the evaluator's saved state (what every pass writes), as JSON."""
+def snapshot_bytes(store_url: str) -> tuple[int, int] | None:
+    """The size of the evaluator's saved state (what every checkpoint writes): (as stored,
+    as JSON)."""
     from sqlalchemy import select
 
+    from citygate.service.layer import unpack_state
     from citygate.service.schema import evaluator_state
 
     feed_depth(store_url)  # opens the engine
     with _engines[store_url].connect() as conn:
-        snap = conn.execute(select(evaluator_state.c.snapshot)).scalar()
-    return None if snap is None else len(orjson.dumps(snap))
+        row = conn.execute(select(evaluator_state.c.packed, evaluator_state.c.snapshot)).first()
+    if row is None:
+        return None
+    if row.packed is not None:
+        return len(row.packed), len(orjson.dumps(unpack_state(row.packed)))
+    n = len(orjson.dumps(row.snapshot))
+    return n, n
 
 
 def wait_feed_empty(store_url: str, timeout: float) -> float | None:
@@ -385,7 +392,8 @@ def part_ingest(args: argparse.Namespace, rig: CloudRig, stores: Stores) -> dict
                         row["evaluated_rate"] = (
                             len(readings) / (dt + drained) if drained is not None else None
                         )
-                        row["snapshot_bytes"] = snapshot_bytes(c.store_url)
+                        sizes = snapshot_bytes(c.store_url) or (0, 0)
+                        row["snapshot_bytes"], row["snapshot_json_bytes"] = sizes
                     row[f"{label}_cloud_cpu_s"] = cpu_s(c.proc.pid) - cpu0
                 row["ratio"] = row["on_rate"] / row["off_rate"]
                 row["load_after"] = load()
@@ -398,7 +406,8 @@ def part_ingest(args: argparse.Namespace, rig: CloudRig, stores: Stores) -> dict
                     f"feed empty {ev_s if ev_s is None else round(ev_s, 1)} s "
                     f"after the last 200 (evaluated {row['evaluated_rate'] or 0:,.0f}/s)  "
                     f"cpu off {row['off_cloud_cpu_s']:.1f} s on {row['on_cloud_cpu_s']:.1f} s  "
-                    f"saved state {(row['snapshot_bytes'] or 0) / 1e6:.1f} MB  "
+                    f"saved state {row['snapshot_bytes'] / 1e6:.1f} MB "
+                    f"({row['snapshot_json_bytes'] / 1e6:.1f} MB as JSON)  "
                     f"load {row['load_before']} -> {row['load_after']}",
                     flush=True,
                 )

@@ -174,8 +174,12 @@ evaluator_state = Table(
     "evaluator_state",
     metadata,
     Column("name", String(100), primary_key=True),
-    Column("snapshot", JSON, nullable=False),
+    # Rows written before migration 0004: the state as JSON. Since: NULL, and ``packed``.
+    Column("snapshot", JSON, nullable=True),
     Column("updated_ms", BigInteger, nullable=False),
+    # The state as zlib-compressed JSON (citygate/service/layer.py, pack_state): a fifth of
+    # the bytes the store writes at every checkpoint.
+    Column("packed", LargeBinary, nullable=True),
 )
 
 # Accepted readings waiting for the rules (written by ingest after the database confirmed

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from citygate.contract.profiles import ProfileRegistry
-from citygate.service.layer import ServiceLayer
+from citygate.service.layer import ServiceLayer, unpack_state
 from citygate.service.schema import case_history, reading_feed
 from citygate.service.settings import ServiceSettings
 from citygate.testing.rules import PM_SPIKE_RULES
@@ -118,3 +118,68 @@ def test_the_checkpoint_waits_while_readings_arrive_up_to_its_maximum(settings: 
     time.sleep(0.002)
     overdue.evaluate_once(T0)
     assert overdue.stats.checkpoints == 1  # past checkpoint_max_s it does not wait
+
+
+def _state_row(svc: ServiceLayer) -> tuple[bytes | None, object]:
+    from citygate.service.schema import evaluator_state
+
+    with svc.engine.connect() as conn:
+        row = conn.execute(select(evaluator_state.c.packed, evaluator_state.c.snapshot)).one()
+    return row.packed, row.snapshot
+
+
+PM_HOURLY_RULE = """
+[rules.pm_hourly]
+title = "PM2.5 hourly average high"
+service = "environment"
+severity = "warning"
+when = "avg(pm2_5, 1h) > 25"
+clear = "avg(pm2_5, 1h) < 20"
+"""
+
+
+def test_the_checkpoint_saves_the_state_compressed(settings: ServiceSettings) -> None:
+    rules = settings.rules_dirs[0] / "air.v1.toml"
+    rules.write_text(rules.read_text() + PM_HOURLY_RULE)
+    svc = layer(settings)
+    for i in range(1, 401):  # a window of 400 points: the bulk of a real state
+        feed(svc, i, "dev-a", i, 10.0 + (i % 7))
+    while svc._taken_through < 400:
+        svc.evaluate_once(T0, checkpoint=False)
+    svc.evaluate_once(T0, checkpoint=True)
+    packed, snapshot = _state_row(svc)
+    assert snapshot is None and packed is not None
+    state = unpack_state(packed)
+    as_json = orjson.dumps(state)
+    assert len(packed) * 3 < len(as_json)  # compressed: under a third of the JSON
+    assert svc.stats.state_bytes == len(packed)
+    assert orjson.loads(as_json) == orjson.loads(orjson.dumps(svc._evaluator.snapshot()))  # type: ignore[union-attr]
+    svc.engine.dispose()
+    again = layer(settings)  # a restart restores it: the window goes on with its 400 points
+    again.evaluate_once(T0, checkpoint=False)
+    assert orjson.loads(orjson.dumps(again._evaluator.snapshot())) == orjson.loads(as_json)  # type: ignore[union-attr]
+    again.engine.dispose()
+
+
+def test_a_state_saved_as_json_before_migration_0004_is_restored(settings: ServiceSettings) -> None:
+    from citygate.service.db import downgrade
+    from citygate.service.schema import evaluator_state
+
+    first = layer(settings)
+    feed(first, 1, "dev-a", 10, 150.0)
+    first.evaluate_once(T0, checkpoint=True)
+    assert actions(first) == ["opened"]
+    packed, _ = _state_row(first)
+    assert packed is not None
+    downgrade(first.engine, "0003")  # the store as the code before 0004 left it: JSON ...
+    with first.engine.connect() as conn:
+        (old,) = conn.execute(select(evaluator_state.c.snapshot)).one()
+    assert old == unpack_state(packed)  # ... which the downgrade wrote back from the packed state
+    first.engine.dispose()
+    second = layer(settings)  # migrates to head again; the JSON row is read as it is
+    feed(second, 2, "dev-a", 20, 10.0)
+    second.evaluate_once(T0, checkpoint=True)
+    assert actions(second) == ["opened", "cleared"]  # the open condition was restored, not lost
+    packed, snapshot = _state_row(second)
+    assert packed is not None and snapshot is None
+    second.engine.dispose()
