@@ -230,6 +230,17 @@ class Outbox:
                 raise OutboxWriteError(f"outbox write failed: {e}") from e
             raise
 
+    def _usable_disk(self) -> int:
+        """Free disk less what the write-ahead log may still need: a checkpoint copies the WAL's
+        pages into the database file, which grows for the new ones. Counted as free, a full
+        disk took that room, the checkpoints failed, and every commit after them (disk-full
+        chaos run): the floor was never held, the drop policy never engaged."""
+        try:
+            wal = self.path.with_name(self.path.name + "-wal").stat().st_size
+        except FileNotFoundError:
+            wal = 0
+        return disk_free(self.path.parent) - wal
+
     def _reclaim_wal(self) -> None:
         """Give the write-ahead log's disk space back (checkpoint, truncate): near the disk floor
         the WAL is the space that can be reclaimed without dropping anything."""
@@ -256,7 +267,7 @@ class Outbox:
         now_ns = now_ns if now_ns is not None else time.time_ns()
         counts: dict[str, int] = dict(counters or {})
         need = sum(row_size(r.device_id, r.body) for r in readings)
-        if free_disk is None and disk_free(self.path.parent) - self.limits.min_free_disk_bytes < need:
+        if free_disk is None and self._usable_disk() - self.limits.min_free_disk_bytes < need:
             with self._lock:
                 self._reclaim_wal()
         with self._lock, self._tx() as db:
@@ -334,7 +345,7 @@ class Outbox:
     def _room(self, db: sqlite3.Connection, free_disk: int | None) -> int:
         room = self.limits.max_bytes - self._bytes - self._held.bytes
         if free_disk is None:
-            free_disk = disk_free(self.path.parent)
+            free_disk = self._usable_disk()
         room = min(room, free_disk - self.limits.min_free_disk_bytes)
         return max(room, 0)
 
