@@ -1,4 +1,4 @@
-"""Small file-system helpers: durable, atomic writes."""
+"""Small file-system helpers: durable, atomic writes; free space."""
 
 from __future__ import annotations
 
@@ -26,3 +26,9 @@ def atomic_write(path: Path, data: bytes, *, mode: int) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def disk_free(path: Path) -> int:
+    """Bytes that a process without root's reserve may still write on ``path``'s file system."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize

@@ -12,9 +12,10 @@ import psutil
 from citygate import __version__
 from citygate.certs.pki import days_left
 from citygate.contract.wire import GatewayHealth
+from citygate.fsutil import disk_free
 from citygate.gateway import counters as c
 from citygate.gateway.clock import TrustedClock
-from citygate.gateway.outbox import Outbox, disk_free
+from citygate.gateway.outbox import Outbox
 from citygate.gateway.settings import GatewaySettings
 
 

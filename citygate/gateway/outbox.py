@@ -26,7 +26,6 @@ the values it takes and returns (outbox_types, re-exported here).
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import sqlite3
 import threading
@@ -37,6 +36,7 @@ from pathlib import Path
 import structlog
 
 from citygate.errors import OutboxWriteError
+from citygate.fsutil import disk_free
 from citygate.gateway import counters as c
 from citygate.gateway.checkpoint import BACKSTOP_FRAMES, WalCheckpointer
 from citygate.gateway.held import HeldTable
@@ -51,6 +51,7 @@ from citygate.gateway.outbox_schema import (
     check_integrity,
     connect,
     row_size,
+    wal_size,
 )
 from citygate.gateway.outbox_types import (
     CommitResult,
@@ -78,7 +79,6 @@ __all__ = [
     "OutboxStats",
     "OverflowPolicy",
     "StoredReading",
-    "disk_free",
 ]
 
 log = structlog.get_logger("citygate.gateway.outbox")
@@ -231,15 +231,8 @@ class Outbox:
             raise
 
     def _usable_disk(self) -> int:
-        """Free disk less what the write-ahead log may still need: a checkpoint copies the WAL's
-        pages into the database file, which grows for the new ones. Counted as free, a full
-        disk took that room, the checkpoints failed, and every commit after them (disk-full
-        chaos run): the floor was never held, the drop policy never engaged."""
-        try:
-            wal = self.path.with_name(self.path.name + "-wal").stat().st_size
-        except FileNotFoundError:
-            wal = 0
-        return disk_free(self.path.parent) - wal
+        """Free disk less the WAL's size: the room its checkpoint needs (outbox_schema.wal_size)."""
+        return disk_free(self.path.parent) - wal_size(self.path)
 
     def _reclaim_wal(self) -> None:
         """Give the write-ahead log's disk space back (checkpoint, truncate): near the disk floor
@@ -705,7 +698,3 @@ def _fit(readings: Sequence[NewReading], room: int) -> list[NewReading]:
         out.append(r)
     return out
 
-
-def disk_free(path: Path) -> int:
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize

@@ -90,6 +90,17 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+def wal_size(path: Path) -> int:
+    """The write-ahead log's bytes: as much as its checkpoint may need to grow the database
+    file by (it copies the WAL's pages in). Counted as free disk, a disk filled from outside
+    took that room, the checkpoints failed and then every commit ("disk is full"), and the
+    drop policy never engaged (the long disk-full chaos run)."""
+    try:
+        return path.with_name(path.name + "-wal").stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def check_integrity(db: sqlite3.Connection) -> None:
     try:
         rows = db.execute("PRAGMA quick_check").fetchall()

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from citygate.gateway.outbox import NewReading, Outbox, OutboxLimits, OverflowPolicy, disk_free
+from citygate.fsutil import disk_free
+from citygate.gateway.outbox import NewReading, Outbox, OutboxLimits, OverflowPolicy
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs (root only)")
 
