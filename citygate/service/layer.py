@@ -199,7 +199,13 @@ class ServiceLayer:
         batches evaluated since the last checkpoint. Returns the number of condition changes."""
         ev = self._evaluator or self._load_evaluator()
         self._evaluator = ev
-        batches = self.feed.take(TAKE_BATCHES, after_id=self._taken_through)
+        # While ingest is busy, one batch a pass, and its reading and decoding count in the
+        # evaluator's share: 200 batches at once were seconds under the interpreter lock,
+        # which ingest waited for (bench/RESULTS.md, "Ingest before the rules").
+        limit = 1 if self._busy is not None and self._busy() else TAKE_BATCHES
+        t0 = time.monotonic()
+        batches = self.feed.take(limit, after_id=self._taken_through)
+        self._yield_to_ingest(time.monotonic() - t0)
         changes = 0
         for b in batches:
             changes += self._observe(ev, b)
@@ -220,7 +226,7 @@ class ServiceLayer:
         s.lag_s = (time.time_ns() // 1_000_000 - batches[0].received_ms) / 1000 if batches else 0.0
         if changes:
             self.dispatcher.wake()
-        if len(batches) == TAKE_BATCHES:
+        if batches and len(batches) == limit:
             self._wake.set()  # more waiting: go again at once
         return changes
 

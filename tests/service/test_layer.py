@@ -183,3 +183,28 @@ def test_a_state_saved_as_json_before_migration_0004_is_restored(settings: Servi
     packed, snapshot = _state_row(second)
     assert packed is not None and snapshot is None
     second.engine.dispose()
+
+
+@pytest.mark.parametrize("busy", [True, False])
+def test_while_ingest_is_busy_a_pass_takes_one_batch(settings: ServiceSettings, busy: bool) -> None:
+    from citygate.service.db import migrate
+
+    # Share 1: no pause, so the test waits for nothing; what it checks is how much a pass takes.
+    svc = ServiceLayer(
+        settings.model_copy(update={"evaluator_share_busy": 1.0}),
+        ProfileRegistry(),
+        lambda _d: None,
+        busy=lambda: busy,
+    )
+    migrate(svc.engine)
+    for i in range(1, 4):
+        feed(svc, i, f"dev-{i}", 10, 150.0)
+    svc.evaluate_once(T0, checkpoint=False)
+    # Busy: one batch (taking 200 at once held the interpreter lock for seconds); the rest
+    # waits in the feed for the next passes.
+    assert svc.stats.batches == (1 if busy else 3)
+    svc.evaluate_once(T0, checkpoint=False)
+    svc.evaluate_once(T0, checkpoint=False)
+    assert svc.stats.batches == 3
+    assert actions(svc) == ["opened"] * 3
+    svc.engine.dispose()
