@@ -273,7 +273,9 @@ class ServiceLayer:
             ).first()
         self.forecasts = ForecastWatch(self.rules)
         self.forecasts.load(self.store)
-        snap = None if row is None else unpack_state(row.packed) if row.packed is not None else row.snapshot
+        snap = None
+        if row is not None:  # packed since migration 0004; JSON in rows written before it
+            snap = unpack_state(row.packed) if row.packed is not None else row.snapshot
         if snap is None:
             return Evaluator(self.rules, lateness_ns=lateness)
         return Evaluator.restore(self.rules, snap, lateness_ns=lateness)
