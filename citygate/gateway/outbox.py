@@ -439,7 +439,11 @@ class Outbox:
         """
         with self._lock:
             db = self._db
-            bounds = db.execute("SELECT min(id), max(id) FROM readings").fetchone()
+            # Two subqueries, not "SELECT min(id), max(id)": SQLite answers a lone min() or
+            # max() from the primary key, but both in one query scan the whole table.
+            bounds = db.execute(
+                "SELECT (SELECT min(id) FROM readings), (SELECT max(id) FROM readings)"
+            ).fetchone()
             if bounds[0] is None:
                 return None
             lo, hi = bounds
@@ -697,4 +701,3 @@ def _fit(readings: Sequence[NewReading], room: int) -> list[NewReading]:
         room -= size
         out.append(r)
     return out
-

@@ -147,3 +147,39 @@ def test_committed_rows_survive_kill_9(tmp_path):
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     (n,) = db.execute("SELECT count(*) FROM readings").fetchone()
     assert n == confirmed_groups * 100
+
+
+def _vm_steps(ob: Outbox, fn) -> int:
+    """SQLite virtual-machine steps (in hundreds) that ``fn`` costs on the outbox's connection."""
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    ob._db.set_progress_handler(count, 100)
+    try:
+        fn()
+    finally:
+        ob._db.set_progress_handler(None, 100)
+    return steps[0]
+
+
+def test_batch_selection_cost_does_not_grow_with_the_backlog(tmp_path):
+    # The forwarder picks every batch with these calls; a query that scans the table makes
+    # each batch slower as the backlog grows, and a large backlog then never drains.
+    ob = Outbox(tmp_path / "o.db")
+
+    def select() -> None:
+        first = ob.first_id_received_after(500)
+        assert first is not None
+        ob.oldest(2_000, after_id=first - 1)
+        ob.oldest(2_000)
+
+    ob.commit([_r(i, size=10, received_ns=i) for i in range(5_000)], now_ns=10**6, free_disk=10**12)
+    small = _vm_steps(ob, select)
+    for start in range(5_000, 200_000, 50_000):
+        batch = [_r(i, size=10, received_ns=i) for i in range(start, min(start + 50_000, 200_000))]
+        ob.commit(batch, now_ns=10**6, free_disk=10**12)
+    large = _vm_steps(ob, select)
+    assert large < 2 * small + 10, (small, large)
