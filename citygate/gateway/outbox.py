@@ -433,20 +433,17 @@ class Outbox:
     def first_id_received_after(self, cutoff_ns: int) -> int | None:
         """The first row received after ``cutoff_ns`` (the start of the live lane), or None.
 
-        Rows are in arrival order, so received_ns rises with id (up to clock
-        steps): a bisection over ids finds it in O(log n) primary-key lookups,
-        with no index on received_ns to write for every reading.
+        Rows are in arrival order, so received_ns rises with id (up to clock steps): a bisection
+        over ids finds it in O(log n) primary-key lookups, with no index on received_ns to write.
         """
         with self._lock:
             db = self._db
-            # Two subqueries, not "SELECT min(id), max(id)": SQLite answers a lone min() or
-            # max() from the primary key, but both in one query scan the whole table.
-            bounds = db.execute(
+            # Not "SELECT min(id), max(id)": SQLite reads a lone min or max off the key, both scan.
+            lo, hi = db.execute(
                 "SELECT (SELECT min(id) FROM readings), (SELECT max(id) FROM readings)"
             ).fetchone()
-            if bounds[0] is None:
+            if lo is None:
                 return None
-            lo, hi = bounds
             (last_received,) = db.execute("SELECT received_ns FROM readings WHERE id = ?", (hi,)).fetchone()
             if last_received <= cutoff_ns:
                 return None
