@@ -101,6 +101,15 @@ def run(
             help="MQTT client: aiomqtt (paho) or lite (citygate's own, batched writes, ~6x faster).",
         ),
     ] = "aiomqtt",
+    utc_offset: Annotated[
+        float,
+        typer.Option(
+            "--utc-offset",
+            min=-12.0,
+            max=14.0,
+            help="The city's local time, UTC + HOURS: the signals follow it (rush hours, daylight).",
+        ),
+    ] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
     stats_file: Annotated[
         Path | None,
@@ -170,6 +179,7 @@ def run(
             inflight=inflight,
             drain_s=drain,
             client=client,
+            utc_offset_h=utc_offset,
         )
         writer = LedgerWriter(ledger) if ledger is not None else None
         stats = FleetStats()

@@ -101,7 +101,6 @@ class FleetSettings:
     backoff_max_s: float = 30.0
     utc_offset_h: float = 1.0
     status: bool = True  # retained online/offline on devices/{id}/status
-    time_offset_s: float = 0.0  # shift of the devices' clocks for the signals (not the ts)
     client: ClientKind = "aiomqtt"
 
     def __post_init__(self) -> None:
