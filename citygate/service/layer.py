@@ -119,6 +119,8 @@ class ServiceLayer:
         self._unsaved: list[int] = []  # feed batches evaluated since the last checkpoint
         self._taken_through = 0  # the highest feed id evaluated since then
         self._checkpointed_at = time.monotonic()
+        self._dirty = False  # batches evaluated or changes made since the last checkpoint
+        self._saved_watermark: int | None = None  # the evaluator's watermark in the saved state
         self.forecasts = ForecastWatch(self.rules)
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -213,10 +215,11 @@ class ServiceLayer:
             self._taken_through = max(self._taken_through, b.id)
         for ch in ev.advance(now_ns if now_ns is not None else time.time_ns()):
             changes += self._apply(ch)
+        self._dirty = self._dirty or bool(batches) or changes > 0
         since = time.monotonic() - self._checkpointed_at
         quiet = not batches and (self._busy is None or not self._busy())
         due = since >= self.settings.checkpoint_max_s or (since >= self.settings.checkpoint_every_s and quiet)
-        if checkpoint if checkpoint is not None else due:
+        if checkpoint if checkpoint is not None else (due and self._needs_saving(ev)):
             self._checkpoint(ev)
         s = self.stats
         s.passes += 1
@@ -229,6 +232,19 @@ class ServiceLayer:
         if batches and len(batches) == limit:
             self._wake.set()  # more waiting: go again at once
         return changes
+
+    def _needs_saving(self, ev: Evaluator) -> bool:
+        """Whether the state differs from the saved one by more than the clock. A pass that
+        evaluated nothing moves only the watermark (to ``now``); saving the whole state for that
+        (megabytes: bench/RESULTS.md, "A checkpoint of nothing") held the interpreter lock in the
+        middle of ingest bursts. So the saved watermark lags by at most ``checkpoint_max_s``, as
+        the rest of the state may after a crash."""
+        if self._dirty:
+            return True
+        wm, saved = ev.watermark_ns, self._saved_watermark
+        if wm is None:
+            return False
+        return saved is None or wm - saved >= self.settings.checkpoint_max_s * _NS
 
     def _checkpoint(self, ev: Evaluator) -> None:
         """The state and the deletion of the batches it has seen, in one transaction. Then the
@@ -248,6 +264,8 @@ class ServiceLayer:
         self._unsaved.clear()
         self._taken_through = 0
         self._checkpointed_at = time.monotonic()
+        self._dirty = False
+        self._saved_watermark = ev.watermark_ns
         self.stats.checkpoints += 1
         self.stats.state_bytes = len(packed)
 
@@ -277,8 +295,12 @@ class ServiceLayer:
         if row is not None:  # packed since migration 0004; JSON in rows written before it
             snap = unpack_state(row.packed) if row.packed is not None else row.snapshot
         if snap is None:
-            return Evaluator(self.rules, lateness_ns=lateness)
-        return Evaluator.restore(self.rules, snap, lateness_ns=lateness)
+            ev = Evaluator(self.rules, lateness_ns=lateness)
+        else:
+            ev = Evaluator.restore(self.rules, snap, lateness_ns=lateness)
+        self._dirty = False
+        self._saved_watermark = ev.watermark_ns
+        return ev
 
     def _observe(self, ev: Evaluator, b: FeedBatch) -> int:
         """Evaluate one feed batch, recording its changes as they come; returns their number."""

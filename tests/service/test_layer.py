@@ -120,6 +120,25 @@ def test_the_checkpoint_waits_while_readings_arrive_up_to_its_maximum(settings: 
     assert overdue.stats.checkpoints == 1  # past checkpoint_max_s it does not wait
 
 
+def test_a_pass_that_evaluated_nothing_saves_nothing(settings: ServiceSettings) -> None:
+    svc = layer(settings.model_copy(update={"checkpoint_every_s": 0.001, "checkpoint_max_s": 60.0}))
+    feed(svc, 1, "dev-a", 10, 150.0)
+    svc.evaluate_once(T0, checkpoint=True)
+    assert svc.stats.checkpoints == 1
+    time.sleep(0.002)  # the interval passes (the clock, not synchronisation)
+    svc.evaluate_once(T0 + S)
+    svc.evaluate_once(T0 + 2 * S)
+    assert svc.stats.checkpoints == 1  # the same state but for a watermark a second on
+    svc.evaluate_once(T0 + 70 * S)  # the reading saved was at T0 + 10 s
+    assert svc.stats.checkpoints == 2  # the saved watermark lags by at most checkpoint_max_s
+    feed(svc, 2, "dev-a", 75, 150.0)
+    svc.evaluate_once(T0 + 75 * S)
+    time.sleep(0.002)
+    svc.evaluate_once(T0 + 75 * S)
+    assert svc.stats.checkpoints == 3  # a batch evaluated: saved at the next quiet pass
+    svc.engine.dispose()
+
+
 def _state_row(svc: ServiceLayer) -> tuple[bytes | None, object]:
     from citygate.service.schema import evaluator_state
 
