@@ -283,9 +283,7 @@ class Pipeline(Worker):
                     handled.setdefault(device_id, []).append(result.seq)
                     resends += 1
                     continue
-                readings.append(
-                    NewReading(device_id, result.seq, m.received_ns, stored_body(result))
-                )
+                readings.append(NewReading(device_id, result.seq, m.received_ns, stored_body(result)))
                 if result.seq is not None:
                     ts_of[device_id, result.seq] = result.ts_ns
                 continue

@@ -58,7 +58,9 @@ from citygate.service.judging import FieldValue, Judgement, iso, judge, judge_ba
 from citygate.service.rules import Rule, RuleSet
 from citygate.service.windows_agg import Window
 
-SNAPSHOT_FORMAT: Final = 1
+# 2: a window's points as {"ts": [...], "values": [...]}; 1 (still read): [[ts, value], ...].
+SNAPSHOT_FORMAT: Final = 2
+_FORMATS_READ: Final = frozenset({1, 2})
 IDLE, PENDING, OPEN, CLEARING = "idle", "pending", "open", "clearing"
 _STATES: Final = frozenset({IDLE, PENDING, OPEN, CLEARING})
 
@@ -471,8 +473,10 @@ class Evaluator:
 
 
 def _restore_into(ev: Evaluator, snap: Mapping[str, Any]) -> None:
-    if snap.get("format") != SNAPSHOT_FORMAT:
-        raise ValueError(f"evaluator snapshot format {snap.get('format')!r}, expected {SNAPSHOT_FORMAT}")
+    if snap.get("format") not in _FORMATS_READ:
+        raise ValueError(
+            f"evaluator snapshot format {snap.get('format')!r}, expected one of {sorted(_FORMATS_READ)}"
+        )
     wm = snap["watermark_ns"]
     ev._watermark = None if wm is None else int(wm)
     for k, v in snap["stats"].items():

@@ -95,14 +95,15 @@ def _judge_forecast(
     fields: Mapping[str, FieldValue],
 ) -> Judgement:
     win = windows.get((cond.field, cond.window_ns))
-    if win is None or not win.points or ts - first_ts < cond.window_ns:
+    latest = None if win is None else win.latest_value()
+    if win is None or latest is None or ts - first_ts < cond.window_ns:
         return UNKNOWN
     fit = win.trend()
     if fit is None:
         return UNKNOWN
     slope, t_mean, y_mean = fit
     cur = numeric(fields.get(cond.field))
-    last = cur if cur is not None else win.points[-1][1]
+    last = cur if cur is not None else latest
     rate = f"{slope * 3600 * NS_PER_S:+.3g}/h"
     head = f"forecast({cond.field}, {format_duration(cond.horizon_ns)}): {format_value(last)}, {rate}"
     if compare(cond.op, last, cond.value):

@@ -65,6 +65,7 @@ def unpack_state(packed: bytes) -> dict[str, Any]:
         raise ValueError("the evaluator's saved state is not a JSON object")
     return state
 
+
 DeviceLookup = Callable[[str], DeviceRecord | None]
 
 

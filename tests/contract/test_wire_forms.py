@@ -121,7 +121,6 @@ def test_the_batch_id_regex_is_the_models_rule(batch_id):
     assert (BATCH_ID_RE.fullmatch(batch_id) is not None) == model_accepts
 
 
-
 @given(
     device_id=st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=64),
     ts_ns=st.integers(0, INT64_MAX),
