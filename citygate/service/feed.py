@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,15 @@ from citygate.contract.readings import Reading
 from citygate.service.schema import reading_feed
 
 DEPTH_CHECK_S = 1.0  # how stale the feed's depth may be when deciding it is full
+# A readings batch is stored zlib-compressed (level 1: a tenth of its JSON for 1.5 ms per
+# 5,000 readings, in C without the interpreter lock). Uncompressed it was most of what the
+# store wrote and compressed again itself (PostgreSQL's TOAST) during ingest bursts. Bodies
+# written before start with "[" (JSON); a zlib stream never does.
+_PACK_LEVEL = 1
+
+
+def _unpack(body: bytes) -> Any:
+    return orjson.loads(body if body[:1] == b"[" else zlib.decompress(body))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +74,7 @@ class ReadingFeed:
                 for r in readings
             ]
         )
-        self._append("readings", gateway_id, len(readings), body)
+        self._append("readings", gateway_id, len(readings), zlib.compress(body, _PACK_LEVEL))
         return True
 
     def append_heartbeat(self, gateway_id: str, at_ns: int, backlog_age_s: float | None) -> None:
@@ -88,8 +98,7 @@ class ReadingFeed:
         q = select(reading_feed).where(reading_feed.c.id > after_id).order_by(reading_feed.c.id).limit(limit)
         with self.engine.connect() as conn:
             return [
-                FeedBatch(r.id, r.kind, r.gateway_id, r.received_ms, orjson.loads(r.body))
-                for r in conn.execute(q)
+                FeedBatch(r.id, r.kind, r.gateway_id, r.received_ms, _unpack(r.body)) for r in conn.execute(q)
             ]
 
     @staticmethod

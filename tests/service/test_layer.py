@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from citygate.contract.profiles import ProfileRegistry
+from citygate.contract.readings import new_reading
 from citygate.service.layer import ServiceLayer, unpack_state
 from citygate.service.schema import case_history, reading_feed
 from citygate.service.settings import ServiceSettings
@@ -178,6 +179,24 @@ def test_the_checkpoint_saves_the_state_compressed(settings: ServiceSettings) ->
     again.evaluate_once(T0, checkpoint=False)
     assert orjson.loads(orjson.dumps(again._evaluator.snapshot())) == orjson.loads(as_json)  # type: ignore[union-attr]
     again.engine.dispose()
+
+
+def test_the_feed_stores_a_readings_batch_compressed(settings: ServiceSettings) -> None:
+    """Ingest's write for the rules is a tenth of the batch's JSON; the evaluator reads it, and
+    bodies written uncompressed before (the ``feed`` helper above writes those) alike."""
+    svc = layer(settings)
+    readings = [
+        new_reading(f"dev-{i % 50}", "air_quality", 1, "air_quality", T0 + i * S, i, {"pm2_5": 150.0})
+        for i in range(1000)
+    ]
+    assert svc.feed.append_readings("gw", readings)
+    with svc.engine.connect() as conn:
+        (body,) = conn.execute(select(reading_feed.c.body)).one()
+    as_json = orjson.dumps([(r.device_id, r.profile, r.ts_ns, r.values) for r in readings])
+    assert len(body) * 5 < len(as_json)
+    svc.evaluate_once(T0 + 2000 * S, checkpoint=True)
+    assert actions(svc) == ["opened"] * 50  # one case per device: every reading was read back
+    svc.engine.dispose()
 
 
 def test_a_state_saved_as_json_before_migration_0004_is_restored(settings: ServiceSettings) -> None:
