@@ -1,27 +1,49 @@
-"""Whether ingest is busy: what the rules' evaluator in the same process yields to.
+"""Whether ingest is busy, and whether it is loaded: what the rules' evaluator in the same
+process defers its checkpoint to, and yields the interpreter lock to.
 
 A gateway posts batch after batch; between two of its requests none is in flight, yet
 ingest is anything but idle. Counting only the requests in flight, the evaluator took
 each such gap for quiet and saved its checkpoint there: seconds of pure Python under the
 interpreter lock in the middle of a burst (bench/RESULTS.md, "Ingest before the rules").
 So ingest counts as busy until ``quiet_s`` after its last request ended.
+
+Busy is not loaded. At a city's steady 5,000 readings/s ingest is always busy yet uses a
+few per cent of the interpreter; an evaluator yielding whenever ingest was busy starved
+there, and cases opened half a minute late (bench/RESULTS.md, "The evaluator starved").
+So the requests report the CPU time their threads spent, and the evaluator yields only
+while that is at least ``loaded_share`` of a core, averaged over about a second.
 """
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+LOAD_WINDOW_S = 1.0  # the time constant of the load's moving average
 
 
 class IngestActivity:
     """Requests begin and end on the event loop; ``busy`` is read from the evaluator's thread
-    (an int and a float, each written whole: no lock needed)."""
+    (an int and a float, each written whole: no lock needed). ``spent`` is called from the
+    request's worker threads, so the load it adds up takes a lock."""
 
-    def __init__(self, quiet_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, quiet_s: float, loaded_share: float = 0.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.quiet_s = quiet_s
+        self.loaded_share = loaded_share
         self._clock = clock
         self.in_flight = 0
         self._last_end = float("-inf")
+        self._lock = threading.Lock()
+        self._load = 0.0  # CPU seconds per second, decayed to ``_load_at``
+        self._load_at = clock()
 
     def begin(self) -> None:
         self.in_flight += 1
@@ -32,3 +54,31 @@ class IngestActivity:
 
     def busy(self) -> bool:
         return self.in_flight > 0 or self._clock() - self._last_end < self.quiet_s
+
+    def spent(self, cpu_s: float) -> None:
+        """A request's thread spent ``cpu_s`` of CPU time on ingest."""
+        with self._lock:
+            self._load = self._decayed() + cpu_s / LOAD_WINDOW_S
+
+    def load(self) -> float:
+        """Ingest's CPU time per second of late (an exponential moving average)."""
+        with self._lock:
+            return self._decayed()
+
+    def _decayed(self) -> float:
+        now = self._clock()
+        self._load *= math.exp(-max(0.0, now - self._load_at) / LOAD_WINDOW_S)
+        self._load_at = now
+        return self._load
+
+    def loaded(self) -> bool:
+        """Busy, and using at least ``loaded_share`` of a core: the interpreter lock is wanted."""
+        return self.busy() and self.load() >= self.loaded_share
+
+    def timed(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)``, its thread's CPU time counted as ingest's."""
+        t0 = time.thread_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.spent(time.thread_time() - t0)

@@ -235,7 +235,7 @@ class CloudState:
         self._sink: Sink | None = None
         self.service: ServiceLayer | None = None
         # POST /v1/ingest activity (one event loop; read by the evaluator's thread to yield).
-        self.ingest = IngestActivity(settings.service.ingest_quiet_s)
+        self.ingest = IngestActivity(settings.service.ingest_quiet_s, settings.service.ingest_loaded_share)
 
     @property
     def sink(self) -> Sink:
@@ -254,6 +254,7 @@ class CloudState:
                 self.device,
                 rules=self.service_rules,
                 busy=self.ingest.busy,
+                loaded=self.ingest.loaded,
             )
             if self.settings.service.runner == "in_process":
                 self.service.start()

@@ -94,9 +94,12 @@ class ServiceLayer:
         name: str | None = None,
         rules: RuleSet | None = None,
         busy: Callable[[], bool] | None = None,
+        loaded: Callable[[], bool] | None = None,
     ) -> None:
-        """``busy``: True while ingest requests are in flight in this process (the evaluator
-        then yields: ``ServiceSettings.evaluator_share_busy``)."""
+        """``busy``: True while ingest requests arrive in this process (the evaluator then
+        takes one batch a pass and defers its checkpoint); ``loaded`` (default: ``busy``): True
+        while they also use the interpreter (the evaluator then yields:
+        ``ServiceSettings.evaluator_share_busy``; citygate/cloud/ingest_activity.py)."""
         assert settings.store_url is not None  # ServiceSettings refuses enabled without it
         self.settings = settings
         # Unique per layer, not per process: two layers in one process (tests) are two replicas.
@@ -104,6 +107,7 @@ class ServiceLayer:
         self.rules = rules if rules is not None else load_service_rules(settings, profiles)
         self._devices = devices
         self._busy = busy
+        self._loaded = loaded if loaded is not None else busy
         self.engine = make_engine(settings.store_url)
         self.store = CaseStore(self.engine, settings.subscriptions)
         self.feed = ReadingFeed(self.engine, max_batches=settings.feed_max_batches)
@@ -185,9 +189,9 @@ class ServiceLayer:
             self._wake.clear()
 
     def _yield_to_ingest(self, spent_s: float) -> None:
-        """While ingest is busy, pause so that this pass was at most ``evaluator_share_busy``
+        """While ingest is loaded, pause so that this pass was at most ``evaluator_share_busy``
         of the time (the readings wait in the feed, durably; ingest never waits on them)."""
-        if self._busy is None or not self._busy():
+        if self._loaded is None or not self._loaded():
             return
         share = self.settings.evaluator_share_busy
         pause = min(spent_s * (1.0 / share - 1.0), MAX_YIELD_S)
@@ -202,10 +206,10 @@ class ServiceLayer:
         batches evaluated since the last checkpoint. Returns the number of condition changes."""
         ev = self._evaluator or self._load_evaluator()
         self._evaluator = ev
-        # While ingest is busy, one batch a pass, and its reading and decoding count in the
+        # While ingest is loaded, one batch a pass, and its reading and decoding count in the
         # evaluator's share: 200 batches at once were seconds under the interpreter lock,
         # which ingest waited for (bench/RESULTS.md, "Ingest before the rules").
-        limit = 1 if self._busy is not None and self._busy() else TAKE_BATCHES
+        limit = 1 if self._loaded is not None and self._loaded() else TAKE_BATCHES
         t0 = time.monotonic()
         batches = self.feed.take(limit, after_id=self._taken_through)
         self._yield_to_ingest(time.monotonic() - t0)

@@ -7,7 +7,11 @@ two of a gateway's batches is not quiet: counting only requests in flight, it wa
 
 from __future__ import annotations
 
-from citygate.cloud.ingest_activity import IngestActivity
+import time
+
+import pytest
+
+from citygate.cloud.ingest_activity import LOAD_WINDOW_S, IngestActivity
 
 
 class Clock:
@@ -19,12 +23,12 @@ class Clock:
 
 
 def test_idle_from_the_start() -> None:
-    assert not IngestActivity(1.0, Clock()).busy()
+    assert not IngestActivity(1.0, clock=Clock()).busy()
 
 
 def test_busy_while_a_request_is_in_flight() -> None:
     clock = Clock()
-    activity = IngestActivity(1.0, clock)
+    activity = IngestActivity(1.0, clock=clock)
     activity.begin()
     clock.now += 30
     assert activity.busy()
@@ -32,7 +36,7 @@ def test_busy_while_a_request_is_in_flight() -> None:
 
 def test_the_gap_between_two_batches_is_not_quiet() -> None:
     clock = Clock()
-    activity = IngestActivity(1.0, clock)
+    activity = IngestActivity(1.0, clock=clock)
     activity.begin()
     activity.end()
     clock.now += 0.2  # the gateway is building its next batch
@@ -44,7 +48,7 @@ def test_the_gap_between_two_batches_is_not_quiet() -> None:
 
 def test_overlapping_requests() -> None:
     clock = Clock()
-    activity = IngestActivity(0.5, clock)
+    activity = IngestActivity(0.5, clock=clock)
     activity.begin()
     activity.begin()
     activity.end()
@@ -56,7 +60,48 @@ def test_overlapping_requests() -> None:
 
 
 def test_quiet_s_zero_counts_only_requests_in_flight() -> None:
-    activity = IngestActivity(0.0, Clock())
+    activity = IngestActivity(0.0, clock=Clock())
     activity.begin()
     activity.end()
     assert not activity.busy()
+
+
+def test_load_is_the_cpu_time_requests_spent_per_second() -> None:
+    clock = Clock()
+    activity = IngestActivity(1.0, 0.25, clock)
+    for _ in range(200):  # 20 ms of CPU every 40 ms for 8 s: half a core
+        activity.spent(0.020)
+        clock.now += 0.040
+    assert activity.load() == pytest.approx(0.5, rel=0.1)
+    clock.now += LOAD_WINDOW_S * 5  # a quiet spell: the load decays
+    assert activity.load() < 0.01
+
+
+def test_loaded_needs_busy_and_the_share() -> None:
+    clock = Clock()
+    activity = IngestActivity(1.0, 0.25, clock)
+    activity.begin()
+    for _ in range(50):  # a steady city rate: busy, 2 ms of CPU every 100 ms
+        activity.spent(0.002)
+        clock.now += 0.1
+    assert activity.busy() and not activity.loaded()
+    for _ in range(50):  # a burst: 90 % of a core
+        activity.spent(0.009)
+        clock.now += 0.01
+    assert activity.loaded()
+    activity.end()
+    clock.now += 1.5
+    assert not activity.busy() and not activity.loaded()
+
+
+def test_timed_counts_the_threads_cpu_time() -> None:
+    activity = IngestActivity(1.0, 0.25)
+
+    def work(n: int) -> int:
+        t0 = time.thread_time()
+        while time.thread_time() - t0 < 0.05:  # CPU, not a sleep: a sleep costs none
+            n += 1
+        return n
+
+    assert activity.timed(work, 1) > 1
+    assert activity.load() > 0.02

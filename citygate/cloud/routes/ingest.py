@@ -80,7 +80,7 @@ async def _feed_rules(state: CloudState, gateway_id: str, batch_id: str, stored:
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        if not await run_in_threadpool(service.feed.append_readings, gateway_id, stored):
+        if not await run_in_threadpool(state.ingest.timed, service.feed.append_readings, gateway_id, stored):
             log.warning("rules_feed_full", gateway_id=gateway_id, batch_id=batch_id, readings=len(stored))
     except SQLAlchemyError as e:
         state.metrics.batches.labels("unavailable").inc()
@@ -109,7 +109,7 @@ async def ingest(request: Request, gw: Gateway, state: State) -> Response:
     batch posted twice stores each point once (a point's identity is
     measurement + device tags + device time).
     """
-    state.ingest.begin()  # the rules' evaluator yields while ingest is busy
+    state.ingest.begin()  # the rules' evaluator defers its checkpoint while ingest is busy
     try:
         return await _answer(request, gw, state)
     finally:
@@ -122,7 +122,7 @@ async def _answer(request: Request, gw: Gateway, state: CloudState) -> Response:
     try:
         body = await read_body(request, state.settings.max_body_bytes)
         prepared, version = await run_in_threadpool(
-            _prepare, state, body, request.headers.get("content-encoding"), gw.gateway_id
+            state.ingest.timed, _prepare, state, body, request.headers.get("content-encoding"), gw.gateway_id
         )
     except BatchError as e:
         m.batches.labels("refused").inc()
