@@ -8,10 +8,13 @@ interpreter lock in the middle of a burst (bench/RESULTS.md, "Ingest before the 
 So ingest counts as busy until ``quiet_s`` after its last request ended.
 
 Busy is not loaded. At a city's steady 5,000 readings/s ingest is always busy yet uses a
-few per cent of the interpreter; an evaluator yielding whenever ingest was busy starved
-there, and cases opened half a minute late (bench/RESULTS.md, "The evaluator starved").
-So the requests report the CPU time their threads spent, and the evaluator yields only
-while that is at least ``loaded_share`` of a core, averaged over about a second.
+few per cent of the interpreter; an evaluator held to a twentieth of the time whenever
+ingest was busy starved there, and cases opened half a minute late (bench/RESULTS.md, "The
+evaluator starved"). So the requests report the CPU time their threads spent (``load``, per
+second, averaged over about a second), and the evaluator's share of the time falls with it:
+all of it at no load, ``min_share`` from ``full_load`` on. Not a threshold: an evaluator
+running freely slows ingest's threads (each waits for the lock after its I/O), which keeps
+their load below any threshold; a share that falls as the load rises settles.
 """
 
 from __future__ import annotations
@@ -34,10 +37,16 @@ class IngestActivity:
     request's worker threads, so the load it adds up takes a lock."""
 
     def __init__(
-        self, quiet_s: float, loaded_share: float = 0.0, clock: Callable[[], float] = time.monotonic
+        self,
+        quiet_s: float,
+        *,
+        full_load: float = 0.0,
+        min_share: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.quiet_s = quiet_s
-        self.loaded_share = loaded_share
+        self.full_load = full_load
+        self.min_share = min_share
         self._clock = clock
         self.in_flight = 0
         self._last_end = float("-inf")
@@ -71,9 +80,14 @@ class IngestActivity:
         self._load_at = now
         return self._load
 
-    def loaded(self) -> bool:
-        """Busy, and using at least ``loaded_share`` of a core: the interpreter lock is wanted."""
-        return self.busy() and self.load() >= self.loaded_share
+    def evaluator_share(self) -> float:
+        """The share of the time the evaluator may take now: 1 while ingest is not busy, else
+        falling linearly with the load from 1 to ``min_share`` at ``full_load``."""
+        if not self.busy():
+            return 1.0
+        if self.full_load <= 0:
+            return self.min_share
+        return max(self.min_share, 1.0 - self.load() / self.full_load)
 
     def timed(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)``, its thread's CPU time counted as ingest's."""

@@ -235,7 +235,10 @@ class CloudState:
         self._sink: Sink | None = None
         self.service: ServiceLayer | None = None
         # POST /v1/ingest activity (one event loop; read by the evaluator's thread to yield).
-        self.ingest = IngestActivity(settings.service.ingest_quiet_s, settings.service.ingest_loaded_share)
+        svc = settings.service
+        self.ingest = IngestActivity(
+            svc.ingest_quiet_s, full_load=svc.ingest_full_load, min_share=svc.evaluator_share_busy
+        )
 
     @property
     def sink(self) -> Sink:
@@ -254,7 +257,7 @@ class CloudState:
                 self.device,
                 rules=self.service_rules,
                 busy=self.ingest.busy,
-                loaded=self.ingest.loaded,
+                share=self.ingest.evaluator_share,
             )
             if self.settings.service.runner == "in_process":
                 self.service.start()

@@ -94,12 +94,12 @@ class ServiceLayer:
         name: str | None = None,
         rules: RuleSet | None = None,
         busy: Callable[[], bool] | None = None,
-        loaded: Callable[[], bool] | None = None,
+        share: Callable[[], float] | None = None,
     ) -> None:
         """``busy``: True while ingest requests arrive in this process (the evaluator then
-        takes one batch a pass and defers its checkpoint); ``loaded`` (default: ``busy``): True
-        while they also use the interpreter (the evaluator then yields:
-        ``ServiceSettings.evaluator_share_busy``; citygate/cloud/ingest_activity.py)."""
+        defers its checkpoint); ``share``: the share of the time the evaluator may take now,
+        below 1 when ingest wants the interpreter (citygate/cloud/ingest_activity.py; default:
+        ``ServiceSettings.evaluator_share_busy`` while ``busy``, else 1)."""
         assert settings.store_url is not None  # ServiceSettings refuses enabled without it
         self.settings = settings
         # Unique per layer, not per process: two layers in one process (tests) are two replicas.
@@ -107,7 +107,7 @@ class ServiceLayer:
         self.rules = rules if rules is not None else load_service_rules(settings, profiles)
         self._devices = devices
         self._busy = busy
-        self._loaded = loaded if loaded is not None else busy
+        self._share = share if share is not None else self._share_while_busy
         self.engine = make_engine(settings.store_url)
         self.store = CaseStore(self.engine, settings.subscriptions)
         self.feed = ReadingFeed(self.engine, max_batches=settings.feed_max_batches)
@@ -188,12 +188,16 @@ class ServiceLayer:
             self._wake.wait(self.settings.evaluate_every_s)
             self._wake.clear()
 
+    def _share_while_busy(self) -> float:
+        busy = self._busy is not None and self._busy()
+        return self.settings.evaluator_share_busy if busy else 1.0
+
     def _yield_to_ingest(self, spent_s: float) -> None:
-        """While ingest is loaded, pause so that this pass was at most ``evaluator_share_busy``
-        of the time (the readings wait in the feed, durably; ingest never waits on them)."""
-        if self._loaded is None or not self._loaded():
+        """While ingest wants the interpreter, pause so that this work was at most the share
+        of the time it leaves (the readings wait in the feed, durably; ingest never waits on them)."""
+        share = self._share()
+        if share >= 1.0:
             return
-        share = self.settings.evaluator_share_busy
         pause = min(spent_s * (1.0 / share - 1.0), MAX_YIELD_S)
         if pause > 0:
             self.stats.yielded_s += pause
@@ -206,10 +210,10 @@ class ServiceLayer:
         batches evaluated since the last checkpoint. Returns the number of condition changes."""
         ev = self._evaluator or self._load_evaluator()
         self._evaluator = ev
-        # While ingest is loaded, one batch a pass, and its reading and decoding count in the
-        # evaluator's share: 200 batches at once were seconds under the interpreter lock,
-        # which ingest waited for (bench/RESULTS.md, "Ingest before the rules").
-        limit = 1 if self._loaded is not None and self._loaded() else TAKE_BATCHES
+        # While ingest wants the interpreter, one batch a pass, and its reading and decoding
+        # count in the evaluator's share: 200 batches at once were seconds under the
+        # interpreter lock, which ingest waited for (bench/RESULTS.md, "Ingest before the rules").
+        limit = 1 if self._share() < 1.0 else TAKE_BATCHES
         t0 = time.monotonic()
         batches = self.feed.take(limit, after_id=self._taken_through)
         self._yield_to_ingest(time.monotonic() - t0)

@@ -43,8 +43,8 @@ class ServiceSettings(BaseModel):
     # A reading more than this behind the newest one seen is evaluated but marked late.
     lateness_s: float = Field(default=300.0, ge=0)
     evaluate_every_s: float = Field(default=0.5, gt=0, le=60)
-    # Ingest before the rules. With the workers in the cloud's process, while ingest is loaded
-    # (ingest_loaded_share) the evaluator takes at most this share of the time (it shares the
+    # Ingest before the rules. With the workers in the cloud's process, while ingest is at
+    # ingest_full_load the evaluator takes at most this share of the time (it shares the
     # interpreter lock with ingest) and catches up when the burst is over: the feed is its
     # buffer, its depth the lag. In `citygate service run`, the workers' niceness does the
     # same for the CPU (the cloud and InfluxDB on the same machine win under load).
@@ -52,10 +52,11 @@ class ServiceSettings(BaseModel):
     # Ingest counts as busy until this long after its last request ended: the gaps between
     # a gateway's batches are not quiet (citygate/cloud/ingest_activity.py).
     ingest_quiet_s: float = Field(default=1.0, ge=0, le=60)
-    # ... and the evaluator yields only while ingest's requests use at least this share of a
-    # core (averaged over a second): below it the interpreter lock has room for both, and an
-    # evaluator that yielded to any busy ingest fell behind a steady 5,000 readings/s.
-    ingest_loaded_share: float = Field(default=0.25, ge=0, le=1)
+    # While ingest is busy, the evaluator's share of the time falls from all of it to
+    # evaluator_share_busy as ingest's requests use from none to this much CPU per second
+    # (averaged over a second): an evaluator held to its minimum whenever ingest was busy fell
+    # behind a steady 5,000 readings/s (citygate/cloud/ingest_activity.py).
+    ingest_full_load: float = Field(default=0.25, ge=0, le=4)
     worker_nice: int = Field(default=10, ge=0, le=19)
     # The evaluator's state (its windows: megabytes for thousands of devices) is saved, and the
     # batches it evaluated deleted, this often; a crash re-evaluates at most this much (its

@@ -68,7 +68,7 @@ def test_quiet_s_zero_counts_only_requests_in_flight() -> None:
 
 def test_load_is_the_cpu_time_requests_spent_per_second() -> None:
     clock = Clock()
-    activity = IngestActivity(1.0, 0.25, clock)
+    activity = IngestActivity(1.0, clock=clock)
     for _ in range(200):  # 20 ms of CPU every 40 ms for 8 s: half a core
         activity.spent(0.020)
         clock.now += 0.040
@@ -77,25 +77,33 @@ def test_load_is_the_cpu_time_requests_spent_per_second() -> None:
     assert activity.load() < 0.01
 
 
-def test_loaded_needs_busy_and_the_share() -> None:
+def test_the_evaluators_share_falls_with_the_load_not_with_busy() -> None:
     clock = Clock()
-    activity = IngestActivity(1.0, 0.25, clock)
+    activity = IngestActivity(1.0, full_load=0.25, min_share=0.05, clock=clock)
+    assert activity.evaluator_share() == 1.0
     activity.begin()
-    for _ in range(50):  # a steady city rate: busy, 2 ms of CPU every 100 ms
+    for _ in range(100):  # a steady city rate: busy, 2 ms of CPU every 100 ms
         activity.spent(0.002)
         clock.now += 0.1
-    assert activity.busy() and not activity.loaded()
-    for _ in range(50):  # a burst: 90 % of a core
+    assert activity.busy()
+    assert activity.evaluator_share() == pytest.approx(1 - 0.02 / 0.25, abs=0.02)
+    for _ in range(300):  # a burst: 90 % of a core
         activity.spent(0.009)
         clock.now += 0.01
-    assert activity.loaded()
+    assert activity.evaluator_share() == 0.05
     activity.end()
     clock.now += 1.5
-    assert not activity.busy() and not activity.loaded()
+    assert not activity.busy() and activity.evaluator_share() == 1.0
+
+
+def test_without_a_full_load_busy_is_enough() -> None:
+    activity = IngestActivity(1.0, min_share=0.05, clock=Clock())
+    activity.begin()
+    assert activity.evaluator_share() == 0.05
 
 
 def test_timed_counts_the_threads_cpu_time() -> None:
-    activity = IngestActivity(1.0, 0.25)
+    activity = IngestActivity(1.0)
 
     def work(n: int) -> int:
         t0 = time.thread_time()

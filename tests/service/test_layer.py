@@ -112,7 +112,7 @@ def test_the_evaluator_does_not_yield_to_a_busy_ingest_that_leaves_the_lock_free
     """A steady city rate keeps ingest busy but uses a few per cent of the interpreter: an
     evaluator that yielded there fell half a minute behind 5,000 readings/s."""
     svc = layer(settings)
-    svc._busy, svc._loaded = (lambda: True), (lambda: False)
+    svc._busy, svc._share = (lambda: True), (lambda: 1.0)
     for i in range(1, 4):
         feed(svc, i, f"dev-{i}", 10, 150.0)
     svc.evaluate_once(T0, checkpoint=False)
@@ -238,9 +238,9 @@ def test_a_state_saved_as_json_before_migration_0004_is_restored(settings: Servi
     second.engine.dispose()
 
 
-@pytest.mark.parametrize(("busy", "loaded"), [(True, True), (True, False), (False, False)])
-def test_while_ingest_is_loaded_a_pass_takes_one_batch(
-    settings: ServiceSettings, busy: bool, loaded: bool
+@pytest.mark.parametrize("share", [0.05, 0.9, 1.0])
+def test_while_ingest_wants_the_interpreter_a_pass_takes_one_batch(
+    settings: ServiceSettings, share: float
 ) -> None:
     from citygate.service.db import migrate
 
@@ -249,16 +249,16 @@ def test_while_ingest_is_loaded_a_pass_takes_one_batch(
         settings.model_copy(update={"evaluator_share_busy": 1.0}),
         ProfileRegistry(),
         lambda _d: None,
-        busy=lambda: busy,
-        loaded=lambda: loaded,
+        busy=lambda: True,
+        share=lambda: share,
     )
     migrate(svc.engine)
     for i in range(1, 4):
         feed(svc, i, f"dev-{i}", 10, 150.0)
     svc.evaluate_once(T0, checkpoint=False)
-    # Loaded: one batch (taking 200 at once held the interpreter lock for seconds); the rest
-    # waits in the feed for the next passes. Busy but not loaded (a steady city's rate): all.
-    assert svc.stats.batches == (1 if loaded else 3)
+    # Ingest wants some of the time: one batch (taking 200 at once held the interpreter lock for
+    # seconds); the rest waits in the feed for the next passes. Busy but idle: all.
+    assert svc.stats.batches == (1 if share < 1 else 3)
     svc.evaluate_once(T0, checkpoint=False)
     svc.evaluate_once(T0, checkpoint=False)
     assert svc.stats.batches == 3
