@@ -117,6 +117,30 @@ def test_a_reading_over_the_line_opens_a_case_and_the_city_hears_of_it(
     assert case["cleared_ns"] == t1 + 60 * 10**9 and case["status"] == "new"
 
 
+def test_a_reading_the_database_refused_never_reaches_the_rules(
+    cloud_factory: Callable[..., RunningCloud],
+    influxdb: LocalInfluxDB,
+    tmp_path: Path,
+    receiver: WebhookReceiver,
+) -> None:
+    """The rules' copy of a batch is encoded while InfluxDB writes it; a point InfluxDB then
+    refuses (answered write_rejected, never stored) is not in what the rules judge."""
+    cloud = service_cloud(cloud_factory, influxdb, tmp_path, f"sqlite:///{tmp_path}/service.db", receiver)
+    db = cloud.settings.influx_db
+    # Someone else wrote "battery" as an integer into this measurement's shard before.
+    influxdb.write(db, f"air_quality,device_id=legacy battery=5i {unique_ts_ns()}".encode())
+    t1 = unique_ts_ns()
+    spike = pm(150.0, t1)
+    spike["readings"]["battery"] = 80.0  # a float: refused, and with it the spike
+    resp = post_batch(cloud.gateway(), [pm(12.0, t1 - 60 * 10**9), spike])
+    assert resp.status_code == 200, resp.text
+    assert [r["reason"] for r in resp.json()["rejected"]] == ["write_rejected"]
+    wait_until(lambda: feed_empty(cloud), message="the feed evaluated")
+    service = cloud.app.state.cloud.service
+    assert service.stats.readings == 1  # the stored reading only
+    assert service.store.list_cases() == [] and receiver.requests == []
+
+
 def test_postgresql_restarted_mid_run_loses_nothing_and_opens_nothing_twice(
     cloud_factory: Callable[..., RunningCloud],
     influxdb: LocalInfluxDB,
