@@ -70,7 +70,9 @@ class ReadingFeed:
         self._append("heartbeat", gateway_id, 1, orjson.dumps([at_ns, backlog_age_s]))
 
     def _append(self, kind: str, gateway_id: str, count: int, body: bytes) -> None:
-        with self.engine.begin() as conn:
+        # One statement, so autocommit: no BEGIN and COMMIT round trips, each of which made
+        # ingest's thread wait for the interpreter lock again when it came back.
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(
                 insert(reading_feed).values(
                     kind=kind,
