@@ -186,6 +186,8 @@ async def _answer(request: Request, gw: Gateway, state: CloudState) -> Response:
             stored = [r for i, r in enumerate(prepared.good) if i not in report.refused]
             body = await run_in_threadpool(state.ingest.timed, encode_readings, stored)
         await _feed_rules(state, gw.gateway_id, prepared.batch_id, accepted, body)
+    else:
+        _discard(encoding)  # every point refused: nothing for the rules
     m.points_written.inc(accepted)
     m.batches.labels("partial" if rejected else "ok").inc()
     result = IngestResult(
