@@ -14,7 +14,7 @@ from pathlib import Path
 
 from citygate.gateway.intake import IncomingMessage
 from citygate.gateway.outbox import NewReading, Outbox, OutboxLimits
-from citygate.gateway.pipeline import CommitStats, Pipeline
+from citygate.gateway.pipeline import GATHER_SLICE_S, CommitStats, Pipeline
 
 
 def _r(i: int, size: int = 100, received_ns: int | None = None) -> NewReading:
@@ -175,6 +175,50 @@ def test_at_city_rates_a_group_waits_for_the_delay(tmp_path):
     # Before: a group closed 5 ms after its first message, so these were three commits.
     assert [m.mid for m in p._gather()] == [0, 1, 2]
     assert arrived.is_set()
+
+
+class _CountingQueue(queue.Queue[IncomingMessage]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    def get(self, block: bool = True, timeout: float | None = None) -> IncomingMessage:
+        self.waits += block  # a blocking get: the thread sleeps until a message comes
+        return super().get(block, timeout)
+
+
+class _CountingEvent(threading.Event):
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits += 1
+        return super().wait(timeout)
+
+
+def test_a_group_waiting_for_the_delay_does_not_wake_for_every_message(tmp_path):
+    """At city rates each wake-up cost more than the reading it brought (bench/RESULTS.md):
+    the pipeline sleeps in slices of GATHER_SLICE_S and takes what came, however many."""
+    intake = _Intake()
+    intake.messages = _CountingQueue()
+    p = _pipeline(tmp_path, intake, fill=10**6, max_delay=1.0)
+    stop = _CountingEvent()
+    p._stop = stop
+    intake.messages.put(_msg(0, 100))
+    sent = threading.Event()
+
+    def trickle() -> None:  # 59 more, 5 ms apart: well within the delay
+        for i in range(1, 60):
+            threading.Event().wait(0.005)
+            intake.messages.put(_msg(i, 100))
+        sent.set()
+
+    threading.Thread(target=trickle).start()
+    batch = p._gather()
+    assert sent.is_set() and [m.mid for m in batch] == list(range(60))
+    # Before: a blocking get per message, about 60.
+    assert intake.messages.waits + stop.waits <= 1.0 / GATHER_SLICE_S + 3
 
 
 def test_commit_stats_floor_rounds_each_commit_up_to_whole_pages():
