@@ -83,6 +83,7 @@ class GatewayAgent:
             keepalive=settings.mqtt_keepalive_s,
             queue_max=settings.intake_queue_max,
             clock=self.clock.now_ns,
+            clock_trusted=lambda: self.clock.anchored,
         )
         self.forwarder = Forwarder(
             self.outbox,
@@ -102,7 +103,6 @@ class GatewayAgent:
             ack_interval_s=settings.ack_interval_s,
             on_commit=self.forwarder.notify,
             clock=self.clock.now_ns,
-            clock_trusted=lambda: self.clock.anchored,
         )
         self.health = HealthCollector(
             HealthSources(

@@ -57,6 +57,9 @@ class IncomingMessage(NamedTuple):
     # the agent (re)subscribed, never on a live delivery (MQTT 3.1.1, 3.3.1.3). The pipeline
     # refuses such copies (see Pipeline.process).
     retain: bool = False
+    # Whether received_ns came from a clock the cloud had checked (TrustedClock.anchored) when
+    # the message was stamped: a rejection for time is confirmed to the device only then.
+    clock_trusted: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,12 +162,14 @@ class MqttIntake:
         keepalive: int = 30,
         queue_max: int = 20_000,
         clock: Callable[[], int] = time.time_ns,
+        clock_trusted: Callable[[], bool] = lambda: True,
     ) -> None:
         self.host = host
         self.port = port
         self.client_id = client_id
         self.keepalive = keepalive
         self._clock = clock
+        self._clock_trusted = clock_trusted
         # Bounded: when the pipeline falls behind, paho's thread blocks here and the broker
         # holds the rest (it sends at most its max_inflight_messages unacknowledged).
         self.messages: queue.Queue[IncomingMessage] = queue.Queue(maxsize=queue_max)
@@ -243,8 +248,19 @@ class MqttIntake:
             log.warning("disconnected from broker; reconnecting", reason=str(reason_code))
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        # Trust first, then the time: once trusted the clock stays so, so a True here means the
+        # stamp below was the checked clock's (read the other way round, a stamp taken just
+        # before the cloud's first answer would pass as checked).
+        trusted = self._clock_trusted()
         item = IncomingMessage(
-            msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, self._clock(), bool(msg.retain)
+            msg.topic,
+            bytes(msg.payload),
+            msg.mid,
+            msg.qos,
+            self._generation,
+            self._clock(),
+            bool(msg.retain),
+            trusted,
         )
         while not self._stopping:  # stopping: not acked, the broker delivers it after the restart
             try:

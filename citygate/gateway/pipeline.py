@@ -37,7 +37,7 @@ log = structlog.get_logger("citygate.gateway.pipeline")
 
 
 _NOT_CONFIRMED = frozenset({RejectReason.UNKNOWN_DEVICE, RejectReason.UNKNOWN_PROFILE})
-# Judged against the gateway's clock, which may be the wrong one (see clock_trusted).
+# Judged against the gateway's clock, which may be the wrong one (IncomingMessage.clock_trusted).
 _TIME_REASONS = frozenset({RejectReason.TIMESTAMP_IN_FUTURE, RejectReason.TIMESTAMP_TOO_OLD})
 # Dead-letter reason of a telemetry message the broker delivered from its retained store.
 RETAINED = "retained"
@@ -156,7 +156,6 @@ class Pipeline(Worker):
         ack_interval_s: float,
         on_commit: Callable[[], None] = lambda: None,
         clock: Callable[[], int] = time.time_ns,
-        clock_trusted: Callable[[], bool] = lambda: True,
     ) -> None:
         super().__init__("citygate-pipeline")
         self.intake = intake
@@ -170,7 +169,6 @@ class Pipeline(Worker):
         self.recent = RecentSeqs()
         self.on_commit = on_commit
         self._clock = clock
-        self._clock_trusted = clock_trusted
         self._inventory_stamp = file_stamp(inventory_path)
         self._last_forced_check = 0.0
         self.commit_stats = CommitStats()
@@ -292,12 +290,14 @@ class Pipeline(Worker):
             dead.append(DeadLetter(m.received_ns, device_id, result.reason.value, result.detail, m.payload))
             # An invalid reading is confirmed too (resending it cannot help); one from a
             # device the inventory does not know (yet) is not, so the device keeps it. Nor is
-            # one rejected for its time while the gateway has only its own clock (no answer from
-            # the cloud since the start): after a power cut a Pi boots with a stale clock, and
-            # the device resends the reading once the cloud's time is known.
+            # one rejected for its time while the gateway had only its own clock when it came
+            # (no answer from the cloud since the start): after a power cut a Pi boots with a
+            # stale clock, and the device resends the reading once the cloud's time is known.
+            # The message's own flag, not the clock's state now: the cloud may have answered
+            # between the stamp and this line, and the stamp is still the unchecked one.
             if (
                 result.reason not in _NOT_CONFIRMED
-                and (result.reason not in _TIME_REASONS or self._clock_trusted())
+                and (result.reason not in _TIME_REASONS or m.clock_trusted)
                 and (seq := seq_of(m.payload)) is not None
             ):
                 handled.setdefault(device_id, []).append(seq)

@@ -148,3 +148,27 @@ def test_the_thread_commits_then_acks_then_confirms_to_the_device(tmp_path: Path
     assert not pipeline.alive()
     assert log[:3] == ["commit returned", "ack [70]", "publish_acks"]
     assert intake.published[0] == {DEVICE: [7]}
+
+
+def future_message(seq: int, mid: int, *, clock_trusted: bool) -> IncomingMessage:
+    """A reading an hour ahead of the gateway's clock (rejected: timestamp_in_future)."""
+    payload = orjson.dumps({"ts": NOW_MS + 3_600_000, "seq": seq, "readings": AQ})
+    return IncomingMessage(telemetry_topic(DEVICE), payload, mid, 1, 1, NOW, False, clock_trusted)
+
+
+def test_a_rejection_for_time_is_not_confirmed_when_the_stamp_was_the_unchecked_clock(tmp_path: Path) -> None:
+    """The cloud's first answer can come between a message's stamp and its judgement: the
+    stamp is still the gateway's unchecked clock, so the rejection must not be confirmed (the
+    device would drop a good reading). CI saw it: the reading confirmed, never stored."""
+    intake, outbox = FakeIntake([]), FakeOutbox([])
+    pipeline = make_pipeline(tmp_path, intake, outbox)
+    pipeline.process([future_message(5, mid=50, clock_trusted=False)])
+    assert intake.acked == [50]  # the MQTT message is done with: dead-lettered
+    assert pipeline.acks.due(float("inf")) == {}, "the device was told to drop the reading"
+
+
+def test_a_rejection_for_time_is_confirmed_when_the_stamp_was_the_checked_clock(tmp_path: Path) -> None:
+    intake, outbox = FakeIntake([]), FakeOutbox([])
+    pipeline = make_pipeline(tmp_path, intake, outbox)
+    pipeline.process([future_message(5, mid=50, clock_trusted=True)])
+    assert pipeline.acks.due(float("inf")) == {DEVICE: [5]}
