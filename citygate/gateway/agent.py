@@ -108,7 +108,7 @@ class GatewayAgent:
             HealthSources(
                 outbox=self.outbox,
                 settings=settings,
-                broker_connected=lambda: self.intake.connected,
+                broker_connected=lambda: self.intake.receiving,
                 started_monotonic=self.started,
                 clock=self.clock,
             )

@@ -195,7 +195,10 @@ class MqttIntake:
         self._client.on_connect_fail = self._on_connect_fail
         self._last_connect_error: str | None = None
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        self._subscribe_mid: int | None = None  # the SUBSCRIBE of the current connection
+        self._receiving = False  # its SUBACK came: the broker delivers telemetry to us
 
     def _configure_tls(self) -> None:
         self._client.tls_set_context(broker_tls_context(self._tls))
@@ -216,11 +219,32 @@ class MqttIntake:
         with self._lock:
             self._generation += 1
             self._connected = True
+            self._receiving = False
+        # Subscribe every time: cheap, and correct even if the broker lost the session. Its
+        # SUBACK comes to _on_subscribe in this same thread, after this returns.
+        _, self._subscribe_mid = client.subscribe(TELEMETRY_FILTER, qos=1)
         self.connects += 1
         self._last_connect_error = None
         log.info("connected to broker", host=self.host, port=self.port, session_present=flags.session_present)
-        # Subscribe every time: cheap, and correct even if the broker lost the session.
-        client.subscribe(TELEMETRY_FILTER, qos=1)
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        # Ready only now: until the broker has the subscription (a first start has no session
+        # there), what devices publish has no subscriber and the broker discards it.
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error("broker refused the telemetry subscription", topic=TELEMETRY_FILTER, reason=refused)
+            return
+        with self._lock:
+            if mid != self._subscribe_mid or not self._connected:
+                return
+            self._receiving = True
         self._subscribed.set()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
@@ -243,6 +267,7 @@ class MqttIntake:
         with self._lock:
             self._generation += 1  # acks of the old connection must never be sent
             self._connected = False
+            self._receiving = False
         self.disconnects += 1
         if not self._stopping:
             log.warning("disconnected from broker; reconnecting", reason=str(reason_code))
@@ -274,6 +299,11 @@ class MqttIntake:
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def receiving(self) -> bool:
+        """Connected, and the broker acknowledged the telemetry subscription on this connection."""
+        return self._receiving
 
     @property
     def alive(self) -> bool:

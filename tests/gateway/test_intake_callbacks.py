@@ -1,0 +1,106 @@
+"""The intake's paho callbacks, called directly (no broker): what they decide from what paho says.
+
+A stamp: the clock's trust is read before its time. The cloud's first answer anchors the
+gateway's clock (TrustedClock.anchored) at any moment. If the intake read the time first and the
+trust after, a stamp taken from the unchecked clock just before that answer would be marked as
+checked, and a reading rejected for its time against it would be confirmed to the device, which
+then drops it.
+
+Readiness: the intake reports itself connected (health's ``broker_connected``) only once the
+broker acknowledged its subscription. On a first start the broker has no session for the agent,
+and what devices publish before the SUBSCRIBE is processed has no subscriber and is discarded:
+CI's fuzz test published as soon as health said connected and 47 of 68 messages never came.
+"""
+
+from __future__ import annotations
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+from citygate.contract.topics import telemetry_topic
+from citygate.gateway.intake import BrokerTls, MqttIntake
+from tests.conftest import GATEWAY_ID, PkiBundle
+from tests.gateway.conftest import GW_DEVICES, reading
+
+UNCHECKED_NS = 1_700_000_000_000_000_000
+SUBSCRIBE_MID = 42
+
+
+class PahoStub:
+    """What _on_connect calls on paho's client: subscribe, returning (result, mid)."""
+
+    def __init__(self) -> None:
+        self.subscribed: list[tuple[str, int]] = []
+
+    def subscribe(self, topic: str, qos: int) -> tuple[int, int]:
+        self.subscribed.append((topic, qos))
+        return mqtt.MQTT_ERR_SUCCESS, SUBSCRIBE_MID
+
+
+def make_intake(gw_pki: PkiBundle, **options: object) -> MqttIntake:
+    files = gw_pki.gateway()
+    return MqttIntake(
+        host="127.0.0.1",
+        port=1,  # never connected
+        client_id=f"citygate-gateway-{GATEWAY_ID}",
+        tls=BrokerTls(gw_pki.infra_ca, files.cert, files.key),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def connack(intake: MqttIntake, paho: PahoStub) -> None:
+    ok = ReasonCode(PacketTypes.CONNACK, "Success")
+    intake._on_connect(paho, None, mqtt.ConnectFlags(session_present=False), ok, None)  # type: ignore[arg-type]
+
+
+def suback(intake: MqttIntake, mid: int, granted: int = 1) -> None:
+    granted_qos = [ReasonCode(PacketTypes.SUBACK, identifier=granted)]
+    intake._on_subscribe(intake._client, None, mid, granted_qos, None)
+
+
+def test_the_intake_is_ready_only_once_the_broker_acknowledged_its_subscription(gw_pki: PkiBundle) -> None:
+    intake, paho = make_intake(gw_pki), PahoStub()
+    connack(intake, paho)
+    assert paho.subscribed == [("devices/+/telemetry", 1)]
+    assert intake.connected and not intake.receiving, "ready before the broker has the subscription"
+    assert not intake.wait_connected(0)
+    suback(intake, SUBSCRIBE_MID + 1)  # another SUBACK: not ours
+    assert not intake.receiving
+    suback(intake, SUBSCRIBE_MID)
+    assert intake.receiving and intake.wait_connected(0)
+
+
+def test_a_refused_subscription_leaves_the_intake_not_ready(gw_pki: PkiBundle) -> None:
+    intake, paho = make_intake(gw_pki), PahoStub()
+    connack(intake, paho)
+    suback(intake, SUBSCRIBE_MID, granted=0x80)  # 0x80: unspecified error (subscription refused)
+    assert not intake.receiving
+
+
+def test_a_reconnect_is_not_ready_until_its_own_subscription_is_acknowledged(gw_pki: PkiBundle) -> None:
+    intake, paho = make_intake(gw_pki), PahoStub()
+    connack(intake, paho)
+    suback(intake, SUBSCRIBE_MID)
+    connack(intake, paho)  # a new connection (paho reconnected)
+    assert not intake.receiving
+
+
+def test_a_stamp_taken_as_the_clock_becomes_trusted_is_marked_unchecked(gw_pki: PkiBundle) -> None:
+    anchored = [False]
+
+    def clock() -> int:
+        anchored[0] = True  # the cloud answers while this stamp is taken from the old clock
+        return UNCHECKED_NS
+
+    intake = make_intake(gw_pki, clock=clock, clock_trusted=lambda: anchored[0])
+    msg = mqtt.MQTTMessage(mid=3, topic=telemetry_topic(GW_DEVICES[0]).encode())
+    msg.payload = reading(1)
+    msg.qos = 1
+    intake._on_message(intake._client, None, msg)
+    item = intake.messages.get_nowait()
+    assert item.received_ns == UNCHECKED_NS
+    assert item.clock_trusted is False
+    # The next stamp is the checked clock's.
+    intake._on_message(intake._client, None, msg)
+    assert intake.messages.get_nowait().clock_trusted is True
