@@ -132,11 +132,14 @@ class Dispatcher:
         now = self._now_ms()
         n = 0
         with self.engine.begin() as conn:
+            # Read to the end before the first write: a cursor left open holds SQLite's read
+            # snapshot, and once another connection has committed (the lanes record attempts)
+            # the write cannot start from it and fails at once, busy timeout or not.
             rows = conn.execute(
                 select(
                     events.c.seq, events.c.type, events.c.service, events.c.district, events.c.severity
                 ).where(events.c.time_ms >= since_ms)
-            )
+            ).all()
             for r in rows:
                 if not sub.wants(r.type, r.service, r.district, r.severity):
                     continue

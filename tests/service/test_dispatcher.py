@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cloudevents.http import from_http
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from standardwebhooks.webhooks import Webhook
 
 from citygate.certs.pki import CertKind
@@ -232,6 +232,43 @@ def test_replay_sends_the_same_events_again(engine: Engine, clock: Clock, receiv
     d.pump()
     again = [r.headers["webhook-id"] for r in receiver.wait_for(6)[3:]]
     assert sorted(again) == sorted(first)
+
+
+def test_replay_while_another_connection_commits_does_not_fail(
+    engine: Engine, clock: Clock, receiver: WebhookReceiver
+) -> None:
+    """Replay read the events with its cursor still open while it wrote the deliveries. On
+    SQLite a commit by another connection in between (the lanes record their attempts as a
+    receiver comes back) left that open read on an old snapshot, and the first write failed at
+    once with "database is locked", busy timeout or not (the full bench run, 2026-12-04)."""
+    store, d = setup(engine, clock, [sub("wo", receiver.url)])
+    since = clock.ms()
+    for i in range(3):
+        store.record(bin_full(1_000 + i, subject=f"bin-{i}"))
+    lane = d._lanes["wo"]
+    real = lane.sub
+    interloped: list[bool] = []
+
+    class Interloper:
+        """The subscription, plus one commit by another connection at the first event replayed."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def wants(self, *args: object) -> bool:
+            if not interloped:
+                interloped.append(True)
+                with engine.begin() as conn:
+                    conn.execute(
+                        update(subscriptions).where(subscriptions.c.name == "wo").values(failing_since_ms=1)
+                    )
+            return real.wants(*args)  # type: ignore[arg-type]
+
+    lane.sub = Interloper()  # type: ignore[assignment]
+    assert d.replay("wo", since) == 3
+    assert interloped
+    d.pump()
+    assert len(receiver.wait_for(3)) == 3
 
 
 def test_a_dead_receiver_never_delays_another(
