@@ -237,12 +237,14 @@ class MqttIntake:
     ) -> None:
         # Ready only now: until the broker has the subscription (a first start has no session
         # there), what devices publish has no subscriber and the broker discards it.
+        if mid != self._subscribe_mid:
+            return
         refused = [str(rc) for rc in reason_codes if rc.is_failure]
-        if refused:
+        if refused:  # health says not connected: the operator sees it (the broker's ACL, say)
             log.error("broker refused the telemetry subscription", topic=TELEMETRY_FILTER, reason=refused)
             return
         with self._lock:
-            if mid != self._subscribe_mid or not self._connected:
+            if not self._connected:
                 return
             self._receiving = True
         self._subscribed.set()

@@ -78,7 +78,11 @@ class _HealthCollector(Collector):
             ("disk_free_bytes", "Free disk where the outbox lives", h.disk_free_bytes),
             ("rss_bytes", "Resident memory of the agent", h.rss_bytes),
             ("cpu_percent", "CPU use of the agent since the last scrape", h.cpu_percent),
-            ("broker_connected", "1 when connected to the local broker", int(h.broker_connected)),
+            (
+                "broker_connected",
+                "1 when connected to the local broker and subscribed to telemetry",
+                int(h.broker_connected),
+            ),
             ("cert_days_left", "Days until the gateway certificate expires", h.cert_days_left),
             ("uptime_seconds", "Seconds since the agent started", h.uptime_s),
         ):

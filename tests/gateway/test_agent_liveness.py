@@ -38,7 +38,7 @@ def test_a_commit_that_never_returns_makes_the_agent_unhealthy_until_it_does(rig
     agent.outbox.commit = stuck_commit  # type: ignore[method-assign]
     agent.start()
     try:
-        wait_until(lambda: agent.intake.connected, timeout=10, message="the agent's broker connection")
+        wait_until(lambda: agent.intake.receiving, timeout=10, message="the agent's subscription")
         assert agent.healthy() and agent.stalled() == []
         assert _healthz_status(agent) == 200
 
