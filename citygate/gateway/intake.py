@@ -176,7 +176,7 @@ class MqttIntake:
         self._lock = threading.Lock()
         self._generation = 0
         self._connected = False
-        self._subscribed = threading.Event()
+        self._subscribed = threading.Event()  # this connection's SUBACK came: telemetry flows to us
         self._stopping = False
         self.connects = 0
         self.disconnects = 0
@@ -198,7 +198,6 @@ class MqttIntake:
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
         self._subscribe_mid: int | None = None  # the SUBSCRIBE of the current connection
-        self._receiving = False  # its SUBACK came: the broker delivers telemetry to us
 
     def _configure_tls(self) -> None:
         self._client.tls_set_context(broker_tls_context(self._tls))
@@ -219,7 +218,7 @@ class MqttIntake:
         with self._lock:
             self._generation += 1
             self._connected = True
-            self._receiving = False
+            self._subscribed.clear()
         # Subscribe every time: cheap, and correct even if the broker lost the session. Its
         # SUBACK comes to _on_subscribe in this same thread, after this returns.
         _, self._subscribe_mid = client.subscribe(TELEMETRY_FILTER, qos=1)
@@ -246,8 +245,7 @@ class MqttIntake:
         with self._lock:
             if not self._connected:
                 return
-            self._receiving = True
-        self._subscribed.set()
+            self._subscribed.set()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
         # paho calls this inside its ``except OSError`` around a failed (re)connect, so the
@@ -269,7 +267,7 @@ class MqttIntake:
         with self._lock:
             self._generation += 1  # acks of the old connection must never be sent
             self._connected = False
-            self._receiving = False
+            self._subscribed.clear()
         self.disconnects += 1
         if not self._stopping:
             log.warning("disconnected from broker; reconnecting", reason=str(reason_code))
@@ -305,7 +303,7 @@ class MqttIntake:
     @property
     def receiving(self) -> bool:
         """Connected, and the broker acknowledged the telemetry subscription on this connection."""
-        return self._receiving
+        return self._subscribed.is_set()
 
     @property
     def alive(self) -> bool:
@@ -324,6 +322,7 @@ class MqttIntake:
         self._client.loop_start()
 
     def wait_connected(self, timeout: float) -> bool:
+        """Wait until :attr:`receiving` (connected and subscribed)."""
         return self._subscribed.wait(timeout)
 
     def ack(self, messages: Iterable[IncomingMessage]) -> int:

@@ -81,9 +81,9 @@ class FakeOutbox:
         return CommitResult(stored=len(readings), refused=0, committed=committed)
 
 
-def message(seq: int, mid: int) -> IncomingMessage:
-    payload = orjson.dumps({"ts": NOW_MS, "seq": seq, "readings": AQ})
-    return IncomingMessage(telemetry_topic(DEVICE), payload, mid, 1, 1, NOW)
+def message(seq: int, mid: int, *, ahead_ms: int = 0, clock_trusted: bool = True) -> IncomingMessage:
+    payload = orjson.dumps({"ts": NOW_MS + ahead_ms, "seq": seq, "readings": AQ})
+    return IncomingMessage(telemetry_topic(DEVICE), payload, mid, 1, 1, NOW, False, clock_trusted)
 
 
 def make_pipeline(tmp_path: Path, intake: FakeIntake, outbox: FakeOutbox) -> Pipeline:
@@ -152,8 +152,7 @@ def test_the_thread_commits_then_acks_then_confirms_to_the_device(tmp_path: Path
 
 def future_message(seq: int, mid: int, *, clock_trusted: bool) -> IncomingMessage:
     """A reading an hour ahead of the gateway's clock (rejected: timestamp_in_future)."""
-    payload = orjson.dumps({"ts": NOW_MS + 3_600_000, "seq": seq, "readings": AQ})
-    return IncomingMessage(telemetry_topic(DEVICE), payload, mid, 1, 1, NOW, False, clock_trusted)
+    return message(seq, mid, ahead_ms=3_600_000, clock_trusted=clock_trusted)
 
 
 def test_a_rejection_for_time_is_not_confirmed_when_the_stamp_was_the_unchecked_clock(tmp_path: Path) -> None:
