@@ -58,7 +58,7 @@ def run(
         registry = ProfileRegistry(extra_dirs=settings.profiles_dirs)
         limits = ValidationLimits(max_future_s=settings.max_future_s, max_past_s=settings.max_past_s)
         inventory = InventoryHolder(settings.inventory, registry, limits, settings.inventory_reload_s)
-        layer = ServiceLayer(s, registry, lambda d: inventory.validator.inventory.get(d))
+        layer = ServiceLayer.own_process(s, registry, lambda d: inventory.validator.inventory.get(d))
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())

@@ -36,6 +36,7 @@ from citygate.service.dispatcher import Dispatcher, DispatchSettings
 from citygate.service.evaluator import ConditionChange, Evaluator, Observation
 from citygate.service.feed import FeedBatch, ReadingFeed
 from citygate.service.forecasts import ForecastWatch
+from citygate.service.machine_load import MachineLoad
 from citygate.service.rules import RuleSet, load_service_rules
 from citygate.service.schema import evaluator_state, leases
 from citygate.service.settings import ServiceSettings
@@ -130,6 +131,24 @@ class ServiceLayer:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    @classmethod
+    def own_process(
+        cls,
+        settings: ServiceSettings,
+        profiles: ProfileRegistry,
+        devices: DeviceLookup,
+        *,
+        machine: MachineLoad | None = None,
+    ) -> ServiceLayer:
+        """The layer of `citygate service run` (runner = "separate"): no ingest in this
+        process, so its evaluator yields to what the machine's other processes use
+        (citygate/service/machine_load.py)."""
+        if machine is None:
+            machine = MachineLoad(
+                full_load=settings.machine_full_load, min_share=settings.evaluator_share_busy
+            )
+        return cls(settings, profiles, devices, share=machine.evaluator_share)
 
     # -- lifecycle --------------------------------------------------------------------
 

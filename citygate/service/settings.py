@@ -58,6 +58,11 @@ class ServiceSettings(BaseModel):
     # behind a steady 5,000 readings/s (citygate/cloud/ingest_activity.py).
     ingest_full_load: float = Field(default=0.25, ge=0, le=4)
     worker_nice: int = Field(default=10, ge=0, le=19)
+    # In `citygate service run`, the evaluator's share of the time falls the same way as the
+    # other processes' use of the machine's CPUs rises: from all of it at none to
+    # evaluator_share_busy at this share of all the cores (niceness alone does not keep it out
+    # of ingest's way: citygate/service/machine_load.py).
+    machine_full_load: float = Field(default=0.75, gt=0, le=1)
     # The evaluator's state (its windows: megabytes for thousands of devices) is saved, and the
     # batches it evaluated deleted, this often; a crash re-evaluates at most this much (its
     # case effects are not repeated: re-recording a change is a no-op).

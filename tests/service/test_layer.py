@@ -264,3 +264,39 @@ def test_while_ingest_wants_the_interpreter_a_pass_takes_one_batch(
     assert svc.stats.batches == 3
     assert actions(svc) == ["opened"] * 3
     svc.engine.dispose()
+
+
+@pytest.mark.parametrize("others", [0.0, 2.0])
+def test_the_evaluator_of_service_run_yields_to_a_busy_machine_only(
+    settings: ServiceSettings, others: float
+) -> None:
+    """In its own process there is no ingest to ask: on a small machine the cloud, InfluxDB and
+    the store beside it are what it makes room for (niceness alone did not: bench/RESULTS.md)."""
+    from citygate.service.db import migrate
+    from citygate.service.machine_load import SAMPLE_S, MachineLoad
+
+    clock = [0.0]
+    busy = [0.0]
+    machine = MachineLoad(
+        full_load=0.5,
+        min_share=0.5,
+        busy_s=lambda: busy[0],
+        own_s=lambda: 0.0,
+        cpus=2,
+        clock=lambda: clock[0],
+    )
+    for _ in range(50):  # the others used ``others`` of the two cores for ten seconds
+        clock[0] += SAMPLE_S
+        busy[0] += others * SAMPLE_S
+        machine.others()
+    svc = ServiceLayer.own_process(settings, ProfileRegistry(), lambda _d: None, machine=machine)
+    migrate(svc.engine)
+    for i in range(1, 4):
+        feed(svc, i, f"dev-{i}", 10, 150.0)
+    svc.evaluate_once(T0, checkpoint=False)
+    assert svc.stats.batches == (1 if others else 3)  # busy: a batch a pass, and a pause
+    assert (svc.stats.yielded_s > 0) is bool(others)
+    svc.evaluate_once(T0, checkpoint=False)
+    svc.evaluate_once(T0, checkpoint=False)
+    assert actions(svc) == ["opened"] * 3  # later, never not at all
+    svc.engine.dispose()
