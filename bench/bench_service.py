@@ -427,22 +427,31 @@ def part_ingest(args: argparse.Namespace, rig: CloudRig, stores: Stores) -> dict
     return res
 
 
-def part_case(args: argparse.Namespace, rig: CloudRig, stores: Stores, kind: str) -> dict[str, Any]:
+def part_case(
+    args: argparse.Namespace, rig: CloudRig, stores: Stores, kind: str, runner: str = "in_process"
+) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from citygate.service.db import make_engine
     from citygate.service.schema import cases, events
 
-    res: dict[str, Any] = {"load_start": load(), "store": kind, "rate": args.rate, "seconds": args.seconds}
+    res: dict[str, Any] = {
+        "load_start": load(),
+        "store": kind,
+        "runner": runner,
+        "rate": args.rate,
+        "seconds": args.seconds,
+    }
     rules = rig.work / "rules-spike"
     rules.mkdir(exist_ok=True)
     (rules / "spike.v1.toml").write_text(PM_SPIKE_RULES)
     recv = Receiver(rig.work)
-    url = stores.new(kind, "case")
+    url = stores.new(kind, f"case_{runner}")
     c = rig.start_cloud(
-        f"case_{kind}",
+        f"case_{kind}_{runner}",
         service_section(
             url,
+            runner=runner,
             rules_dirs=[str(rules)],
             subscriptions=[{"name": "city", "url": recv.url + "/hook", "secrets": [SECRET]}],
             webhook_allow_http_loopback=True,
@@ -571,7 +580,8 @@ def part_case(args: argparse.Namespace, rig: CloudRig, stores: Stores, kind: str
             load_end=load(),
         )
         print(
-            f"case [{kind}]: offered {args.rate:,}/s achieved {achieved:,.0f}/s, {len(triggers)} triggers, "
+            f"case [{kind}/{runner}]: offered {args.rate:,}/s achieved {achieved:,.0f}/s, "
+            f"{len(triggers)} triggers, "
             f"{len(opened)} cases opened, {got} events received; stored->opened p50 "
             f"{res['stored_to_opened']['p50_ms']:.0f} ms p99 {res['stored_to_opened']['p99_ms']:.0f} ms; "
             f"stored->delivered p50 {res['stored_to_delivered']['p50_ms'] or 0:.0f} ms p99 "
@@ -899,7 +909,11 @@ def main() -> None:
                     if "ingest" in args.parts:
                         summary["ingest"] = part_ingest(args, rig, stores)
                     if "case" in args.parts:
-                        summary["case"] = {k: part_case(args, rig, stores, k) for k in args.stores}
+                        summary["case"] = {
+                            case_key(k, runner): part_case(args, rig, stores, k, runner)
+                            for k in args.stores
+                            for runner in args.runners
+                        }
                 finally:
                     rig.close()
             if {"transition", "throughput", "outage"} & set(args.parts):
@@ -921,24 +935,32 @@ def main() -> None:
     print(json.dumps(summary))
 
 
+def case_key(store: str, runner: str) -> str:
+    """The case part's results of a store and runner (the store alone for in_process)."""
+    return store if runner == "in_process" else f"{store}/{runner}"
+
+
 def headline(s: dict[str, Any]) -> dict[str, Any]:
-    """Flat keys for citygate.benchmarks (the first store's numbers)."""
+    """Flat keys for citygate.benchmarks (the first store's numbers; ``_separate`` for the
+    workers in `citygate service run`)."""
     out: dict[str, Any] = {}
     stores = s["args"]["stores"]
     for k in stores:
         sfx = "" if k == stores[0] else f"_{k}"
-        if k in s.get("ingest", {}):
-            i = s["ingest"][k]
-            out[f"ingest_ratio{sfx}"] = i["ratio_median"]
-            out[f"ingest_on_rate{sfx}"] = i["on_rate_median"]
-            out[f"ingest_off_rate{sfx}"] = i["off_rate_median"]
-            out[f"evaluated_rate{sfx}"] = i["evaluated_rate_median"]
-        if k in s.get("case", {}):
-            c = s["case"][k]
-            out[f"case_p50_ms{sfx}"] = c["stored_to_opened"]["p50_ms"]
-            out[f"case_p99_ms{sfx}"] = c["stored_to_opened"]["p99_ms"]
-            out[f"case_delivered_p99_ms{sfx}"] = c["stored_to_delivered"]["p99_ms"]
-            out[f"case_achieved_rate{sfx}"] = c["achieved_rate"]
+        for runner in s["args"]["runners"]:
+            rsfx = sfx + ("" if runner == "in_process" else f"_{runner}")
+            if f"{k}/{runner}" in s.get("ingest", {}):
+                i = s["ingest"][f"{k}/{runner}"]
+                out[f"ingest_ratio{rsfx}"] = i["ratio_median"]
+                out[f"ingest_on_rate{rsfx}"] = i["on_rate_median"]
+                out[f"ingest_off_rate{rsfx}"] = i["off_rate_median"]
+                out[f"evaluated_rate{rsfx}"] = i["evaluated_rate_median"]
+            if case_key(k, runner) in s.get("case", {}):
+                c = s["case"][case_key(k, runner)]
+                out[f"case_p50_ms{rsfx}"] = c["stored_to_opened"]["p50_ms"]
+                out[f"case_p99_ms{rsfx}"] = c["stored_to_opened"]["p99_ms"]
+                out[f"case_delivered_p99_ms{rsfx}"] = c["stored_to_delivered"]["p99_ms"]
+                out[f"case_achieved_rate{rsfx}"] = c["achieved_rate"]
         if k in s.get("transition", {}):
             t = s["transition"][k]
             out[f"transition_p50_ms{sfx}"] = t["transition_to_delivered"]["p50_ms"]
