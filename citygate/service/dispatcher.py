@@ -51,6 +51,7 @@ from citygate.service.subscriptions import Subscription
 log = logging.getLogger(__name__)
 
 OPERATIONS_SERVICE = "operations"  # the service of the cases the dispatcher raises about itself
+REPLAY_PAGE = 1000  # events a replay reads (and makes due) per transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,30 +132,44 @@ class Dispatcher:
         sub = lane.sub
         now = self._now_ms()
         n = 0
-        with self.engine.begin() as conn:
-            # Read to the end before the first write: a cursor left open holds SQLite's read
+        after = -1  # the last event seq read
+        while True:
+            # A page at a time, each in its own transaction: a replay from months back is
+            # millions of events, which neither memory nor one transaction should hold. Each page
+            # is read to its end before the first write: a cursor left open holds SQLite's read
             # snapshot, and once another connection has committed (the lanes record attempts)
-            # the write cannot start from it and fails at once, busy timeout or not.
-            rows = conn.execute(
-                select(
-                    events.c.seq, events.c.type, events.c.service, events.c.district, events.c.severity
-                ).where(events.c.time_ms >= since_ms)
-            ).all()
-            for r in rows:
-                if not sub.wants(r.type, r.service, r.district, r.severity):
-                    continue
-                values = {
-                    "subscription": sub.name,
-                    "event_seq": r.seq,
-                    "status": "pending",
-                    "next_ms": now,
-                    "created_ms": now,
-                    "attempts": 0,
-                }
-                conn.execute(_upsert(conn.dialect.name, values))
-                n += 1
-            # Deliveries first, the subscription last: the order an attempt's record takes its
-            # locks in (PostgreSQL found a deadlock when replay took them the other way round).
+            # the write cannot start from it and fails at once, busy timeout or not. Stopped half
+            # way (the store down), a replay made some deliveries due: running it again is safe.
+            with self.engine.begin() as conn:
+                rows = conn.execute(
+                    select(
+                        events.c.seq, events.c.type, events.c.service, events.c.district, events.c.severity
+                    )
+                    .where(events.c.time_ms >= since_ms, events.c.seq > after)
+                    .order_by(events.c.seq)
+                    .limit(REPLAY_PAGE)
+                ).all()
+                wanted = [
+                    {
+                        "subscription": sub.name,
+                        "event_seq": r.seq,
+                        "status": "pending",
+                        "next_ms": now,
+                        "created_ms": now,
+                        "attempts": 0,
+                    }
+                    for r in rows
+                    if sub.wants(r.type, r.service, r.district, r.severity)
+                ]
+                for values in wanted:
+                    conn.execute(_upsert(conn.dialect.name, values))
+            n += len(wanted)
+            if len(rows) < REPLAY_PAGE:
+                break
+            after = rows[-1].seq
+        # The deliveries first, the subscription last: the order an attempt's record takes its
+        # locks in (PostgreSQL found a deadlock when replay took them the other way round).
+        with self.engine.begin() as conn:
             conn.execute(
                 update(subscriptions)
                 .where(subscriptions.c.name == sub.name)

@@ -234,6 +234,46 @@ def test_replay_sends_the_same_events_again(engine: Engine, clock: Clock, receiv
     assert sorted(again) == sorted(first)
 
 
+def test_replay_reads_the_events_a_page_at_a_time(
+    engine: Engine, clock: Clock, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replay from months back is millions of events: it held them all in memory, and made
+    them all due in one transaction."""
+    from sqlalchemy import event
+
+    from citygate.service import dispatcher
+
+    monkeypatch.setattr(dispatcher, "REPLAY_PAGE", 2, raising=False)
+    store, d = setup(engine, clock, [sub("wo", receiver.url)])
+    since = clock.ms()
+    for i in range(5):
+        store.record(bin_full(1_000 + i, subject=f"bin-{i}"))
+    d.pump()
+    first = sorted(r.headers["webhook-id"] for r in receiver.wait_for(5))
+    reads: list[str] = []  # the replay's reads of the events
+    begun: list[int] = []  # transactions begun during the replay
+
+    def on_begin(conn: object) -> None:
+        begun.append(1)
+
+    def on_execute(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().startswith("SELECT") and "FROM events" in statement:
+            reads.append(statement)
+
+    event.listen(engine, "begin", on_begin)
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        assert d.replay("wo", since) == 5
+    finally:
+        event.remove(engine, "begin", on_begin)
+        event.remove(engine, "before_cursor_execute", on_execute)
+    assert len(reads) == 3 and all("LIMIT" in r for r in reads)  # 2 + 2 + 1 of the 5 events
+    assert len(begun) >= 4  # a transaction per page, and the subscription's
+    d.pump()
+    again = sorted(r.headers["webhook-id"] for r in receiver.wait_for(10)[5:])
+    assert again == first  # every event once more, the same ids
+
+
 def test_replay_while_another_connection_commits_does_not_fail(
     engine: Engine, clock: Clock, receiver: WebhookReceiver
 ) -> None:
