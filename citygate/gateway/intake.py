@@ -113,17 +113,24 @@ def broker_tls_context(tls: BrokerTls) -> ssl.SSLContext:
 
 
 _PUBACK = 0x40
+_PUBLISH_QOS0 = 0x30  # PUBLISH, QoS 0, no retain, no dup
+# The label of a buffer of several packets in paho's output queue: paho looks at a queued
+# packet's command only to run on_publish after a QoS 0 PUBLISH and to close after a
+# DISCONNECT; a buffer of packets is neither to it.
+_PACKETS = 0x00
 
 
 class _AckBatchingClient(mqtt.Client):
-    """paho's client, plus two shortcuts: many PUBACKs written as one packet buffer, and
-    messages handed to ``on_message`` without paho's per-topic callback matching.
+    """paho's client, plus three shortcuts: many PUBACKs written as one packet buffer, many
+    QoS 0 PUBLISHes likewise, and messages handed to ``on_message`` without paho's per-topic
+    callback matching.
 
-    paho sends each ``ack()`` as its own TLS record and wakes its loop for each;
-    after a group commit of hundreds of readings that is a large share of the
-    agent's CPU. The bytes on the wire are exactly the PUBACKs paho would send
-    (``struct.pack('!BBH', PUBACK, 2, mid)`` as in ``_send_command_with_mid``),
-    queued together through paho's own output queue. paho is pinned below 3.
+    paho sends each ``ack()`` and each ``publish()`` as its own TLS record and wakes its loop
+    for each; after a group commit of hundreds of readings that is a large share of the
+    agent's CPU. The bytes on the wire are exactly the packets paho would send (a PUBACK is
+    ``struct.pack('!BBH', PUBACK, 2, mid)`` as in ``_send_command_with_mid``; a PUBLISH is
+    built with paho's own packers as in ``_send_publish``), queued together through paho's
+    own output queue. paho is pinned below 3.
     """
 
     def send_pubacks(self, mids: list[int]) -> None:
@@ -133,6 +140,19 @@ class _AckBatchingClient(mqtt.Client):
         if mids and self._thread is not None:
             data = b"".join(struct.pack("!BBH", _PUBACK, 2, mid) for mid in mids)
             self._packet_queue(_PUBACK, data, 0, 1)
+
+    def send_qos0_publishes(self, messages: list[tuple[str, bytes]]) -> None:
+        # Only while paho's thread runs, as send_pubacks. Lost with the connection (paho's
+        # output queue is emptied at a reconnect): nothing needs them again (MqttIntake.publish_acks).
+        if messages and self._thread is not None:
+            data = bytearray()
+            for topic, payload in messages:
+                t = topic.encode()
+                data.append(_PUBLISH_QOS0)
+                self._pack_remaining_length(data, 2 + len(t) + len(payload))
+                self._pack_str16(data, t)
+                data.extend(payload)
+            self._packet_queue(_PACKETS, data, 0, 0)
 
     def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
         # paho first runs every message's topic through its matcher of per-topic callbacks
@@ -189,7 +209,6 @@ class MqttIntake:
         )
         self._tls = tls
         self._configure_tls()
-        self._client.max_inflight_messages_set(1000)  # our outgoing confirmations to devices
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
         self._client.on_connect_fail = self._on_connect_fail
@@ -336,12 +355,24 @@ class MqttIntake:
         return len(mids)
 
     def publish_acks(self, handled: Mapping[str, list[int]]) -> None:
-        """End-to-end confirmation: the seqs each device may now let go of, as ranges."""
-        if not self._connected or not self.alive:
+        """End-to-end confirmation: the seqs each device may now let go of, as ranges.
+
+        QoS 0, all of them in one write: a confirmation lost on the way (the connection
+        dropped) leaves the device holding those readings, and it resends them; the resend
+        check knows them, so they are confirmed again and not stored twice. At QoS 1 each
+        confirmation was its own TLS record and brought its own PUBACK back: at a city's rates
+        (a reading per device per round) that was most of the agent's CPU (bench/RESULTS.md).
+        """
+        if not self.alive:
             return  # a device resends what stays unconfirmed; it is acked when committed again
-        for device_id, seqs in handled.items():
-            for payload in encode_acks(seqs):
-                self._client.publish(ack_topic(device_id), payload, qos=1)
+        messages = [
+            (ack_topic(device_id), payload)
+            for device_id, seqs in handled.items()
+            for payload in encode_acks(seqs)
+        ]
+        with self._lock:
+            if self._connected:
+                self._client.send_qos0_publishes(messages)
 
     def stop(self) -> None:
         self._stopping = True

@@ -142,3 +142,30 @@ def test_a_write_that_fails_during_ack_reconnects_instead_of_hanging(intake, dev
         interval=0,  # get() waits for the next message
         message=lambda: f"seqs 5, 6 and 7 after the reconnect; the intake received only seqs {sorted(seen)}",
     )
+
+
+def test_a_rounds_confirmations_go_out_in_one_write_at_qos_0(
+    intake: MqttIntake, device: Connection, gw_pki: PkiBundle, gw_broker: LocalMosquitto
+) -> None:
+    """At a city's rates each confirmation was a QoS 1 PUBLISH of its own: its own TLS record,
+    and a PUBACK back to read, per reading. Now one round is one write, and nothing waits for a
+    PUBACK (a lost confirmation is resent by the device, not by the gateway)."""
+    from citygate.contract.acks import encode_acks
+
+    other_id = GW_DEVICES[1]
+    files = gw_pki.device(other_id)
+    other = connect(
+        gw_broker.device_port, ca=gw_pki.infra_ca, cert=files.cert, key=files.key, client_id=other_id
+    )
+    assert other.connected, other.reason
+    other.subscribe(ack_topic(other_id))
+    try:
+        writers, _ = _record_socket_writers(intake)
+        intake.publish_acks({DEVICE: [1, 2, 3], other_id: [7]})
+        wait_until(lambda: device.received() and other.received(), message="both confirmations")
+        assert device.received() == [(ack_topic(DEVICE), encode_acks([1, 2, 3])[0])]
+        assert other.received() == [(ack_topic(other_id), encode_acks([7])[0])]
+        assert len(writers) == 1  # both PUBLISHes in one buffer
+        assert not intake._client._out_messages  # QoS 0: none kept for a PUBACK or a resend
+    finally:
+        other.close()
