@@ -82,6 +82,7 @@ class GatewayAgent:
             ),
             keepalive=settings.mqtt_keepalive_s,
             queue_max=settings.intake_queue_max,
+            read_pause_s=settings.mqtt_read_pause_s,
             clock=self.clock.now_ns,
             clock_trusted=lambda: self.clock.anchored,
         )

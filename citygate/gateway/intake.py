@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import paho.mqtt.client as mqtt
 import structlog
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -114,6 +114,8 @@ def broker_tls_context(tls: BrokerTls) -> ssl.SSLContext:
 
 _PUBACK = 0x40
 _PUBLISH_QOS0 = 0x30  # PUBLISH, QoS 0, no retain, no dup
+_READ_BATCH = 1000  # packets read per wake at most (the broker sends at most 1000 unacknowledged)
+_FEW_PACKETS = 8  # a wake that read fewer than this found a quiet link: pause before the next
 # The label of a buffer of several packets in paho's output queue: paho looks at a queued
 # packet's command only to run on_publish after a QoS 0 PUBLISH and to close after a
 # DISCONNECT; a buffer of packets is neither to it.
@@ -154,6 +156,37 @@ class _AckBatchingClient(mqtt.Client):
                 data.extend(payload)
             self._packet_queue(_PACKETS, data, 0, 0)
 
+    # Set by MqttIntake before the loop starts: the pause after a wake that read few packets.
+    read_pause_s = 0.0
+    packets_read = 0  # in the last wake
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        # paho reads one packet per wake of its select (its count is of its own messages in
+        # flight, and the agent has none): a select, and a pass through its loop, per message.
+        # Read what the socket holds, as paho's loop_read does one packet at a time.
+        self.packets_read = 0
+        for _ in range(_READ_BATCH):
+            if self._sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                break
+            self.packets_read += 1
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _loop(self, timeout: float = 1.0) -> MQTTErrorCode:
+        self.packets_read = 0
+        rc = super()._loop(timeout)
+        # At a city's rates each message came alone and woke the thread: the wake, not the
+        # message, was most of its CPU. After a wake that found only a few, let more arrive
+        # (they wait in the socket, acknowledged later by at most the pause; our own writes
+        # queued meanwhile wait as long). A busy link reads many per wake and never pauses.
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and 0 < self.packets_read < _FEW_PACKETS:
+            time.sleep(self.read_pause_s)
+        return rc
+
     def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
         # paho first runs every message's topic through its matcher of per-topic callbacks
         # (message_callback_add). The agent has none, so that finds nothing, and it was about
@@ -181,6 +214,7 @@ class MqttIntake:
         tls: BrokerTls,
         keepalive: int = 30,
         queue_max: int = 20_000,
+        read_pause_s: float = 0.0,
         clock: Callable[[], int] = time.time_ns,
         clock_trusted: Callable[[], bool] = lambda: True,
     ) -> None:
@@ -207,6 +241,7 @@ class MqttIntake:
             protocol=mqtt.MQTTv311,
             manual_ack=True,
         )
+        self._client.read_pause_s = read_pause_s
         self._tls = tls
         self._configure_tls()
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)

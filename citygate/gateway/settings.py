@@ -35,6 +35,11 @@ class GatewaySettings(CitygateSettings):
     # 127.0.0.1 with a certificate for the gateway's host name (citygate.gateway.intake).
     broker_server_name: str | None = None
     mqtt_keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    # After a wake of the MQTT thread that read only a few messages, pause this long before
+    # the next, so that at city rates one wake takes several (the wake, not the message, was
+    # most of the agent's CPU there); it adds up to this much to a device's PUBACK. A busy link
+    # never pauses. 0: wake for every message.
+    mqtt_read_pause_s: Annotated[float, Field(ge=0, le=0.5, allow_inf_nan=False)] = 0.05
     # Devices hold unconfirmed readings; a short coalescing interval keeps ack traffic low.
     ack_interval_s: PositiveFloat = 0.5
 

@@ -15,6 +15,7 @@ CI's fuzz test published as soon as health said connected and 47 of 68 messages 
 from __future__ import annotations
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -104,3 +105,43 @@ def test_a_stamp_taken_as_the_clock_becomes_trusted_is_marked_unchecked(gw_pki: 
     # The next stamp is the checked clock's.
     intake._on_message(intake._client, None, msg)
     assert intake.messages.get_nowait().clock_trusted is True
+
+
+# -- reading at city rates -----------------------------------------------------------------
+
+
+def test_a_wake_reads_every_packet_the_socket_holds(gw_pki: PkiBundle) -> None:
+    """paho read one packet per wake of its select, whatever the socket held."""
+    client = make_intake(gw_pki)._client
+    results = [mqtt.MQTT_ERR_SUCCESS] * 5 + [mqtt.MQTT_ERR_AGAIN]
+    client._sock = object()  # type: ignore[assignment]  # "connected": _packet_read is stubbed
+    client._packet_read = lambda: results.pop(0)  # type: ignore[method-assign]
+    try:
+        assert client.loop_read() == mqtt.MQTT_ERR_SUCCESS
+    finally:
+        client._sock = None  # paho's __del__ closes it
+    assert results == [] and client.packets_read == 5
+
+
+def test_after_a_wake_that_read_few_packets_the_thread_pauses(
+    gw_pki: PkiBundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a city's rates each message came alone and woke paho's thread: the wake, not the
+    message, was most of the agent's CPU there. A busy link, or a wake for a write, goes on."""
+    from citygate.gateway import intake as intake_module
+
+    client = make_intake(gw_pki, read_pause_s=0.05)._client
+    pauses: list[float] = []
+    monkeypatch.setattr(intake_module.time, "sleep", pauses.append)
+    read = [0]
+
+    def one_wake(self: mqtt.Client, timeout: float = 1.0) -> int:
+        """paho's select and loop_read, as if the wake had read ``read[0]`` packets."""
+        client.packets_read = read[0]
+        return mqtt.MQTT_ERR_SUCCESS
+
+    monkeypatch.setattr(mqtt.Client, "_loop", one_wake)
+    for n in (1, 7, 8, 500, 0):
+        read[0] = n
+        assert client._loop(1.0) == mqtt.MQTT_ERR_SUCCESS
+    assert pauses == [0.05, 0.05]  # after the wakes that read 1 and 7; not 8, 500 or none
