@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import orjson
+import paho.mqtt.client as mqtt
 import psutil
 from _common import GATEWAY_ID, agent_health, bench_pki, spread, start_agent, write_gateway_config
+from paho.mqtt.enums import CallbackAPIVersion
 
 from citygate.certs.pki import CaName, CertKind, Pki
 from citygate.servers.mosquitto import LocalMosquitto
@@ -113,6 +117,30 @@ def run_baseline(pki, broker, devices, files, total) -> float:
     return total / elapsed
 
 
+def forget_agent_session(pki: Pki, broker: LocalMosquitto) -> None:
+    """End the agent's persistent session at the broker (a clean-session connect under its
+    client id). Otherwise the broker queues the next baseline's readings for the agent while it
+    is away, and the next agent run starts with them in hand: one repeat measured 195,000/s."""
+    gw = pki.files(CertKind.GATEWAY, GATEWAY_ID)
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert_path(CaName.INFRA)))
+    ctx.check_hostname = False  # loopback; the agent checks the broker's name itself
+    ctx.load_cert_chain(str(gw.cert), str(gw.key))
+    c = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"citygate-gateway-{GATEWAY_ID}", clean_session=True
+    )
+    c.tls_set_context(ctx)
+    connected = threading.Event()
+    c.on_connect = lambda *_: connected.set()
+    c.connect("127.0.0.1", broker.gateway_port)
+    c.loop_start()
+    try:
+        if not connected.wait(30):
+            raise RuntimeError("could not connect as the agent to end its session")
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
 def run_agent(pki, broker, devices, files, total, work: Path) -> dict:
     http_port = free_port()
     cfg = write_gateway_config(
@@ -163,6 +191,7 @@ def run_agent(pki, broker, devices, files, total, work: Path) -> dict:
     finally:
         agent.terminate()
         agent.wait(30)
+        forget_agent_session(pki, broker)
     return {
         "rate": total / elapsed,
         "rss_max_mb": rss_max / 1e6,
