@@ -130,12 +130,19 @@ def forget_agent_session(pki: Pki, broker: LocalMosquitto) -> None:
     )
     c.tls_set_context(ctx)
     connected = threading.Event()
-    c.on_connect = lambda *_: connected.set()
+    refused: list[str] = []
+
+    def on_connect(_c: object, _u: object, _f: object, reason: object, _p: object) -> None:
+        if getattr(reason, "is_failure", False):
+            refused.append(str(reason))
+        connected.set()
+
+    c.on_connect = on_connect
     c.connect("127.0.0.1", broker.gateway_port)
     c.loop_start()
     try:
-        if not connected.wait(30):
-            raise RuntimeError("could not connect as the agent to end its session")
+        if not connected.wait(30) or refused:
+            raise RuntimeError(f"could not connect as the agent to end its session: {refused}")
     finally:
         c.disconnect()
         c.loop_stop()
@@ -190,7 +197,11 @@ def run_agent(pki, broker, devices, files, total, work: Path) -> dict:
             p.wait(60)
     finally:
         agent.terminate()
-        agent.wait(30)
+        try:
+            agent.wait(30)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait(30)
         forget_agent_session(pki, broker)
     return {
         "rate": total / elapsed,

@@ -158,6 +158,7 @@ class _AckBatchingClient(mqtt.Client):
 
     # Set by MqttIntake before the loop starts: the pause after a wake that read few packets.
     read_pause_s = 0.0
+    pause: Callable[[float], None] = staticmethod(time.sleep)
     packets_read = 0  # in the last wake
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
@@ -184,7 +185,7 @@ class _AckBatchingClient(mqtt.Client):
         # (they wait in the socket, acknowledged later by at most the pause; our own writes
         # queued meanwhile wait as long). A busy link reads many per wake and never pauses.
         if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and 0 < self.packets_read < _FEW_PACKETS:
-            time.sleep(self.read_pause_s)
+            self.pause(self.read_pause_s)
         return rc
 
     def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:

@@ -131,6 +131,15 @@ class Dispatcher:
             raise KeyError(f"no subscription {subscription!r} is configured")
         sub = lane.sub
         now = self._now_ms()
+        # Enabled first, in its own transaction: an event recorded while the pages are read
+        # is then fanned out to the subscription as usual (enabled last, an event recorded
+        # between the last page and the enabling had no delivery at all).
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(subscriptions)
+                .where(subscriptions.c.name == sub.name)
+                .values(enabled=True, disabled_reason=None, failing_since_ms=None)
+            )
         n = 0
         after = -1  # the last event seq read
         while True:
@@ -167,14 +176,6 @@ class Dispatcher:
             if len(rows) < REPLAY_PAGE:
                 break
             after = rows[-1].seq
-        # The deliveries first, the subscription last: the order an attempt's record takes its
-        # locks in (PostgreSQL found a deadlock when replay took them the other way round).
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(subscriptions)
-                .where(subscriptions.c.name == sub.name)
-                .values(enabled=True, disabled_reason=None, failing_since_ms=None)
-            )
         lane.wake.set()
         return n
 

@@ -160,12 +160,22 @@ def test_a_rounds_confirmations_go_out_in_one_write_at_qos_0(
     assert other.connected, other.reason
     other.subscribe(ack_topic(other_id))
     try:
-        writers, _ = _record_socket_writers(intake)
+        client = intake._client
+        real_send = client._sock_send
+        written: list[bytes] = []
+
+        def send(buf: bytes) -> int:
+            written.append(bytes(buf))
+            return real_send(buf)
+
+        client._sock_send = send  # type: ignore[method-assign]
         intake.publish_acks({DEVICE: [1, 2, 3], other_id: [7]})
         wait_until(lambda: device.received() and other.received(), message="both confirmations")
         assert device.received() == [(ack_topic(DEVICE), encode_acks([1, 2, 3])[0])]
         assert other.received() == [(ack_topic(other_id), encode_acks([7])[0])]
-        assert len(writers) == 1  # both PUBLISHes in one buffer
+        assert len(written) == 1  # both PUBLISHes in one buffer ...
+        assert written[0][0] == 0x30  # ... the first at QoS 0 (a QoS 1 PUBLISH starts 0x32)
+        assert written[0].count(ack_topic(other_id).encode()) == 1
         assert not intake._client._out_messages  # QoS 0: none kept for a PUBACK or a resend
     finally:
         other.close()
