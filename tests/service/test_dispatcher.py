@@ -5,6 +5,7 @@ dispatchers on one store deliver each event once."""
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 import threading
 import time
@@ -244,10 +245,12 @@ def test_replay_reads_the_events_a_page_at_a_time(
     from citygate.service import dispatcher
 
     monkeypatch.setattr(dispatcher, "REPLAY_PAGE", 2, raising=False)
-    store, d = setup(engine, clock, [sub("wo", receiver.url)])
+    store, d = setup(engine, clock, [sub("wo", receiver.url, districts=("north",))])
     since = clock.ms()
-    for i in range(5):
+    for i in range(5):  # between the north's, four of a district the subscription does not want
         store.record(bin_full(1_000 + i, subject=f"bin-{i}"))
+        if i < 4:
+            store.record(dataclasses.replace(bin_full(2_000 + i, subject=f"bin-s{i}"), district="south"))
     d.pump()
     first = sorted(r.headers["webhook-id"] for r in receiver.wait_for(5))
     reads: list[str] = []  # the replay's reads of the events
@@ -267,7 +270,7 @@ def test_replay_reads_the_events_a_page_at_a_time(
     finally:
         event.remove(engine, "begin", on_begin)
         event.remove(engine, "before_cursor_execute", on_execute)
-    assert len(reads) == 3 and all("LIMIT" in r for r in reads)  # 2 + 2 + 1 of the 5 events
+    assert len(reads) == 5 and all("LIMIT" in r for r in reads)  # 2 + 2 + 2 + 2 + 1 of the 9 events
     assert len(begun) >= 4  # a transaction per page, and the subscription's
     d.pump()
     again = sorted(r.headers["webhook-id"] for r in receiver.wait_for(10)[5:])

@@ -300,3 +300,17 @@ def test_the_evaluator_of_service_run_yields_to_a_busy_machine_only(
     svc.evaluate_once(T0, checkpoint=False)
     assert actions(svc) == ["opened"] * 3  # later, never not at all
     svc.engine.dispose()
+
+
+def test_service_run_takes_its_machine_load_rule_from_the_settings(settings: ServiceSettings) -> None:
+    from citygate.service.machine_load import MachineLoad
+
+    svc = ServiceLayer.own_process(
+        settings.model_copy(update={"machine_full_load": 0.5, "evaluator_share_busy": 0.2}),
+        ProfileRegistry(),
+        lambda _d: None,
+    )
+    machine = getattr(svc._share, "__self__", None)
+    assert isinstance(machine, MachineLoad)
+    assert (machine.full_load, machine.min_share) == (0.5, 0.2)
+    svc.engine.dispose()
