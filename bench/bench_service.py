@@ -910,7 +910,7 @@ def main() -> None:
                         summary["ingest"] = part_ingest(args, rig, stores)
                     if "case" in args.parts:
                         summary["case"] = {
-                            case_key(k, runner): part_case(args, rig, stores, k, runner)
+                            f"{k}/{runner}": part_case(args, rig, stores, k, runner)
                             for k in args.stores
                             for runner in args.runners
                         }
@@ -935,11 +935,6 @@ def main() -> None:
     print(json.dumps(summary))
 
 
-def case_key(store: str, runner: str) -> str:
-    """The case part's results of a store and runner (the store alone for in_process)."""
-    return store if runner == "in_process" else f"{store}/{runner}"
-
-
 def headline(s: dict[str, Any]) -> dict[str, Any]:
     """Flat keys for citygate.benchmarks (the first store's numbers; ``_separate`` for the
     workers in `citygate service run`)."""
@@ -949,14 +944,15 @@ def headline(s: dict[str, Any]) -> dict[str, Any]:
         sfx = "" if k == stores[0] else f"_{k}"
         for runner in s["args"]["runners"]:
             rsfx = sfx + ("" if runner == "in_process" else f"_{runner}")
-            if f"{k}/{runner}" in s.get("ingest", {}):
-                i = s["ingest"][f"{k}/{runner}"]
+            placement = f"{k}/{runner}"  # how the ingest and case parts key their results
+            if placement in s.get("ingest", {}):
+                i = s["ingest"][placement]
                 out[f"ingest_ratio{rsfx}"] = i["ratio_median"]
                 out[f"ingest_on_rate{rsfx}"] = i["on_rate_median"]
                 out[f"ingest_off_rate{rsfx}"] = i["off_rate_median"]
                 out[f"evaluated_rate{rsfx}"] = i["evaluated_rate_median"]
-            if case_key(k, runner) in s.get("case", {}):
-                c = s["case"][case_key(k, runner)]
+            if placement in s.get("case", {}):
+                c = s["case"][placement]
                 out[f"case_p50_ms{rsfx}"] = c["stored_to_opened"]["p50_ms"]
                 out[f"case_p99_ms{rsfx}"] = c["stored_to_opened"]["p99_ms"]
                 out[f"case_delivered_p99_ms{rsfx}"] = c["stored_to_delivered"]["p99_ms"]

@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
+from citygate.service.machine_load import falling_share
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -85,9 +87,7 @@ class IngestActivity:
         falling linearly with the load from 1 to ``min_share`` at ``full_load``."""
         if not self.busy():
             return 1.0
-        if self.full_load <= 0:
-            return self.min_share
-        return max(self.min_share, 1.0 - self.load() / self.full_load)
+        return falling_share(self.load(), self.full_load, self.min_share)
 
     def timed(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)``, its thread's CPU time counted as ingest's."""

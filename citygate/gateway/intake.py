@@ -164,8 +164,8 @@ class _AckBatchingClient(mqtt.Client):
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         # paho reads one packet per wake of its select (its count is of its own messages in
         # flight, and the agent has none): a select, and a pass through its loop, per message.
-        # Read what the socket holds, as paho's loop_read does one packet at a time.
-        self.packets_read = 0
+        # Read what the socket holds, as paho's loop_read does one packet at a time (the count
+        # starts at 0 in _loop, which also wakes for writes alone).
         for _ in range(_READ_BATCH):
             if self._sock is None:
                 return MQTTErrorCode.MQTT_ERR_NO_CONN

@@ -27,6 +27,15 @@ SAMPLE_S = 0.2  # the shortest interval between two readings of the CPU counters
 LOAD_WINDOW_S = 1.0  # the time constant of the load's moving average
 
 
+def falling_share(load: float, full_load: float, min_share: float) -> float:
+    """The evaluator's share of the time under a load: falling linearly from 1 at none to
+    ``min_share`` at ``full_load`` and above. The rule for both the machine's load here and
+    ingest's load in the cloud's process (citygate/cloud/ingest_activity.py)."""
+    if full_load <= 0:
+        return min_share
+    return max(min_share, 1.0 - load / full_load)
+
+
 def machine_busy_s() -> float:
     """CPU seconds all cores have spent busy since boot (not idle, waiting for I/O, or stolen
     by the hypervisor for other machines)."""
@@ -71,8 +80,6 @@ class MachineLoad:
         return self._load
 
     def evaluator_share(self) -> float:
-        """The share of the time the evaluator may take now: falling linearly with the others'
-        load from 1 at none to ``min_share`` at ``full_load`` and above."""
-        if self.full_load <= 0:
-            return self.min_share
-        return max(self.min_share, min(1.0, 1.0 - self.others() / self.full_load))
+        """The share of the time the evaluator may take now (:func:`falling_share` of the
+        others' load)."""
+        return falling_share(self.others(), self.full_load, self.min_share)
